@@ -1,0 +1,164 @@
+"""The ICT-FaceKit morphable head model, as used by every stage.
+
+Units are centimetres. The model frame is the ICT frame: x to the subject's left, y up, z out of
+the face (the nose tip is at z ~ 11.8). Identity modes are scaled so that coefficients follow a
+standard normal prior (ICT's sample identities have coefficients of about unit size). Expression
+shapes are ARKit-named blendshapes with weights in [0, 1].
+
+The exported head is the face, head and neck, mouth socket, eye sockets and eyeballs; teeth, gums,
+eyelashes and the transparent eye meshes are left out. All UV tiles of the model are packed into
+one square atlas (see ``ATLAS``) so that a single texture image covers the head.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .assets import ict_dir
+from .errors import AssetError
+
+# Vertex ranges [first, last] from ICT-FaceKit's README.
+PARTS = {
+    "face": (0, 9408),
+    "head_neck": (9409, 11247),
+    "mouth_socket": (11248, 13293),
+    "eye_socket_left": (13294, 13677),
+    "eye_socket_right": (13678, 14061),
+    "gums_tongue": (14062, 17038),
+    "teeth": (17039, 21450),
+    "eyeball_left": (21451, 23020),
+    "eyeball_right": (23021, 24590),
+}
+EXPORTED_PARTS = ("face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right",
+                  "eyeball_left", "eyeball_right")
+NARROW_FACE_LAST_VERTEX = 6705
+
+# Where each source UV tile lands in the square atlas: (u0, v0, scale), UV with v up.
+# The face tile gets two thirds of the width; head/neck/mouth/sockets and the eyeballs a third each.
+ATLAS = {
+    "face_tile": (0.0, 1.0 / 3.0, 2.0 / 3.0),
+    "head_tile": (2.0 / 3.0, 2.0 / 3.0, 1.0 / 3.0),
+    "eyeball_tile": (2.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0),
+}
+
+
+@dataclass(frozen=True)
+class HeadModel:
+    """ICT-FaceKit arrays (float32, cm). ``V`` = 26,719 vertices."""
+
+    neutral: np.ndarray            # (V, 3)
+    identity_basis: np.ndarray     # (100, V, 3), per unit coefficient
+    expression_basis: np.ndarray   # (53, V, 3), per unit weight
+    expression_names: tuple[str, ...]
+    landmarks68: np.ndarray        # (68,) vertex indices, Multi-PIE order
+    triangles: np.ndarray          # (T, 3) vertex indices of the exported parts
+    triangles_uv: np.ndarray       # (T, 3) indices into ``uv``
+    uv: np.ndarray                 # (Nuv, 2) atlas UV in [0, 1], v up
+    triangle_part: np.ndarray      # (T,) index into EXPORTED_PARTS
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def n_identity(self) -> int:
+        return self.identity_basis.shape[0]
+
+    @property
+    def n_expression(self) -> int:
+        return self.expression_basis.shape[0]
+
+    def shape(self, identity: np.ndarray | None = None, expression: np.ndarray | None = None,
+              vertices: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Vertex positions (n, 3) in cm for the given coefficients, optionally for a subset."""
+        out = self.neutral[vertices].astype(np.float32, copy=True)
+        if identity is not None:
+            out += np.tensordot(identity.astype(np.float32), self.identity_basis[:, vertices], 1)
+        if expression is not None:
+            out += np.tensordot(expression.astype(np.float32), self.expression_basis[:, vertices], 1)
+        return out
+
+    @cached_property
+    def used_vertices(self) -> np.ndarray:
+        """Sorted indices of the vertices that the exported triangles use."""
+        return np.unique(self.triangles)
+
+    @cached_property
+    def mirror_vertex(self) -> np.ndarray:
+        """(V,) index of the vertex nearest to each vertex's mirror image (x -> -x) in the neutral."""
+        mirrored = self.neutral * np.array([-1.0, 1.0, 1.0], np.float32)
+        _, idx = cKDTree(self.neutral).query(mirrored)
+        return idx.astype(np.int32)
+
+    @cached_property
+    def export_topology(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Vertices split at UV seams: (vertex index (K,), atlas uv (K, 2), triangles (T, 3) into K)."""
+        pairs = np.stack([self.triangles.ravel(), self.triangles_uv.ravel()], axis=1)
+        unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        return unique[:, 0].astype(np.int32), self.uv[unique[:, 1]], inverse.reshape(-1, 3).astype(np.int32)
+
+    def part_vertices(self, *names: str) -> np.ndarray:
+        return np.concatenate([np.arange(PARTS[n][0], PARTS[n][1] + 1) for n in names])
+
+
+def _triangulate(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split ICT quads (with -1 padding for triangles) into triangles; returns vertex and uv indices."""
+    quad = faces[:, 3, 0] >= 0
+    first = faces[:, [0, 1, 2]]
+    second = faces[quad][:, [0, 2, 3]]
+    tris = np.concatenate([first, second], axis=0)
+    owner = np.concatenate([np.arange(len(faces)), np.flatnonzero(quad)])
+    return tris[..., 0], tris[..., 1], owner
+
+
+def _atlas_uv(uv: np.ndarray, tri_uv: np.ndarray, tri_part: np.ndarray) -> np.ndarray:
+    """Pack ICT's UDIM tiles into one square atlas; eyeball UVs share tile 0 with the face."""
+    eyeball_parts = {EXPORTED_PARTS.index("eyeball_left"), EXPORTED_PARTS.index("eyeball_right")}
+    is_eyeball = np.zeros(len(uv), bool)
+    is_eyeball[np.unique(tri_uv[np.isin(tri_part, list(eyeball_parts))])] = True
+    tile = np.floor(uv[:, 0]).astype(int)
+    if np.any(is_eyeball & (tile != 0)) or tile[np.unique(tri_uv)].max() > 1:
+        raise AssetError("unexpected ICT UV layout: exported parts must lie in UV tiles 0 and 1")
+    local = uv - np.stack([tile, np.zeros_like(tile)], 1)
+    out = np.empty_like(uv)
+    for name, mask in (("face_tile", (tile == 0) & ~is_eyeball), ("head_tile", tile == 1),
+                       ("eyeball_tile", is_eyeball)):
+        u0, v0, scale = ATLAS[name]
+        out[mask] = local[mask] * scale + np.array([u0, v0])
+    return out.astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def load_model() -> HeadModel:
+    """Load ICT-FaceKit from ``FACERECON_ICT_DIR`` (cached for the process)."""
+    folder = ict_dir()
+    data = np.load(folder / "ict_face_model.npz")
+    faces = data["faces"]
+    tri_v, tri_uv, owner = _triangulate(faces)
+    first_vertex = faces[owner, 0, 0]
+    tri_part = np.full(len(tri_v), -1, np.int32)
+    for i, name in enumerate(EXPORTED_PARTS):
+        lo, hi = PARTS[name]
+        tri_part[(first_vertex >= lo) & (first_vertex <= hi)] = i
+    keep = tri_part >= 0
+    tri_v, tri_uv, tri_part = tri_v[keep], tri_uv[keep], tri_part[keep]
+    uv = _atlas_uv(data["uv"].astype(np.float64), tri_uv, tri_part)
+    with open(folder / "vertex_indices.json") as fh:
+        indices = json.load(fh)
+    landmarks68 = np.asarray(indices["idx_to_landmark_verts"], np.int32)
+    if landmarks68.shape != (68,):
+        raise AssetError("vertex_indices.json: expected 68 landmark vertices")
+    return HeadModel(
+        neutral=data["neutral"].astype(np.float32),
+        identity_basis=data["identity_basis"].astype(np.float32),
+        expression_basis=data["expression_basis"].astype(np.float32),
+        expression_names=tuple(str(n) for n in data["expression_names"]),
+        landmarks68=landmarks68,
+        triangles=tri_v.astype(np.int32),
+        triangles_uv=tri_uv.astype(np.int32),
+        uv=uv,
+        triangle_part=tri_part,
+        extra={"rigid_vertices": np.asarray(indices["idx_to_rigid_verts"], np.int32),
+               "fitting_vertices": np.asarray(indices["idx_to_fitting_verts"], np.int32)},
+    )

@@ -1,0 +1,1 @@
+"""The project's CPU renderer: a z-buffer rasteriser and what is built on it."""

@@ -1,0 +1,24 @@
+"""Shared fixtures: real photos from the shared data folder (``$FACERECON_SHARED``, else ../shared)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facerecon.assets import shared_dir
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return shared_dir()
+
+
+@pytest.fixture(scope="session")
+def eval_dir(shared: Path) -> Path:
+    return shared / "eval"
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
