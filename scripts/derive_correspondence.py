@@ -1,0 +1,174 @@
+"""Derive where MediaPipe Face Mesh's 478 landmarks lie on the ICT-FaceKit head.
+
+Re-run with ``python scripts/derive_correspondence.py`` (about a minute); it rewrites
+``facerecon/data/mediapipe_ict.npz``. Method:
+
+1. Render ICT heads (the mean and a few identities drawn from the prior, fixed seeds) with a skin
+   tone and Lambertian shading, at yaws -20..20 and pitches -10..10 degrees.
+2. Run Face Mesh on each render and read, under each of the 478 points, which triangle of the
+   head is visible there and the barycentric weights (the rasteriser's buffers).
+3. Evaluate each hit on the mean neutral head, take the per-landmark median over renders, and snap
+   it to the closest point of the face surface: a triangle and barycentric weights per landmark.
+   Face-oval (contour) points use only near-frontal renders, where they are on the silhouette.
+4. For the jaw and cheek contour points, list the candidate vertices along a horizontal strip of
+   the face: the fit slides each such point along its strip to the current silhouette.
+
+Outputs (all 0-based): ``vertices`` (478, 3) int32 and ``bary`` (478, 3) float32; ``oval`` (36,)
+landmark indices of the face oval; ``contour_landmarks`` (C,) and ``contour_candidates`` (C, K)
+vertex indices (padded with -1); ``hits`` (478,) renders that saw each landmark; ``spread_cm``
+(478,) median distance of the per-render points to the final point (how well-defined it is).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mediapipe as mp
+import numpy as np
+from scipy.spatial import cKDTree
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from facerecon.camera import Camera, rotation_from_angles  # noqa: E402
+from facerecon.model import PARTS, load_model  # noqa: E402
+from facerecon.render.raster import interpolate, rasterize  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "facerecon" / "data" / "mediapipe_ict.npz"
+SIZE = 512
+YAWS = (-20, -10, 0, 10, 20)
+PITCHES = (-10, 0, 10)
+IDENTITY_SEEDS = (None, 1, 2, 3, 4, 5)
+SKIN = (0.85, 0.66, 0.55)
+FACE_LAST = PARTS["face"][1]
+
+
+def vertex_normals(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    n = np.cross(points[tris[:, 1]] - points[tris[:, 0]], points[tris[:, 2]] - points[tris[:, 0]])
+    out = np.zeros_like(points)
+    for k in range(3):
+        np.add.at(out, tris[:, k], n)
+    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)
+
+
+def render(points_cam, tris, colors, camera):
+    frags = rasterize(camera.project(points_cam), points_cam[:, 2], tris, SIZE, SIZE, cull_back=True)
+    normal = interpolate(frags, vertex_normals(points_cam, tris), tris)
+    albedo = interpolate(frags, colors, tris)
+    shade = 0.35 + 0.65 * np.clip(-normal[..., 2] * 0.8 - normal[..., 1] * 0.3, 0, 1)
+    image = np.where(frags.mask[..., None], albedo * shade[..., None], 0.5)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8), frags
+
+
+def closest_on_surface(points, surface, tris, tree):
+    """Snap points to the closest of nearby triangles: (vertex indices (n,3), bary (n,3))."""
+    out_v = np.zeros((len(points), 3), np.int32)
+    out_b = np.zeros((len(points), 3), np.float32)
+    for i, p in enumerate(points):
+        _, cand = tree.query(p, k=24)
+        a, b, c = (surface[tris[cand, k]] for k in range(3))
+        n = np.cross(b - a, c - a)
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        q = p - np.sum((p - a) * n, axis=1, keepdims=True) * n
+        # barycentrics of the projection, clipped into the triangle
+        v0, v1, v2 = b - a, c - a, q - a
+        d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
+        d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
+        den = d00 * d11 - d01 * d01
+        wb, wc = (d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den
+        bary = np.clip(np.stack([1 - wb - wc, wb, wc], 1), 0, None)
+        bary /= bary.sum(1, keepdims=True)
+        snapped = bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c
+        best = np.argmin(np.linalg.norm(snapped - p, axis=1))
+        out_v[i], out_b[i] = tris[cand[best]], bary[best]
+    return out_v, out_b
+
+
+def contour_strips(model, surface, vertices, bary, oval):
+    """Candidate vertices for each jaw/cheek contour landmark: a horizontal strip of the face."""
+    face = np.arange(FACE_LAST + 1)
+    points = np.einsum("lk,lkc->lc", bary, surface[vertices])
+    eye_level = points[[33, 263], 1].mean()
+    chin_x_limit = 1.0  # cm: points this close to the midline are the chin, not a side contour
+    landmarks, strips = [], []
+    for lm in oval:
+        p = points[lm]
+        if p[1] > eye_level or abs(p[0]) < chin_x_limit:
+            continue
+        side = np.sign(p[0])
+        f = surface[face]
+        sel = ((np.abs(f[:, 1] - p[1]) < 0.35) & (np.sign(f[:, 0]) == side)
+               & (np.abs(f[:, 0]) > 0.35 * abs(p[0])) & (np.abs(f[:, 0]) < abs(p[0]) + 2.0)
+               & (f[:, 2] > p[2] - 4.0))
+        # one vertex per 3 mm of width: the one nearest the landmark's height
+        cand = face[sel]
+        bins = np.floor(np.abs(surface[cand, 0]) / 0.3).astype(int)
+        order = np.lexsort((np.abs(surface[cand, 1] - p[1]), bins))
+        _, first = np.unique(bins[order], return_index=True)
+        landmarks.append(lm)
+        strips.append(cand[order[first]])
+    width = max(len(s) for s in strips)
+    padded = np.full((len(strips), width), -1, np.int32)
+    for i, s in enumerate(strips):
+        padded[i, :len(s)] = s
+    return np.asarray(landmarks, np.int32), padded
+
+
+def main() -> None:
+    model = load_model()
+    tris = model.triangles
+    colors = np.tile(np.asarray(SKIN, np.float32), (len(model.neutral), 1))
+    colors[PARTS["eyeball_left"][0]:PARTS["eyeball_right"][1] + 1] = 0.95
+    camera = Camera.for_image(SIZE, SIZE)
+    oval = np.unique(np.asarray(list(mp.solutions.face_mesh.FACEMESH_FACE_OVAL)).ravel())
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
+    neutral = model.neutral
+    samples = [[] for _ in range(478)]
+    renders = 0
+    for seed in IDENTITY_SEEDS:
+        identity = None if seed is None else np.random.default_rng(seed).standard_normal(model.n_identity)
+        head = model.shape(identity)
+        for yaw in YAWS:
+            for pitch in PITCHES:
+                rot = rotation_from_angles(yaw, pitch, 0)
+                cam_points = head @ rot.T + np.array([0.0, 0.0, 55.0])
+                image, frags = render(cam_points, tris, colors, camera)
+                result = mesh.process(image)
+                if not result.multi_face_landmarks:
+                    continue
+                renders += 1
+                pix = np.array([[p.x * SIZE - 0.5, p.y * SIZE - 0.5] for p in result.multi_face_landmarks[0].landmark])
+                col, row = np.clip(np.rint(pix).astype(int), 0, SIZE - 1).T
+                tri_id = frags.triangle[row, col]
+                for lm in np.flatnonzero(tri_id >= 0):
+                    if lm in oval and abs(yaw) > 10:
+                        continue
+                    corners = tris[tri_id[lm]]
+                    if corners.max() > FACE_LAST and lm < 468:
+                        continue  # a face landmark must land on the face, not on an eye or the neck
+                    samples[lm].append(frags.bary[row[lm], col[lm]] @ neutral[corners])
+    hits = np.array([len(s) for s in samples])
+    if hits.min() == 0:
+        raise SystemExit(f"landmarks never seen: {np.flatnonzero(hits == 0)}")
+    median = np.array([np.median(np.asarray(s), axis=0) for s in samples])
+    spread = np.array([np.median(np.linalg.norm(np.asarray(s) - m, axis=1)) for s, m in zip(samples, median)])
+    face_tris = tris[(tris <= FACE_LAST).all(1)]
+    eye_tris = tris[(tris >= PARTS["eyeball_left"][0]).all(1)]
+    vertices, bary = closest_on_surface(median, neutral, face_tris,
+                                        cKDTree(neutral[face_tris].mean(1)))
+    # the ten iris points sit on the eyeballs
+    iris = np.arange(468, 478)
+    vertices[iris], bary[iris] = closest_on_surface(median[iris], neutral, eye_tris,
+                                                    cKDTree(neutral[eye_tris].mean(1)))
+    contour_landmarks, contour_candidates = contour_strips(model, neutral, vertices, bary, oval)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(OUT, vertices=vertices, bary=bary, oval=oval.astype(np.int32),
+                        contour_landmarks=contour_landmarks, contour_candidates=contour_candidates,
+                        hits=hits.astype(np.int32), spread_cm=spread.astype(np.float32))
+    snapped = np.einsum("lk,lkc->lc", bary, neutral[vertices])
+    print(f"{renders} renders; hits per landmark min {hits.min()} median {np.median(hits):.0f}; "
+          f"median spread {np.median(spread) * 10:.2f} mm; snap distance median "
+          f"{np.median(np.linalg.norm(snapped - median, axis=1)) * 10:.2f} mm; "
+          f"{len(contour_landmarks)} sliding contour points -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()

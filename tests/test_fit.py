@@ -1,0 +1,88 @@
+"""The fit recovers known heads from their exact landmark projections, and behaves on real photos."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facerecon.camera import Camera, rotation_from_angles
+from facerecon.fit import Fitter, load_correspondence
+from facerecon.model import load_model
+from facerecon.geometry import surface_points
+
+
+@pytest.fixture(scope="module")
+def fitter():
+    return Fitter(load_model())
+
+
+def synthetic_landmarks(model, identity, expression, yaw, pitch, roll, camera, distance=60.0):
+    """Exact projections of the 478 Face Mesh surface points of a posed head."""
+    corr = load_correspondence()
+    head = model.shape(identity, expression)
+    rot = rotation_from_angles(yaw, pitch, roll)
+    points = surface_points(head, corr.vertices, corr.bary) @ rot.T + np.array([1.0, -2.0, distance])
+    return camera.project(points), rot, head
+
+
+@pytest.mark.parametrize("yaw,pitch,roll", [(0, 0, 0), (25, -10, 5), (-40, 15, -10)])
+def test_pose_recovered_from_exact_landmarks(fitter, yaw, pitch, roll):
+    model = fitter.model
+    rng = np.random.default_rng(7)
+    identity = rng.standard_normal(model.n_identity) * 0.8
+    expression = np.zeros(model.n_expression)
+    expression[model.expression_names.index("jawOpen")] = 0.3
+    camera = Camera.for_image(640, 480)
+    observed, rot, head = synthetic_landmarks(model, identity, expression, yaw, pitch, roll, camera)
+    fit = fitter.fit(observed, camera)
+    assert fit.residual < 0.006  # of the face size
+    got = np.array(fit.angles)
+    assert np.abs(got - [yaw, pitch, roll]).max() < 4.0, got
+    # the fitted face surface lies close to the true one (after removing the translation offset)
+    face = np.arange(6706)
+    true_cam = head[face] @ rot.T
+    got_cam = fit.to_camera(fit.vertices(model)[face]) - fit.translation
+    offset = (got_cam - true_cam).mean(0)
+    rmse = np.sqrt(np.mean(np.sum((got_cam - offset - true_cam) ** 2, axis=1)))
+    assert rmse < 0.35, f"face surface RMSE {rmse:.3f} cm"
+    assert fit.expression.min() >= 0 and fit.expression.max() <= 1
+
+
+def test_expression_weights_stay_sparse_on_neutral(fitter):
+    model = fitter.model
+    camera = Camera.for_image(512, 512)
+    observed, _, _ = synthetic_landmarks(model, None, None, 10, 0, 0, camera)
+    fit = fitter.fit(observed, camera)
+    assert np.sum(fit.expression > 0.1) <= 3
+
+
+def test_outlier_landmarks_do_not_drag_the_fit(fitter):
+    model = fitter.model
+    camera = Camera.for_image(512, 512)
+    observed, _, _ = synthetic_landmarks(model, None, None, 15, 5, 0, camera)
+    clean = fitter.fit(observed, camera)
+    corrupted = observed.copy()
+    rng = np.random.default_rng(3)
+    bad = rng.choice(468, 25, replace=False)
+    corrupted[bad] += rng.normal(0, 40, (25, 2))
+    robust = fitter.fit(corrupted, camera)
+    assert np.abs(np.array(robust.angles) - np.array(clean.angles)).max() < 3.0
+
+
+def test_contour_slides_to_the_silhouette_at_large_yaw(fitter):
+    """At 70 degrees, the far-side contour landmarks lie on the silhouette; the fit still finds the yaw."""
+    model = fitter.model
+    camera = Camera.for_image(512, 512)
+    corr = load_correspondence()
+    head = model.shape()
+    rot = rotation_from_angles(70, 0, 0)
+    t = np.array([0.0, 0.0, 60.0])
+    points = surface_points(head, corr.vertices, corr.bary) @ rot.T + t
+    observed = camera.project(points)
+    # replace each contour landmark by the outermost projected vertex of its candidate strip
+    for lm, cand in zip(corr.contour_landmarks, corr.contour_candidates):
+        cand = cand[cand >= 0]
+        pix = camera.project(head[cand] @ rot.T + t)
+        outward = np.sign(head[corr.vertices[lm, 0], 0]) * rot[:2, 0]
+        observed[lm] = pix[np.argmax(pix @ outward)]
+    fit = fitter.fit(observed, camera)
+    assert abs(fit.angles[0] - 70) < 5.0, fit.angles
