@@ -1,0 +1,166 @@
+"""Mesh and JSON export: files reload with trimesh with the right UVs, texture, colours and units,
+and a failed write leaves nothing behind."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial import cKDTree
+
+from conftest import read_rgb
+from facerecon.export import atomic_path, export_mesh, write_image, write_json
+from facerecon.model import HeadModel, load_model
+from facerecon.texture import sample_image
+
+SIZE = 256
+NOSE_TIP = 4841   # the face vertex furthest forward (largest model z); lies inside one UV island
+
+
+@pytest.fixture(scope="module")
+def model() -> HeadModel:
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def head(model) -> np.ndarray:
+    """A non-neutral head (V, 3) cm, so that the export must use the given vertices."""
+    return model.shape(identity=np.random.default_rng(0).normal(size=model.n_identity).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def texture() -> np.ndarray:
+    """Red grows to the right, green downwards: a colour names its texel, so a V flip shows."""
+    ramp = np.linspace(0, 255, SIZE, dtype=np.float32)
+    red, green = np.meshgrid(ramp, ramp)
+    return np.stack([red, green, np.full_like(red, 128)], axis=-1).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, model, head, texture) -> dict[str, Path]:
+    return export_mesh(tmp_path_factory.mktemp("mesh"), "face_0", head, texture, model)
+
+
+def texture_colour_at(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear colour of ``image`` at atlas/OBJ-convention uv (v up, row 0 = top)."""
+    h, w = image.shape[:2]
+    xy = np.array([[uv[0] * w - 0.5, (1.0 - uv[1]) * h - 0.5]], np.float32)
+    return sample_image(np.ascontiguousarray(image[..., :3]), xy)[0].astype(np.float32)
+
+
+def assigned_colour(model, texture) -> np.ndarray:
+    vertex, uv, _ = model.export_topology
+    (k,) = np.flatnonzero(vertex == NOSE_TIP)
+    return texture_colour_at(texture, uv[k])
+
+
+def check_reloaded(mesh: trimesh.Trimesh, image: np.ndarray, model, head, texture):
+    vertex, _, _ = model.export_topology
+    assert len(mesh.vertices) == len(vertex)
+    assert np.allclose(mesh.bounds, [head[vertex].min(0), head[vertex].max(0)], atol=1e-3)
+    k = cKDTree(mesh.vertices).query(head[NOSE_TIP])[1]
+    assert np.linalg.norm(mesh.vertices[k] - head[NOSE_TIP]) < 1e-3
+    expected = assigned_colour(model, texture)
+    got = texture_colour_at(np.asarray(image), mesh.visual.uv[k])
+    # A V flip would move the green channel by ~ 255 * |1 - 2v| (v ~ 0.73 at the nose: ~ 120).
+    assert np.abs(got - expected).max() <= 2
+
+
+def test_written_paths(exported):
+    assert set(exported) == {"obj", "mtl", "png", "glb", "ply"}
+    assert all(p.is_file() and p.stat().st_size > 0 for p in exported.values())
+    folder = exported["obj"].parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in exported.values())
+    obj = exported["obj"].read_text()
+    assert f"mtllib {exported['mtl'].name}" in obj
+    assert f"map_Kd {exported['png'].name}" in exported["mtl"].read_text()
+
+
+def test_obj_reloads_with_uvs_and_texture(exported, model, head, texture):
+    mesh = trimesh.load(exported["obj"], process=False)
+    assert isinstance(mesh.visual, trimesh.visual.TextureVisuals)
+    assert np.array_equal(np.asarray(mesh.visual.material.image.convert("RGB")), texture)
+    check_reloaded(mesh, mesh.visual.material.image.convert("RGB"), model, head, texture)
+
+
+def test_glb_reloads_with_uvs_texture_and_normals(exported, model, head, texture):
+    scene = trimesh.load(exported["glb"], process=False)
+    (mesh,) = scene.geometry.values()
+    image = mesh.visual.material.baseColorTexture.convert("RGB")
+    assert np.array_equal(np.asarray(image), texture)
+    check_reloaded(mesh, image, model, head, texture)
+    data = exported["glb"].read_bytes()
+    gltf = json.loads(data[20:20 + int.from_bytes(data[12:16], "little")])   # the GLB's JSON chunk
+    assert "NORMAL" in gltf["meshes"][0]["primitives"][0]["attributes"]
+
+
+def test_ply_has_vertex_colours_from_the_texture(exported, model, head, texture):
+    mesh = trimesh.load(exported["ply"], process=False)
+    vertex, _, _ = model.export_topology
+    assert len(mesh.vertices) == len(vertex)
+    assert np.allclose(mesh.bounds, [head[vertex].min(0), head[vertex].max(0)], atol=1e-3)
+    k = cKDTree(mesh.vertices).query(head[NOSE_TIP])[1]
+    colour = mesh.visual.vertex_colors[k, :3].astype(np.float32)
+    assert np.abs(colour - assigned_colour(model, texture)).max() <= 1
+    assert len(np.unique(mesh.visual.vertex_colors[:, :3], axis=0)) > 1000
+
+
+def test_selected_formats_only(tmp_path, model, head, texture):
+    paths = export_mesh(tmp_path, "only", head, texture, model, formats=("ply",))
+    assert set(paths) == {"ply"} and [p.name for p in tmp_path.iterdir()] == ["only.ply"]
+    with pytest.raises(ValueError):
+        export_mesh(tmp_path, "bad", head, texture, model, formats=("fbx",))
+
+
+def test_failed_export_leaves_nothing(tmp_path, monkeypatch, model, head, texture):
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trimesh.Trimesh, "export", broken)
+    with pytest.raises(OSError):
+        export_mesh(tmp_path, "face", head, texture, model, formats=("glb",))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path(tmp_path):
+    final = tmp_path / "result.bin"
+    final.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(final) as temporary:
+            assert temporary.parent == tmp_path and temporary.suffix == ".bin" and temporary != final
+            temporary.write_bytes(b"half")
+            raise RuntimeError("writer crashed")
+    assert final.read_bytes() == b"old" and list(tmp_path.iterdir()) == [final]
+
+    with atomic_path(final) as temporary:
+        temporary.write_bytes(b"new")
+        assert final.read_bytes() == b"old"    # not visible before the write completes
+    assert final.read_bytes() == b"new" and list(tmp_path.iterdir()) == [final]
+
+
+def test_write_image(tmp_path):
+    image = np.zeros((4, 6, 3), np.uint8)
+    image[..., 0] = 200                                       # red, in RGB
+    write_image(tmp_path / "red.png", image)
+    assert np.array_equal(read_rgb(tmp_path / "red.png"), image)
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "red.nope", image)
+    assert [p.name for p in tmp_path.iterdir()] == ["red.png"]
+
+
+def test_write_json(tmp_path):
+    path = tmp_path / "faces.json"
+    data = {"pose": np.eye(3, dtype=np.float32), "score": np.float32(0.5), "n": np.int64(3),
+            "faces": [{"box": np.array([1, 2, 3, 4])}]}
+    write_json(path, data)
+    text = path.read_text()
+    assert text.startswith("{\n  ") and text.endswith("}\n")
+    assert json.loads(text) == {"pose": np.eye(3).tolist(), "score": 0.5, "n": 3,
+                                "faces": [{"box": [1, 2, 3, 4]}]}
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "bad.json", {"x": float("nan")})
+    with pytest.raises(TypeError):
+        write_json(tmp_path / "bad.json", {"x": object()})
+    assert [p.name for p in tmp_path.iterdir()] == ["faces.json"]
