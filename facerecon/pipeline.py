@@ -1,0 +1,218 @@
+"""The main job: photo -> a textured, metric 3D head for every face in it.
+
+Stages: load -> detect -> landmarks -> reconstruct (fit) -> texture -> export / render.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .assets import PACKAGE_DATA
+from .blendshapes import arkit_weights
+from .camera import Camera
+from .detect import Detection, DetectionResult, FaceDetector
+from .errors import NoFaceError
+from .export import export_mesh, write_json
+from .fit import FitResult, Fitter, load_correspondence
+from .geometry import surface_points
+from .landmarks import LandmarkEstimator, Landmarks
+from .load import as_rgb8, load_image
+from .model import HeadModel, load_model
+from .texture import bake_texture
+
+DEFAULT_TEXTURE_SIZE = 1024
+DEFAULT_FORMATS = ("obj", "glb", "ply")
+
+
+@lru_cache(maxsize=1)
+def load_landmarks68() -> tuple[np.ndarray, np.ndarray]:
+    """The 68 iBUG landmarks as surface points: vertex indices (68, 3) and barycentrics (68, 3)."""
+    data = np.load(PACKAGE_DATA / "landmarks68_ict.npz")
+    return data["vertices"], data["bary"]
+
+
+@dataclass
+class FaceReconstruction:
+    """One reconstructed face. Mesh coordinates are in the model frame (cm, y up, z out of the face)."""
+
+    index: int                      # rank in the photo (0 = highest detection score)
+    detection: Detection
+    landmarks: Landmarks            # the 478 Face Mesh points in image pixels
+    fit: FitResult
+    vertices: np.ndarray            # (V, 3) float32 cm, all ICT vertices
+    texture: np.ndarray | None      # (S, S, 3) uint8 RGB, ICT atlas layout (None until baked)
+    model: HeadModel = field(repr=False)
+    image: np.ndarray = field(repr=False)   # (H, W, 3) uint8 RGB, the photo (shared, not copied)
+    source: str | None = None       # the photo's path, when it came from a file
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def camera(self) -> Camera:
+        return self.fit.camera
+
+    @property
+    def vertices_camera(self) -> np.ndarray:
+        """(V, 3) vertices in the camera frame (OpenCV axes, cm)."""
+        return self.fit.to_camera(self.vertices)
+
+    def landmarks68(self) -> tuple[np.ndarray, np.ndarray]:
+        """68 iBUG landmarks: image pixels (68, 2) and model-frame cm (68, 3)."""
+        corners, bary = load_landmarks68()
+        model_pts = surface_points(self.vertices, corners, bary)
+        return self.camera.project(self.fit.to_camera(model_pts)), model_pts
+
+    def landmarks478_model(self) -> np.ndarray:
+        """The 478 Face Mesh points on the fitted head: model-frame cm (478, 3)."""
+        corr = load_correspondence()
+        return surface_points(self.vertices, corr.vertices, corr.bary)
+
+    def to_dict(self) -> dict:
+        """Everything a user needs, JSON-ready (see README for the field meanings)."""
+        yaw, pitch, roll = self.fit.angles
+        lm68_px, lm68_cm = self.landmarks68()
+        cam = self.camera
+        return {
+            "source": self.source,
+            "face_index": self.index,
+            "image_size": [cam.width, cam.height],
+            "box": [round(float(v), 2) for v in self.detection.box],
+            "score": round(float(self.detection.score), 4),
+            "landmarks": {
+                "mediapipe478": {"pixels": self.landmarks.points[:, :2].round(2),
+                                 "relative_depth_px": self.landmarks.points[:, 2].round(2),
+                                 "model_cm": self.landmarks478_model().round(4)},
+                "ibug68": {"pixels": lm68_px.round(2), "model_cm": lm68_cm.round(4)},
+            },
+            "pose": {
+                "yaw_deg": round(yaw, 3), "pitch_deg": round(pitch, 3), "roll_deg": round(roll, 3),
+                "model_to_camera": self.fit.pose_matrix.round(6),
+                "convention": "X_cam = M @ [X_model, 1]; camera axes x right, y down, z forward (OpenCV); "
+                              "model axes x subject's left, y up, z out of the face; cm. Yaw > 0: face "
+                              "turned toward image right; pitch > 0: looking up; roll > 0: clockwise tilt.",
+            },
+            "camera": {"focal_px": round(cam.focal, 3), "cx": cam.cx, "cy": cam.cy,
+                       "width": cam.width, "height": cam.height},
+            "blendshapes_arkit": arkit_weights(self.model.expression_names, self.fit.expression),
+            "expression_ict": {n: round(float(w), 5) for n, w in
+                               zip(self.model.expression_names, self.fit.expression)},
+            "identity": self.fit.identity.round(5),
+            "fit": {"residual_px": round(self.fit.residual_px, 3),
+                    "residual_rel": round(self.fit.residual, 5), "iterations": self.fit.iterations},
+            "units": "cm",
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+    def save(self, out_dir: str | Path, stem: str | None = None,
+             formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Path]:
+        """Write the mesh files and ``<stem>.json`` into ``out_dir``; returns the paths by kind."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = stem or f"face{self.index}"
+        t0 = time.perf_counter()
+        paths = export_mesh(out_dir, stem, self.vertices, self.texture, self.model, formats)
+        self.timings_ms["export"] = (time.perf_counter() - t0) * 1000
+        paths["json"] = out_dir / f"{stem}.json"
+        write_json(paths["json"], self.to_dict())
+        return paths
+
+
+class Reconstructor:
+    """Holds the models (detector, Face Mesh, head model, fitter); call it on photos.
+
+    Not thread-safe (MediaPipe graphs are not): use one per thread or process.
+    """
+
+    def __init__(self, texture_size: int = DEFAULT_TEXTURE_SIZE, max_faces: int | None = None):
+        self.texture_size = texture_size
+        self.max_faces = max_faces
+        self.model = load_model()
+        self.fitter = Fitter(self.model)
+        self.detector = FaceDetector()
+        self.estimator = LandmarkEstimator()
+
+    def close(self) -> None:
+        self.detector.close()
+        self.estimator.close()
+
+    def __enter__(self) -> "Reconstructor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def detect(self, image: np.ndarray) -> DetectionResult:
+        return self.detector.run(image, self.max_faces)
+
+    def reconstruct_face(self, image: np.ndarray, detection: Detection, camera: Camera,
+                         source: str | None = None, with_texture: bool = True) -> FaceReconstruction | None:
+        """One face from its detection; None if Face Mesh finds no face in the box."""
+        t1 = time.perf_counter()
+        landmarks = self.estimator.estimate(image, detection)
+        if landmarks is None:
+            return None
+        t2 = time.perf_counter()
+        fit = self.fitter.fit(landmarks.points, camera)
+        vertices = fit.vertices(self.model)
+        t3 = time.perf_counter()
+        face = FaceReconstruction(0, detection, landmarks, fit, vertices, None, self.model, image, source,
+                                  {"landmarks": (t2 - t1) * 1000, "fit": (t3 - t2) * 1000})
+        if with_texture:
+            self.add_texture(face)
+        return face
+
+    def add_texture(self, face: FaceReconstruction) -> None:
+        """Bake the face's UV texture from its photo."""
+        t0 = time.perf_counter()
+        face.texture = bake_texture(face.image, face.vertices_camera, face.camera, self.model,
+                                    self.texture_size).image
+        face.timings_ms["texture"] = (time.perf_counter() - t0) * 1000
+
+    def __call__(self, photo: str | Path | np.ndarray) -> list[FaceReconstruction]:
+        """Reconstruct every face; raises NoFaceError if there is none (large enough)."""
+        t0 = time.perf_counter()
+        source = None
+        if isinstance(photo, (str, Path)):
+            source = str(photo)
+            image = load_image(photo)
+        else:
+            image = as_rgb8(np.asarray(photo))
+        t_load = time.perf_counter()
+        found = self.detect(image)
+        found.raise_if_empty(source or "image")
+        t_detect = time.perf_counter()
+        camera = Camera.for_image(image.shape[1], image.shape[0])
+        results = []
+        for detection in found.faces:
+            face = self.reconstruct_face(image, detection, camera, source)
+            if face is None:
+                continue
+            face.index = len(results)
+            face.timings_ms.update(load=(t_load - t0) * 1000 / len(found.faces),
+                                   detect=(t_detect - t_load) * 1000 / len(found.faces))
+            results.append(face)
+        if not results:
+            raise NoFaceError(f"{source or 'image'}: faces detected but no landmarks could be placed")
+        return results
+
+
+def draw_overlay(faces: list[FaceReconstruction]) -> np.ndarray:
+    """The photo with every face's head mesh and 68 landmarks drawn over it: (H, W, 3) uint8."""
+    from .render.visualize import overlay
+    first = faces[0]
+    return overlay(first.image, [f.vertices_camera for f in faces], first.camera, first.model,
+                   landmarks=[f.landmarks68()[0] for f in faces])
+
+
+@lru_cache(maxsize=1)
+def _default_reconstructor(texture_size: int, max_faces: int | None) -> Reconstructor:
+    return Reconstructor(texture_size, max_faces)
+
+
+def reconstruct(photo: str | Path | np.ndarray, max_faces: int | None = None,
+                texture_size: int = DEFAULT_TEXTURE_SIZE) -> list[FaceReconstruction]:
+    """Reconstruct every face in a photo (a path, or an RGB array of shape (H, W, 3))."""
+    return _default_reconstructor(texture_size, max_faces)(photo)

@@ -1,0 +1,69 @@
+"""The command line: outputs, exit codes and one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "facerecon", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_reconstructs_the_example_with_every_output(tmp_path):
+    out = tmp_path / "out"
+    result = cli("reconstruct", str(EXAMPLE), "-o", str(out), "--texture-size", "256", "--turntable")
+    assert result.returncode == 0, result.stderr
+    folder = out / "astronaut"
+    for name in ("face0.obj", "face0.mtl", "face0.png", "face0.glb", "face0.ply", "face0.json",
+                 "overlay.png", "face0_turntable.gif", "face0_turntable.mp4"):
+        assert (folder / name).is_file(), name
+    data = json.loads((folder / "face0.json").read_text())
+    assert data["source"].endswith("astronaut.jpg")
+    assert "1/1 photos" in result.stdout
+
+
+def test_bad_photos_are_reported_and_the_rest_go_on(tmp_path, eval_dir):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    noface = tmp_path / "grey.png"
+    from PIL import Image
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(noface)
+    out = tmp_path / "out"
+    result = cli("reconstruct", str(empty), str(text), str(noface), str(tmp_path), str(EXAMPLE),
+                 "-o", str(out), "--format", "glb", "--texture-size", "128", "--no-overlay")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4, result.stderr
+    assert any("empty" in e for e in errors) and any("not an image" in e for e in errors)
+    assert any("no face" in e for e in errors) and any("directory" in e for e in errors)
+    assert "Traceback" not in result.stderr
+    assert (out / "astronaut" / "face0.glb").is_file()
+    assert not (out / "astronaut" / "face0.obj").exists()
+    assert "1/5 photos" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "fbx"], "--format"),
+    (["--max-faces", "0"], "--max-faces"),
+    (["--texture-size", "5"], "--texture-size"),
+])
+def test_wrong_arguments_exit_2_with_one_line(tmp_path, args, message):
+    result = cli("reconstruct", str(EXAMPLE), "-o", str(tmp_path / "o"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_arguments_exit_2():
+    assert cli("reconstruct").returncode == 2
