@@ -1,6 +1,7 @@
 """Command line: ``facerecon reconstruct PHOTO... -o OUTDIR``. Thin: the work is in the pipeline."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -113,5 +114,22 @@ def version() -> None:
     print(pkg_version("facerecon"))
 
 
+def _silence_native_logs() -> None:
+    """Send file descriptor 2 to /dev/null and keep Python's stderr on a copy of it.
+
+    MediaPipe's C++ code (TensorFlow Lite, absl) writes INFO/WARNING lines straight to fd 2 before
+    any log level can be set. Set FACERECON_NATIVE_LOGS=1 to see them.
+    """
+    if os.environ.get("FACERECON_NATIVE_LOGS") == "1":
+        return
+    sys.stderr.flush()
+    python_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(python_stderr, "w", buffering=1)
+
+
 def main() -> None:
+    _silence_native_logs()
     sys.exit(app())
