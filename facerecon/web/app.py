@@ -1,0 +1,262 @@
+"""The FastAPI app: upload photos, follow the job, download the head; the viewer is served at ``/``.
+
+Uploads are checked before a job is queued (size, pixel count, a full decode: the content decides,
+never the file name or content type), so a bad photo is a 4xx answer at once. Reconstruction runs
+in the worker pool; the event loop only ever waits on threads.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import InputImageError
+from ..load import MAX_PIXELS, load_image
+from .store import Job, JobStore, Status
+from .worker import ReconstructionPool, user_message
+
+STATIC = Path(__file__).parent / "static"
+THREE = STATIC / "vendor" / "three" / "build" / "three.module.min.js"
+log = logging.getLogger("facerecon.web")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    workers: int = 1                    # reconstructions at once; each holds its own models (~0.5 GB)
+    texture_size: int = 1024
+    max_faces: int | None = 8           # tabs in the viewer; a crowd photo keeps its 8 best faces
+    max_upload_bytes: int = 20 * 2**20  # the whole request body
+    max_pixels: int = MAX_PIXELS
+    max_pending: int = 32               # queued + running jobs; more is 503 rather than an unbounded queue
+    ttl_s: float = 3600.0               # results are deleted this long after they finish
+    cleanup_interval_s: float = 60.0
+    temp_root: Path | None = None       # where the store's temp folder goes (default: the system's)
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class JobErrorView(BaseModel):
+    status: int
+    message: str
+
+
+class FaceView(BaseModel):
+    index: int
+    score: float
+    box: list[float]
+    pose_deg: dict[str, float]
+    files: dict[str, str]   # glb, json, texture, obj (a zip of obj + mtl + png): download URLs
+
+
+class JobView(BaseModel):
+    id: str
+    status: Status
+    stage: str
+    queue_position: int | None
+    elapsed_s: float
+    photos: list[str]
+    notes: list[str]
+    error: JobErrorView | None
+    faces: list[FaceView]
+    links: dict[str, str]   # self; and photo, overlay once done
+
+
+class UploadRejected(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+ERRORS = {400: {"model": ErrorBody, "description": "Not a readable image, or a malformed request"},
+          413: {"model": ErrorBody, "description": "Over the upload size or pixel limit"},
+          503: {"model": ErrorBody, "description": "Too many jobs pending; try again later"}}
+NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown (or expired) id, or no such file"}}
+
+
+def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
+    if not THREE.is_file():
+        raise RuntimeError(f"the viewer's three.js is missing ({THREE}); run scripts/setup.sh")
+    if settings.max_pixels > MAX_PIXELS:
+        raise ValueError(f"max_pixels cannot exceed facerecon.load.MAX_PIXELS ({MAX_PIXELS})")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore(settings.ttl_s, settings.temp_root)
+        pool = ReconstructionPool(store, settings.workers, settings.texture_size, settings.max_faces)
+        app.state.store, app.state.pool = store, pool
+        cleaner = asyncio.create_task(_expire_periodically(store, settings.cleanup_interval_s))
+        try:
+            yield
+        finally:
+            cleaner.cancel()
+            await run_in_threadpool(pool.close)  # waits for the running jobs, drops the queued ones
+            store.close()
+
+    app = FastAPI(title="facerecon", version="0.1.0", lifespan=lifespan,
+                  description="Upload a photo, get a textured metric 3D head (ICT-FaceKit, cm) per face.")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)  # + multipart framing
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "path", "query"))
+        return JSONResponse({"detail": f"{where or 'request'}: {first.get('msg', 'invalid')}"}, 400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"detail": "internal server error"}, 500)
+
+    @app.post("/api/reconstructions", status_code=202, responses=ERRORS, tags=["reconstructions"],
+              summary="Upload a photo (or several of one person: the first is reconstructed)")
+    async def create_reconstruction(
+        request: Request,
+        photos: Annotated[list[UploadFile], File(description="JPEG, PNG, WebP, BMP or TIFF; one face or more")],
+    ) -> JobView:
+        store: JobStore = request.app.state.store
+        if store.pending() >= settings.max_pending:
+            raise HTTPException(503, f"{settings.max_pending} jobs are pending; try again in a minute")
+        total = sum(photo.size or 0 for photo in photos)
+        if total > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload is {total / 2**20:.1f} MB, over the "
+                                     f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
+        names = [_display_name(photo.filename) for photo in photos]
+        job = store.create(names)
+        upload = job.folder / "upload"
+        try:
+            await run_in_threadpool(_save_checked, photos[0].file, upload, names[0], settings.max_pixels)
+        except UploadRejected as exc:
+            store.discard(job)
+            raise HTTPException(exc.status, exc.message) from None
+        except BaseException:  # e.g. a full disk: no job may stay queued forever
+            store.discard(job)
+            raise
+        if len(photos) > 1:
+            job.notes.append(f"{len(photos)} photos uploaded; multi-view reconstruction is not available yet, "
+                             f"so only the first ({names[0]}) was reconstructed")
+        request.app.state.pool.submit(job, upload)
+        return _view(store, job)
+
+    @app.get("/api/reconstructions/{job_id}", responses=NOT_FOUND, tags=["reconstructions"],
+             summary="A job's status (queued, running, done, error), its faces and download links")
+    async def get_reconstruction(request: Request, job_id: str) -> JobView:
+        store: JobStore = request.app.state.store
+        return _view(store, _job(store, job_id))
+
+    @app.get("/api/reconstructions/{job_id}/files/{name}", responses=NOT_FOUND, tags=["reconstructions"],
+             response_class=FileResponse, summary="Download one file of a finished job, by the name in its links")
+    async def get_file(request: Request, job_id: str, name: str) -> FileResponse:
+        job = _job(request.app.state.store, job_id)
+        path = job.files.get(name)  # the whitelist: only names the job wrote, never a path built from input
+        if path is None:
+            raise HTTPException(404, "no such file in this reconstruction")
+        media = "model/gltf-binary" if name.endswith(".glb") else None
+        return FileResponse(path, media_type=media, filename=name, headers={"X-Content-Type-Options": "nosniff"})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+class BodySizeLimit:
+    """Answers 413 before reading a body whose Content-Length is over the limit. A chunked body has
+    no length: the multipart parser spools it to disk and the endpoint checks the parts' sizes."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > self.max_bytes:
+                message = f"request body is over the {self.max_bytes / 2**20:.0f} MB limit"
+                if not length.isdigit():
+                    message = "invalid Content-Length header"
+                await JSONResponse({"detail": message}, 413 if length.isdigit() else 400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _expire_periodically(store: JobStore, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        removed = await run_in_threadpool(store.expire)
+        if removed:
+            log.info("expired %d reconstructions", removed)
+
+
+def _job(store: JobStore, job_id: str) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(404, "unknown reconstruction id (results expire after a while)")
+    return job
+
+
+def _save_checked(source: BinaryIO, target: Path, name: str, max_pixels: int) -> None:
+    """Copy the upload to ``target`` and decode it fully; raise UploadRejected if it is unusable."""
+    with open(target, "wb") as out:
+        shutil.copyfileobj(source, out)
+    _check_pixels(target, name, max_pixels)
+    try:
+        load_image(target)  # content sniffing: only what decodes is an image
+    except InputImageError as exc:
+        raise UploadRejected(400, f"{name}: {user_message(exc, target)}") from None
+
+
+def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
+    """Reject an image over the pixel limit from its header alone, before anything decodes it."""
+    too_big = UploadRejected(413, f"{name}: image is over the {max_pixels / 1e6:g} MP limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        raise too_big from None
+    except (OSError, SyntaxError, ValueError):
+        return  # Pillow cannot read its header: load_image will say what is wrong with it
+    if width * height > max_pixels:
+        raise UploadRejected(413, f"{name}: image is {width}x{height} px, over the {max_pixels / 1e6:g} MP limit")
+
+
+def _display_name(filename: str | None) -> str:
+    """The upload's base name, printable and short: it is shown to the user, never used as a path."""
+    name = Path(filename or "").name
+    name = "".join(ch for ch in name if ch.isprintable())[:120]
+    return name or "photo"
+
+
+def _view(store: JobStore, job: Job) -> JobView:
+    base = f"/api/reconstructions/{job.id}"
+    links = {"self": base}
+    if job.status is Status.done:
+        links.update(photo=f"{base}/files/photo.jpg", overlay=f"{base}/files/overlay.jpg")
+    faces = [FaceView(**{**face, "files": {kind: f"{base}/files/{name}" for kind, name in face["files"].items()}})
+             for face in job.faces]
+    end = job.finished if job.finished is not None else time.time()
+    return JobView(id=job.id, status=job.status, stage=job.stage,
+                   queue_position=store.queue_position(job) if job.status is Status.queued else None,
+                   elapsed_s=round(end - job.created, 2), photos=job.photos, notes=job.notes,
+                   error=JobErrorView(status=job.error.status, message=job.error.message) if job.error else None,
+                   faces=faces, links=links)

@@ -1,0 +1,213 @@
+// The facerecon page: upload, follow the job, then show each face's GLB in a three.js viewer.
+// #viewer's data-state (empty, loading, ready, error) tells tests when a model is on screen.
+import * as THREE from 'three';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
+import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+
+const $ = (id) => document.getElementById(id);
+const POLL_MS = 400;
+const BACKGROUND = 0x20242a;  // the same as #viewer's CSS background
+
+class Viewer {
+  constructor(element) {
+    this.element = element;
+    // preserveDrawingBuffer keeps the last frame readable for screenshots.
+    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
+    this.renderer.setClearColor(BACKGROUND);
+    element.appendChild(this.renderer.domElement);
+    this.scene = new THREE.Scene();
+    this.camera = new THREE.PerspectiveCamera(30, 4 / 3, 1, 2000);  // the model is in cm
+    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x404048, 1.6));
+    const key = new THREE.DirectionalLight(0xffffff, 2.0);
+    key.position.set(30, 40, 60);
+    this.scene.add(key);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.enableDamping = true;
+    this.controls.autoRotateSpeed = 4;
+    this.controls.autoRotate = $('turntable').checked;
+    this.cache = new Map();   // face index -> {model, landmarks}
+    this.current = null;
+    this.mode = 'texture';
+    this.materials = {
+      shaded: new THREE.MeshStandardMaterial({ color: 0xd6bfae, roughness: 0.7, metalness: 0 }),
+      wireframe: new THREE.MeshBasicMaterial({ color: 0x9fd3ff, wireframe: true }),
+    };
+    new ResizeObserver(() => this.resize()).observe(element);
+    this.renderer.setAnimationLoop(() => { this.controls.update(); this.renderer.render(this.scene, this.camera); });
+  }
+
+  resize() {
+    const { clientWidth: w, clientHeight: h } = this.element;
+    if (!w || !h) return;
+    this.renderer.setSize(w, h);
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+  }
+
+  async show(face) {
+    this.element.dataset.state = 'loading';
+    if (!this.cache.has(face.index)) this.cache.set(face.index, await this.load(face));
+    if (this.current) this.scene.remove(this.current.model, this.current.landmarks);
+    this.current = this.cache.get(face.index);
+    this.scene.add(this.current.model, this.current.landmarks);
+    this.setMode(this.mode);
+    this.frame();
+    // One rendered frame later the head is on the canvas.
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      this.element.dataset.state = 'ready';
+      this.element.dataset.face = String(face.index);
+    }));
+  }
+
+  async load(face) {
+    const [gltf, data] = await Promise.all([
+      new GLTFLoader().loadAsync(face.files.glb),
+      fetch(face.files.json).then((r) => { if (!r.ok) throw new Error(`JSON: HTTP ${r.status}`); return r.json(); }),
+    ]);
+    const model = gltf.scene;
+    model.traverse((node) => {
+      if (!node.isMesh) return;
+      // Texture mode shows the photo's colours unlit, as baked; the GLB's own PBR material is kept for reference.
+      node.userData.textured = new THREE.MeshBasicMaterial({ map: node.material.map });
+    });
+    // The 68 landmarks are in model cm, the GLB's frame: drawn on top so they stay visible from any side.
+    const points = data.landmarks.ibug68.model_cm;
+    const landmarks = new THREE.InstancedMesh(
+      new THREE.SphereGeometry(0.2, 10, 8),
+      new THREE.MeshBasicMaterial({ color: 0xff2020, depthTest: false }), points.length);
+    const m = new THREE.Matrix4();
+    points.forEach(([x, y, z], i) => landmarks.setMatrixAt(i, m.makeTranslation(x, y, z)));
+    landmarks.renderOrder = 1;
+    landmarks.visible = $('landmarks').checked;
+    return { model, landmarks };
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    if (!this.current) return;
+    this.current.model.traverse((node) => {
+      if (node.isMesh) node.material = mode === 'texture' ? node.userData.textured : this.materials[mode];
+    });
+  }
+
+  setLandmarks(visible) {
+    for (const { landmarks } of this.cache.values()) landmarks.visible = visible;
+  }
+
+  frame() {
+    const box = new THREE.Box3().setFromObject(this.current.model);
+    const center = box.getCenter(new THREE.Vector3());
+    const size = box.getSize(new THREE.Vector3());
+    const distance = 0.6 * Math.max(size.x, size.y) / Math.tan(THREE.MathUtils.degToRad(this.camera.fov / 2));
+    this.controls.target.copy(center);
+    this.camera.position.set(center.x, center.y, center.z + distance);
+    this.camera.lookAt(center);
+    this.controls.update();
+  }
+
+  clear() {
+    if (this.current) this.scene.remove(this.current.model, this.current.landmarks);
+    this.current = null;
+    this.cache.clear();
+    this.element.dataset.state = 'empty';
+  }
+}
+
+let viewer = null;
+
+function setError(message) {
+  $('error').textContent = message;
+  $('error').hidden = !message;
+}
+
+function setProgress(text, fraction) {
+  $('progress').hidden = text === null;
+  $('stage').textContent = text ?? '';
+  if (fraction === null) $('bar').removeAttribute('value'); else $('bar').value = fraction;
+}
+
+// XMLHttpRequest rather than fetch: only it reports upload progress.
+function upload(files) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const file of files) form.append('photos', file, file.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/api/reconstructions');
+    xhr.responseType = 'json';
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) setProgress('uploading', e.loaded / e.total); };
+    xhr.onload = () => xhr.status === 202 ? resolve(xhr.response)
+      : reject(new Error(xhr.response?.detail ?? `upload failed (HTTP ${xhr.status})`));
+    xhr.onerror = () => reject(new Error('upload failed: the server cannot be reached'));
+    xhr.send(form);
+  });
+}
+
+async function follow(job) {
+  for (;;) {
+    if (job.status === 'done') return job;
+    if (job.status === 'error') throw new Error(job.error.message);
+    const where = job.status === 'queued' ? `queued (${job.queue_position} ahead)` : job.stage;
+    setProgress(`${where} \u2014 ${job.elapsed_s.toFixed(1)} s`, null);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    const response = await fetch(job.links.self);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail ?? `HTTP ${response.status}`);
+    job = body;
+  }
+}
+
+function showFace(face) {
+  for (const button of $('tabs').children) button.classList.toggle('active', button.dataset.index === String(face.index));
+  $('dl-obj').href = face.files.obj;
+  $('dl-glb').href = face.files.glb;
+  $('dl-json').href = face.files.json;
+  viewer.show(face).catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
+}
+
+function showResult(job) {
+  $('photo').src = job.links.photo;
+  $('overlay').src = job.links.overlay;
+  $('result').hidden = false;
+  viewer ??= new Viewer($('viewer'));
+  viewer.resize();
+  $('tabs').replaceChildren(...job.faces.map((face) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.dataset.index = String(face.index);
+    button.textContent = `face ${face.index + 1} (yaw ${face.pose_deg.yaw}\u00b0)`;
+    button.onclick = () => showFace(face);
+    return button;
+  }));
+  showFace(job.faces[0]);
+}
+
+async function start(files) {
+  if (!files.length) return;
+  setError('');
+  $('notes').replaceChildren();
+  $('result').hidden = true;
+  viewer?.clear();
+  try {
+    setProgress('uploading', 0);
+    const job = await follow(await upload(files));
+    setProgress(null, null);
+    $('notes').replaceChildren(...job.notes.map((note) => Object.assign(document.createElement('li'), { textContent: note })));
+    showResult(job);
+  } catch (e) {
+    setProgress(null, null);
+    setError(e.message);
+  }
+}
+
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); start([...e.dataTransfer.files]); });
+$('file').addEventListener('change', (e) => start([...e.target.files]));
+for (const radio of document.querySelectorAll('input[name=mode]')) {
+  radio.addEventListener('change', () => viewer?.setMode(radio.value));
+}
+$('landmarks').addEventListener('change', (e) => viewer?.setLandmarks(e.target.checked));
+$('turntable').addEventListener('change', (e) => { if (viewer) viewer.controls.autoRotate = e.target.checked; });
+$('reset').addEventListener('click', () => { if (viewer?.current) viewer.frame(); });

@@ -1,0 +1,107 @@
+"""The worker pool: reconstruction jobs run on threads, each with its own Reconstructor.
+
+MediaPipe graphs are not thread-safe, so every worker thread builds one Reconstructor on first use
+and keeps it; the pool's queue is the executor's. The heavy work (MediaPipe, numba, numpy) releases
+the GIL, so threads keep the event loop responsive without a process pool's start-up and copies.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import InputImageError, NoFaceError
+from ..export import atomic_path, write_image
+from ..load import load_image
+from ..pipeline import Reconstructor, draw_overlay
+from .store import Job, JobError, JobStore, Status
+
+log = logging.getLogger("facerecon.web")
+
+# What each face's downloads are called; the viewer reads the same keys.
+FACE_FILES = {"glb": "face{k}.glb", "json": "face{k}.json", "texture": "face{k}.png", "obj": "face{k}_obj.zip"}
+
+
+class ReconstructionPool:
+    def __init__(self, store: JobStore, workers: int, texture_size: int, max_faces: int | None):
+        self.store = store
+        self.texture_size = texture_size
+        self.max_faces = max_faces
+        self._local = threading.local()
+        self._reconstructors: list[Reconstructor] = []
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facerecon-worker")
+
+    def submit(self, job: Job, upload: Path) -> None:
+        self._executor.submit(self._run, job, upload)
+
+    def close(self) -> None:
+        """Drop queued jobs, wait for running ones, then free the MediaPipe graphs."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for run in self._reconstructors:
+                run.close()
+            self._reconstructors.clear()
+
+    def _reconstructor(self, job: Job) -> Reconstructor:
+        run = getattr(self._local, "run", None)
+        if run is None:
+            self.store.update(job, stage="loading models")
+            run = self._local.run = Reconstructor(self.texture_size, self.max_faces)
+            with self._lock:
+                self._reconstructors.append(run)
+        return run
+
+    def _run(self, job: Job, upload: Path) -> None:
+        store = self.store
+        try:
+            store.update(job, status=Status.running, stage="starting")
+            run = self._reconstructor(job)
+            store.update(job, stage="reconstructing")
+            image = load_image(upload)
+            faces = run(image)
+            store.update(job, stage="exporting")
+            files: dict[str, Path] = {}
+            summaries = []
+            for face in faces:
+                face.source = job.photos[0]     # the user's file name, not the server's temp path
+                paths = face.save(job.folder, formats=("obj", "glb"))
+                k = face.index
+                archive = job.folder / FACE_FILES["obj"].format(k=k)
+                _zip(archive, [paths["obj"], paths["mtl"], paths["png"]])
+                names = {kind: pattern.format(k=k) for kind, pattern in FACE_FILES.items()}
+                files.update({name: job.folder / name for name in names.values()})
+                yaw, pitch, roll = face.fit.angles
+                summaries.append({"index": k, "score": round(float(face.detection.score), 4),
+                                  "box": [round(float(v), 1) for v in face.detection.box],
+                                  "pose_deg": {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1)},
+                                  "files": names})
+            # JPEG: the browser must show them whatever the upload's format, and PNG is slow on big photos.
+            files["photo.jpg"] = write_image(job.folder / "photo.jpg", image)
+            files["overlay.jpg"] = write_image(job.folder / "overlay.jpg", draw_overlay(faces))
+            upload.unlink(missing_ok=True)
+            store.update(job, status=Status.done, stage="done", faces=summaries, files=files)
+        except (NoFaceError, InputImageError) as exc:
+            status = 422 if isinstance(exc, NoFaceError) else 400
+            message = f"{job.photos[0]}: {user_message(exc, upload)}"
+            store.update(job, status=Status.error, stage="error", error=JobError(status, message))
+        except Exception:  # a bug must fail this job only, and its traceback stays in the server log
+            log.exception("job %s failed", job.id)
+            store.update(job, status=Status.error, stage="error",
+                         error=JobError(500, "internal error while reconstructing; see the server log"))
+
+
+def _zip(archive: Path, members: list[Path]) -> None:
+    with atomic_path(archive) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as z:
+        for member in members:
+            z.write(member, member.name)
+
+
+def user_message(exc: Exception, upload: Path) -> str:
+    """The error's message without the server's temp path (messages start with the file name)."""
+    text = " ".join(str(exc).split())
+    for prefix in (f"{upload}: ", "image: "):
+        text = text.removeprefix(prefix)
+    return text
