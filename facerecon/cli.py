@@ -114,6 +114,115 @@ def version() -> None:
     print(pkg_version("facerecon"))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Photos reconstructed at once (each worker holds its own models).")] = 1,
+    texture_size: Annotated[int, typer.Option(help="Texture width and height in pixels.")] = 1024,
+) -> None:
+    """Serve the web app: drop a photo, watch the 3D head, download OBJ, GLB and JSON."""
+    if not 1 <= port <= 65535:
+        _fail_usage("--port must be between 1 and 65535")
+    if workers < 1:
+        _fail_usage("--workers must be at least 1")
+    if not 64 <= texture_size <= 4096:
+        _fail_usage("--texture-size must be between 64 and 4096")
+    import uvicorn  # the web stack loads only for this command
+
+    from .web import WebSettings, create_app
+    try:
+        web_app = create_app(WebSettings(workers=workers, texture_size=texture_size))
+    except RuntimeError as exc:  # the viewer's files are missing: set-up was not run
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    err_console.print(f"facerecon: serving on http://{host}:{port}/ (Ctrl+C stops)", markup=False, highlight=False)
+    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def evaluate(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, plots).")],
+    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", help="aflw, photos68, synthetic, scan, hard, speed (repeatable; default all).")] = None,
+    methods: Annotated[str, typer.Option(help="Reconstruction methods, comma-separated.")] = "fit",
+    smoke: Annotated[bool, typer.Option("--smoke", help="A quick run on a few samples per protocol.")] = False,
+    identities: Annotated[Optional[int], typer.Option(help="Synthetic identities (default 20; smoke 2).")] = None,
+    peer: Annotated[bool, typer.Option(help="Run the 3DDFA_V2 peer side by side.")] = True,
+) -> None:
+    """Measure accuracy and speed on the shared evaluation data; write a report."""
+    from .evaluation.protocols import PROTOCOLS
+    from .evaluation.runner import evaluate as run_evaluation
+
+    chosen = tuple(protocols or PROTOCOLS)
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    try:
+        result = run_evaluation(out_dir, chosen, names, smoke, peer, identities,
+                                log=lambda line: err_console.print(line, markup=False, highlight=False))
+    except ValueError as exc:
+        _fail_usage(str(exc))
+    print(result.table)
+    print(f"\nFull runtime {result.runtime_s:.0f} s; report in {out_dir / 'report.md'}")
+
+
+@app.command()
+def batch(
+    input_dir: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: the input tree mirrored, plus manifest.jsonl.")],
+    workers: Annotated[int, typer.Option(help="Worker processes (or Ray actors), one Reconstructor each.")] = 1,
+    engine: Annotated[str, typer.Option(help="local (a process pool) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (--engine ray); default: a local one.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip the photos already ok in OUT_DIR/manifest.jsonl.")] = False,
+    formats: Annotated[str, typer.Option("--format", help="Mesh formats: obj,glb,ply.")] = "obj,glb,ply",
+    texture_size: Annotated[int, typer.Option(help="Texture width and height in pixels.")] = 1024,
+    overlay: Annotated[bool, typer.Option(help="Write each photo with its meshes overlaid.")] = True,
+) -> None:
+    """Reconstruct every photo in a folder tree, with a resumable manifest."""
+    chosen = _parse_formats(formats)
+    if engine not in ("local", "ray"):
+        _fail_usage(f"--engine must be local or ray, got {engine!r}")
+    if address is not None and engine != "ray":
+        _fail_usage("--address needs --engine ray")
+    if not 64 <= texture_size <= 4096:
+        _fail_usage("--texture-size must be between 64 and 4096")
+    from .batch.console import run_with_progress, summary_table  # heavy imports after argument checks
+    from .batch.runner import BatchError, BatchOptions
+    try:
+        summary = run_with_progress(input_dir, out_dir, BatchOptions(chosen, texture_size, overlay), workers,
+                                    engine, address, resume, err_console)
+    except BatchError as exc:
+        _fail_usage(str(exc))
+    Console().print(summary_table(summary, out_dir))
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def video(
+    clip: Annotated[Path, typer.Argument(help="A video (MP4, MOV, AVI, ...).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: frames.csv, frames.json, overlay.mp4.")],
+    smoothing: Annotated[str, typer.Option(help="one-euro or none.")] = "one-euro",
+    overlay: Annotated[bool, typer.Option(help="Write the clip with the head overlaid (overlay.mp4).")] = True,
+) -> None:
+    """Track the main face of a video: one identity, per-frame pose and ARKit weights."""
+    if smoothing not in ("one-euro", "none"):
+        _fail_usage(f"--smoothing must be one-euro or none, got {smoothing!r}")
+    if not clip.is_file():
+        _fail_usage(f"{clip} is not a file")
+    from .batch.video import track_video, write_outputs  # heavy imports after argument checks
+    from .pipeline import Reconstructor
+    try:
+        with Reconstructor() as run:
+            track = track_video(clip, run, smoothing)
+            write_outputs(track, run, clip, out_dir, overlay)
+    except FaceReconError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    found = sum(fit is not None for fit in track.fits)
+    jitter = ", ".join(f"{k} {v:.3f}" for k, v in track.jitter_mm.items())
+    print(f"facerecon video: the face in {found}/{len(track.fits)} frames written to {out_dir}; "
+          f"frame-to-frame vertex motion (mm): {jitter}")
+
+
 def _silence_native_logs() -> None:
     """Send file descriptor 2 to /dev/null and keep Python's stderr on a copy of it.
 

@@ -195,13 +195,20 @@ class Fitter:
             raise ValueError("could not find an initial head pose for these landmarks")
         return rotation, tvec[:, 0]
 
-    def fit(self, landmarks_px: np.ndarray, camera: Camera) -> FitResult:
-        """Fit to (478, 2+) landmark pixels (Face Mesh order) seen by ``camera``."""
+    def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None) -> FitResult:
+        """Fit to (478, 2+) landmark pixels (Face Mesh order) seen by ``camera``.
+
+        ``identity`` (100,): hold the identity at these coefficients and solve only pose and
+        expression (a video's one identity shared by all its frames)."""
         observed = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2])
         span = observed.max(0) - observed.min(0)
         scale = float(np.sqrt(span[0] * span[1]))
         n_id = self.n_id
         coeffs = np.zeros(self.n_shape)
+        free = np.ones(6 + self.n_shape, bool)    # which of (rotation, translation, shape) are solved
+        if identity is not None:
+            coeffs[:n_id] = np.asarray(identity, np.float64)[:n_id]
+            free[6:6 + n_id] = False
         rotation, translation = self._initial_pose(observed, camera)
         mu = 1e-3
         points, best = self._landmark_points(coeffs, rotation, translation, camera)
@@ -223,7 +230,8 @@ class Fitter:
             for _ in range(6):
                 hess_mu = hess.copy()
                 hess_mu[np.diag_indices_from(hess)] += mu * damping
-                step = np.linalg.solve(hess_mu, -grad)
+                step = np.zeros_like(grad)
+                step[free] = np.linalg.solve(hess_mu[np.ix_(free, free)], -grad[free])
                 new_rot = cv2.Rodrigues(step[:3])[0] @ rotation
                 new_t = translation + step[3:6]
                 new_coeffs = coeffs + step[6:]
@@ -242,10 +250,11 @@ class Fitter:
                 break
         err = np.linalg.norm(res, axis=1)
         inner = ~self.is_contour
-        identity = np.zeros(self.model.n_identity, np.float32)
-        identity[:n_id] = coeffs[:n_id]
+        if identity is None:
+            identity = np.zeros(self.model.n_identity, np.float32)
+            identity[:n_id] = coeffs[:n_id]
         return FitResult(
-            identity=identity, expression=coeffs[n_id:].astype(np.float32),
+            identity=np.array(identity, np.float32), expression=coeffs[n_id:].astype(np.float32),
             rotation=rotation, translation=translation, camera=camera,
             residual_px=float(err[inner].mean() * scale), residual=float(err[inner].mean()),
             iterations=iterations)

@@ -1,0 +1,37 @@
+"""``facerecon batch --engine ray``: the same photos on Ray actors, one PhotoWorker each.
+
+A local cluster by default (``ray.init(num_cpus=workers)``), or an existing one by address; there
+the input and output folders must be at the same paths on every node (a shared file system).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .manifest import Record
+from .runner import BatchError, BatchOptions, Job, PhotoWorker
+
+
+def run_ray(jobs: Sequence[Job], out_dir: Path, options: BatchOptions, workers: int,
+            address: str | None = None) -> Iterator[Record]:
+    """Records in the order the photos finish; Ray is shut down when the iterator ends."""
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise BatchError("--engine ray needs the ray package: pip install ray 'protobuf<5'") from None
+    if not jobs:
+        return
+    # The workers' MediaPipe logs would otherwise stream through the driver over the progress bar.
+    kwargs = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if address is None:
+        ray.init(num_cpus=workers, include_dashboard=False, **kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+    try:
+        actor = ray.remote(num_cpus=1)(PhotoWorker)
+        pool = ActorPool([actor.remote(options, 1) for _ in range(workers)])
+        yield from pool.map_unordered(lambda a, job: a.process.remote(job, str(out_dir)), jobs)
+    finally:
+        ray.shutdown()

@@ -1,0 +1,168 @@
+"""``facerecon video``: the main (largest) face of every frame, one identity for the whole clip.
+
+1. Every frame: detect, take the largest face, place its landmarks and fit freely.
+2. The clip's identity: the median identity of the best frames (near-frontal, lowest residual).
+3. Every frame again with that identity held fixed: only pose and expression are solved, so the
+   head keeps its shape and the per-frame noise goes into fewer unknowns.
+4. Pose and expression smoothed over time (One Euro), unless ``smoothing="none"``.
+Outputs: per-frame pose and ARKit weights as CSV and JSON, and an overlay MP4.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import imageio.v2 as imageio
+import numpy as np
+
+from ..blendshapes import arkit_weights
+from ..camera import Camera
+from ..errors import InputImageError, NoFaceError
+from ..export import atomic_path, write_bytes, write_json
+from ..fit import FitResult
+from ..pipeline import Reconstructor
+from .smoothing import EXPRESSION_FILTER, TRANSLATION_FILTER, smooth_rotations
+
+Smoothing = Literal["one-euro", "none"]
+FRONTAL_DEG = 20.0          # frames within this yaw and pitch are preferred for the identity
+IDENTITY_SHARE = 0.5        # of those, the share with the lowest residual whose median is taken
+
+
+@dataclass
+class VideoTrack:
+    fps: float
+    camera: Camera
+    times: np.ndarray                       # (T,) seconds
+    fits: list[FitResult | None]            # final per-frame fits (None: no face in the frame)
+    identity: np.ndarray                    # (100,) the clip's one identity
+    identity_frames: list[int]              # the frames it came from
+    jitter_mm: dict[str, float]             # mean frame-to-frame vertex motion, per fitting stage
+
+
+def _largest(boxes: list) -> int:
+    return int(np.argmax([(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in boxes]))
+
+
+def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro") -> VideoTrack:
+    try:
+        reader = imageio.get_reader(path, format="FFMPEG")
+    except Exception as exc:
+        raise InputImageError(f"{path}: not a readable video ({type(exc).__name__})") from None
+    fps = float(reader.get_meta_data().get("fps") or 30.0)
+    landmarks: list[np.ndarray | None] = []
+    camera = None
+    with reader:
+        for frame in reader:
+            camera = camera or Camera.for_image(frame.shape[1], frame.shape[0])
+            found = run.detect(frame).faces
+            marks = run.estimator.estimate(frame, found[_largest(found)]) if found else None
+            landmarks.append(None if marks is None else marks.points)
+    seen = [i for i, m in enumerate(landmarks) if m is not None]
+    if not seen:
+        raise NoFaceError(f"{path}: no face in any of its {len(landmarks)} frames")
+    times = np.arange(len(landmarks)) / fps
+
+    free = {i: run.fitter.fit(landmarks[i], camera) for i in seen}
+    identity, identity_frames = shared_identity(free)
+    fixed = {i: run.fitter.fit(landmarks[i], camera, identity=identity) for i in seen}
+    final = smooth_fits(fixed, times) if smoothing == "one-euro" else fixed
+    jitter = {"free_identity": jitter_mm(run, free), "shared_identity": jitter_mm(run, fixed),
+              "smoothed": jitter_mm(run, final)}
+    fits = [final.get(i) for i in range(len(landmarks))]
+    return VideoTrack(fps, camera, times, fits, identity, identity_frames, jitter)
+
+
+def shared_identity(fits: dict[int, FitResult]) -> tuple[np.ndarray, list[int]]:
+    """The median identity over the near-frontal frames with the lowest residual."""
+    frames = [i for i, f in fits.items() if abs(f.angles[0]) < FRONTAL_DEG and abs(f.angles[1]) < FRONTAL_DEG]
+    frames = sorted(frames or list(fits), key=lambda i: fits[i].residual)
+    best = sorted(frames[:max(1, round(len(frames) * IDENTITY_SHARE))])
+    return np.median([fits[i].identity for i in best], axis=0).astype(np.float32), best
+
+
+def smooth_fits(fits: dict[int, FitResult], times: np.ndarray) -> dict[int, FitResult]:
+    """Pose and expression of the frames with a face, filtered over their times (a gap is a long step)."""
+    frames = sorted(fits)
+    t = times[frames]
+    rotations = smooth_rotations(np.stack([fits[i].rotation for i in frames]), t)
+    translations = TRANSLATION_FILTER(np.stack([fits[i].translation for i in frames]), t)
+    expressions = np.clip(EXPRESSION_FILTER(np.stack([fits[i].expression for i in frames]), t), 0, 1)
+    return {i: dataclasses.replace(fits[i], rotation=r, translation=tr, expression=e.astype(np.float32))
+            for i, r, tr, e in zip(frames, rotations, translations, expressions)}
+
+
+def jitter_mm(run: Reconstructor, fits: dict[int, FitResult]) -> float:
+    """Mean motion of the head's vertices (camera frame) between consecutive frames, in mm."""
+    frames = sorted(fits)
+    used = run.model.used_vertices
+    steps, previous = [], None
+    for i in frames:
+        verts = fits[i].to_camera(run.model.shape(fits[i].identity, fits[i].expression, used))
+        if previous is not None:
+            steps.append(np.linalg.norm(verts - previous, axis=1).mean() * 10.0)
+        previous = verts
+    return float(np.mean(steps)) if steps else 0.0
+
+
+def frame_rows(track: VideoTrack, run: Reconstructor) -> list[dict]:
+    """One JSON-ready dict per frame."""
+    rows = []
+    for i, (t, fit) in enumerate(zip(track.times, track.fits)):
+        row: dict = {"frame": i, "time_s": round(float(t), 4), "face": fit is not None}
+        if fit is not None:
+            yaw, pitch, roll = fit.angles
+            row.update(yaw_deg=round(yaw, 3), pitch_deg=round(pitch, 3), roll_deg=round(roll, 3),
+                       translation_cm=fit.translation.round(4), model_to_camera=fit.pose_matrix.round(6),
+                       residual_px=round(fit.residual_px, 3),
+                       blendshapes_arkit=arkit_weights(run.model.expression_names, fit.expression))
+        rows.append(row)
+    return rows
+
+
+def write_outputs(track: VideoTrack, run: Reconstructor, source: Path, out_dir: Path,
+                  overlay: bool = True) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = frame_rows(track, run)
+    names = list(arkit_weights(run.model.expression_names, np.zeros(run.model.n_expression)))
+    pose = ["yaw_deg", "pitch_deg", "roll_deg", "tx_cm", "ty_cm", "tz_cm", "residual_px"]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["frame", "time_s", "face", *pose, *names])
+    for row in rows:
+        values = [""] * (len(pose) + len(names))   # empty cells: no face in the frame
+        if row["face"]:
+            values = [row["yaw_deg"], row["pitch_deg"], row["roll_deg"], *row["translation_cm"].tolist(),
+                      row["residual_px"], *(row["blendshapes_arkit"][n] for n in names)]
+        writer.writerow([row["frame"], row["time_s"], int(row["face"]), *values])
+    paths = {"csv": write_bytes(out_dir / "frames.csv", text.getvalue().encode()),
+             "json": write_json(out_dir / "frames.json", {
+                 "source": str(source), "fps": track.fps, "frames": len(rows),
+                 "camera": {"focal_px": track.camera.focal, "cx": track.camera.cx, "cy": track.camera.cy,
+                            "width": track.camera.width, "height": track.camera.height},
+                 "identity": track.identity.round(5), "identity_frames": track.identity_frames,
+                 "jitter_mm": {k: round(v, 4) for k, v in track.jitter_mm.items()},
+                 "units": "cm", "per_frame": rows})}
+    if overlay:
+        paths["overlay"] = write_overlay_video(track, run, source, out_dir / "overlay.mp4")
+    return paths
+
+
+def write_overlay_video(track: VideoTrack, run: Reconstructor, source: Path, path: Path) -> Path:
+    """The clip with each frame's head drawn over it (the frames are read again, not kept)."""
+    from ..render.visualize import overlay
+    with atomic_path(path) as temporary:
+        writer = imageio.get_writer(temporary, format="FFMPEG", fps=track.fps, codec="libx264", quality=7,
+                                    pixelformat="yuv420p", macro_block_size=2)
+        try:
+            with imageio.get_reader(source, format="FFMPEG") as reader:
+                for frame, fit in zip(reader, track.fits):
+                    meshes = [] if fit is None else [fit.to_camera(fit.vertices(run.model))]
+                    writer.append_data(overlay(frame, meshes, track.camera, run.model))
+        finally:
+            # ffmpeg must be finished before the rename; the context manager would leave it running on an error.
+            writer.close()
+    return path
