@@ -25,6 +25,16 @@ def _fail_usage(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _texture_size_in_range(value: int) -> int:
+    if not 64 <= value <= 4096:
+        _fail_usage("--texture-size must be between 64 and 4096")
+    return value
+
+
+TextureSize = Annotated[int, typer.Option(callback=_texture_size_in_range,
+                                          help="Texture width and height in pixels (64-4096).")]
+
+
 def _parse_formats(text: str) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
     unknown = [f for f in formats if f not in FORMATS]
@@ -49,7 +59,7 @@ def reconstruct(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per photo).")],
     formats: Annotated[str, typer.Option("--format", help="Mesh formats: obj,glb,ply.")] = "obj,glb,ply",
     max_faces: Annotated[Optional[int], typer.Option(help="At most this many faces per photo (best first).")] = None,
-    texture_size: Annotated[int, typer.Option(help="Texture width and height in pixels.")] = 1024,
+    texture_size: TextureSize = 1024,
     turntable: Annotated[bool, typer.Option("--turntable", help="Also write a turntable GIF and MP4 per face.")] = False,
     overlay: Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")] = True,
 ) -> None:
@@ -57,8 +67,6 @@ def reconstruct(
     chosen = _parse_formats(formats)
     if max_faces is not None and max_faces < 1:
         _fail_usage("--max-faces must be at least 1")
-    if not 64 <= texture_size <= 4096:
-        _fail_usage("--texture-size must be between 64 and 4096")
     if out_dir.exists() and not out_dir.is_dir():
         _fail_usage(f"--out {out_dir} exists and is not a folder")
 
@@ -119,15 +127,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Photos reconstructed at once (each worker holds its own models).")] = 1,
-    texture_size: Annotated[int, typer.Option(help="Texture width and height in pixels.")] = 1024,
+    texture_size: TextureSize = 1024,
 ) -> None:
     """Serve the web app: drop a photo, watch the 3D head, download OBJ, GLB and JSON."""
     if not 1 <= port <= 65535:
         _fail_usage("--port must be between 1 and 65535")
     if workers < 1:
         _fail_usage("--workers must be at least 1")
-    if not 64 <= texture_size <= 4096:
-        _fail_usage("--texture-size must be between 64 and 4096")
     import uvicorn  # the web stack loads only for this command
 
     from .web import WebSettings, create_app
@@ -173,7 +179,7 @@ def batch(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (--engine ray); default: a local one.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip the photos already ok in OUT_DIR/manifest.jsonl.")] = False,
     formats: Annotated[str, typer.Option("--format", help="Mesh formats: obj,glb,ply.")] = "obj,glb,ply",
-    texture_size: Annotated[int, typer.Option(help="Texture width and height in pixels.")] = 1024,
+    texture_size: TextureSize = 1024,
     overlay: Annotated[bool, typer.Option(help="Write each photo with its meshes overlaid.")] = True,
 ) -> None:
     """Reconstruct every photo in a folder tree, with a resumable manifest."""
@@ -182,8 +188,6 @@ def batch(
         _fail_usage(f"--engine must be local or ray, got {engine!r}")
     if address is not None and engine != "ray":
         _fail_usage("--address needs --engine ray")
-    if not 64 <= texture_size <= 4096:
-        _fail_usage("--texture-size must be between 64 and 4096")
     from .batch.console import run_with_progress, summary_table  # heavy imports after argument checks
     from .batch.runner import BatchError, BatchOptions
     try:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import facerecon.landmarks as landmarks_module
 from facerecon.detect import Detection, FaceDetector
 from facerecon.landmarks import N_POINTS, NOSE_TIP, Landmarks, LandmarkEstimator, landmarks_for_image
 from facerecon.load import load_image
@@ -143,3 +144,24 @@ def test_no_face_in_crop_gives_none(estimator):
     image = np.full((400, 400, 3), 128, np.uint8)
     fake = Detection(np.array([150, 150, 250, 250], np.float32), 0.9, np.full((6, 2), 200, np.float32))
     assert estimator.estimate(image, fake) is None
+
+
+def test_near_profile_face_is_rescued_by_another_crop(tmp_path, monkeypatch, detector, estimator):
+    """A synthetic head at 80 degrees of yaw that Face Mesh rejects in the 2x crop (and its mirror)
+    gets landmarks from the fallback crops, on the correct side of the box."""
+    from facerecon.evaluation import synthetic
+    from facerecon.evaluation.protocols import base_texture
+    from facerecon.pipeline import Reconstructor
+
+    with Reconstructor(texture_size=256) as run:
+        head = synthetic.make_heads(run.model, base_texture(run), 3)[2]
+        sample = synthetic.render_sample(run.model, head, 80.0, 0.0, 256, tmp_path)
+    detection = detector.detect(sample.image)[0]
+    monkeypatch.setattr(landmarks_module, "CROP_SCALES", (2.0,))
+    assert estimator.estimate(sample.image, detection) is None
+    monkeypatch.undo()
+    found = estimator.estimate(sample.image, detection)
+    assert found is not None
+    truth = sample.camera.project(sample.vertices @ sample.rotation.T + sample.translation)
+    nose_error = np.linalg.norm(found.points[1, :2] - truth[sample.vertices[:, 2].argmax()])
+    assert nose_error < 0.15 * (detection.box[2] - detection.box[0])
