@@ -10,6 +10,10 @@ observed colours into small holes and fades to a skin tone (the median colour of
 cheeks and forehead) over large unseen parts such as the back of the head. Texels outside the UV
 islands copy their nearest island texel (a gutter), so texture filtering never reads background.
 
+Several photos of one head (``fuse_textures``): each is sampled the same way (``view_samples``),
+the views' colours are matched per channel on what they both see, and each texel blends the views
+by how head-on they see it; mirror and fill stand in only where no view sees the texel.
+
 Cost per bake: what depends only on the model and the texture size (the UV rasterisation, mirror
 and eye correspondences, the mesh Laplacian, the gutter map) is built once and cached.
 """
@@ -56,6 +60,13 @@ SKIN_FALLBACK = np.array([190.0, 145.0, 120.0], np.float32)
 SCLERA = np.array([225.0, 215.0, 205.0], np.float32)
 MOUTH_SHADE = 0.45
 MIN_SKIN_SAMPLES = 10
+# Fusing several photos: blend weights are view weights to this power (the most head-on view wins
+# where two overlap); exposure gains come from texels both views see with at least this weight,
+# when there are this many of them, and stay within this range (beyond it the overlap is suspect).
+FUSE_POWER = 4.0
+FUSE_OVERLAP_WEIGHT = 0.5
+FUSE_MIN_OVERLAP = 200
+FUSE_GAIN_RANGE = (0.6, 1.6)
 
 
 @dataclass
@@ -103,6 +114,28 @@ def bake_texture(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, mo
                  size: int = 1024) -> BakedTexture:
     """Bake the atlas texture of the head posed as ``vertices_cam`` (V, 3) cm from ``image`` (H, W, 3)
     uint8 RGB taken by ``camera``; ``size`` is the texture's width and height in texels."""
+    view = view_samples(image, vertices_cam, camera, model, size)
+    fill = _fill_vertices(view.vertex_colour, view.vertex_weight, _model_data(model))
+    return _composed(model, size, fill, view.direct, view.w_direct, view.mirror, view.w_mirror)
+
+
+@dataclass
+class ViewSamples:
+    """What one photo shows of the head: colours and weights per covered atlas texel (the layout's
+    texels, in order) and per exported-mesh vertex. Weights in [0, 1], 0 where the photo does not
+    see the point; colours (N or n, 3) uint8."""
+
+    direct: np.ndarray          # (N, 3) colour of the texel's own point
+    w_direct: np.ndarray        # (N,) float32, feathered
+    mirror: np.ndarray          # (N, 3) colour of its mirror image (or, on an eyeball, the other eye)
+    w_mirror: np.ndarray        # (N,) float32, feathered
+    vertex_colour: np.ndarray   # (n, 3) colour at each vertex of the exported mesh
+    vertex_weight: np.ndarray   # (n,) float32
+
+
+def view_samples(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, model: HeadModel,
+                 size: int = 1024) -> ViewSamples:
+    """Sample one photo for every atlas texel and mesh vertex (the first half of a bake)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
     data = _model_data(model)
@@ -111,9 +144,8 @@ def bake_texture(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, mo
     normals = _vertex_normals(verts, model, data)
     observe = _Observer(verts, normals, camera, *_depth_map(verts, camera, model))
 
-    # The mesh fill, from the photo's colours at the vertices and at their mirror images.
+    # The mesh fill's input: the photo's colours at the vertices (the fill adds their mirror images).
     v_xy, v_weight = observe(data.point_corners, data.point_bary)
-    fill = _fill_vertices(sample_image(image, v_xy), v_weight, data)
 
     # Per texel: the direct view and the alternative (the mirror image, or the other eye).
     xy_d, w_d = observe(layout.corners, layout.bary)
@@ -124,14 +156,57 @@ def bake_texture(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, mo
         for a, b in ((xy_d, xy_m), (w_d, w_m)):
             a[swap], b[swap] = b[swap], a[swap]
     w_d, w_m = _feather(w_d, layout), _feather(w_m, layout)
+    return ViewSamples(sample_image(image, xy_d), w_d, sample_image(image, xy_m), w_m,
+                       sample_image(image, v_xy), v_weight)
 
-    direct, mirror = sample_image(image, xy_d), sample_image(image, xy_m)
+
+def _composed(model: HeadModel, size: int, fill, direct, w_direct, mirror, w_mirror) -> BakedTexture:
+    """The atlas from the mesh fill (V, 3) and the texels' direct and mirror colours and weights."""
+    layout = _layout(model, size)
     out = np.empty((size * size, 3), np.uint8)
-    _compose(fill, layout.corners, layout.bary, direct, w_d, mirror, w_m, layout.texels, layout.gutter,
-             layout.nearest, out)
+    _compose(fill, layout.corners, layout.bary, direct, w_direct, mirror, w_mirror, layout.texels,
+             layout.gutter, layout.nearest, out)
     visibility = np.zeros(size * size, np.float32)
-    visibility[layout.texels] = w_d
+    visibility[layout.texels] = w_direct
     return BakedTexture(out.reshape(size, size, 3), visibility.reshape(size, size))
+
+
+def fuse_textures(views: list[ViewSamples], model: HeadModel, size: int = 1024,
+                  reference: int | None = None) -> tuple[BakedTexture, np.ndarray]:
+    """One atlas from several photos of the same head (each sampled by :func:`view_samples` at
+    ``size``, with its own pose, camera and expression).
+
+    Each texel blends the views that see it, weighted by how head-on they see it (weight to the
+    power FUSE_POWER, so the best view dominates and a slightly misregistered second view does not
+    ghost it); its visibility is the chance that at least one view sees it, 1 - prod(1 - w). The
+    mirror image and the mesh fill stand in only for what no view covers (as in a single bake).
+    Before blending, every view's colours are scaled per channel to match the ``reference`` view
+    (default: the one that covers most) on the texels both see well, so exposure and white balance
+    differences leave no seams. Returns the texture and the per-view gains (n, 3).
+    """
+    if reference is None:
+        reference = int(np.argmax([v.w_direct.sum() for v in views]))
+    ref = views[reference]
+    gains = np.ones((len(views), 3), np.float32)
+    for k, view in enumerate(views):
+        both = np.minimum(ref.w_direct, view.w_direct)
+        if k != reference and (both > FUSE_OVERLAP_WEIGHT).sum() >= FUSE_MIN_OVERLAP:
+            w = both[:, None] * (both[:, None] > FUSE_OVERLAP_WEIGHT)
+            gain = (w * ref.direct).sum(0) / np.maximum((w * view.direct).sum(0), 1e-6)
+            gains[k] = np.clip(gain, *FUSE_GAIN_RANGE)
+
+    def blend(colours, weights):
+        power = [w.astype(np.float32) ** FUSE_POWER for w in weights]
+        total = np.maximum(sum(power), 1e-12)[:, None]
+        colour = sum(p[:, None] * c.astype(np.float32) * g for p, c, g in zip(power, colours, gains)) / total
+        seen = 1.0 - np.prod([1.0 - w for w in weights], axis=0)
+        return np.clip(colour, 0, 255).astype(np.float32), seen.astype(np.float32)
+
+    direct, w_direct = blend([v.direct for v in views], [v.w_direct for v in views])
+    mirror, w_mirror = blend([v.mirror for v in views], [v.w_mirror for v in views])
+    v_colour, v_weight = blend([v.vertex_colour for v in views], [v.vertex_weight for v in views])
+    fill = _fill_vertices(v_colour, v_weight, _model_data(model))
+    return _composed(model, size, fill, direct, w_direct, mirror, w_mirror), gains
 
 
 # --- per-photo steps ---------------------------------------------------------------------------

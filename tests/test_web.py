@@ -86,13 +86,34 @@ def test_astronaut_reconstructs_and_downloads(client: TestClient):
         assert image.size == (512, 512)
 
 
-def test_several_photos_reconstruct_the_first_and_say_so(client: TestClient):
+def test_several_photos_of_one_person_give_one_head(client: TestClient, eval_dir: Path):
+    views = eval_dir / "multiview" / "mvfnet"
+    response = post(client, *[(f"{n}.jpg", (views / f"{n}.jpg").read_bytes(), "image/jpeg") for n in ("front", "left")])
+    assert response.status_code == 202, response.text
+    job = wait(client, response.json(), timeout_s=120)
+    assert job["status"] == "done", job["error"]
+    assert job["photos"] == ["front.jpg", "left.jpg"] and len(job["faces"]) == 1
+    data = client.get(job["faces"][0]["files"]["json"]).json()
+    assert data["used"] == ["front.jpg", "left.jpg"] and len(data["views"]) == 2
+    assert len(data["landmarks"]["ibug68"]["model_cm"]) == 68     # the viewer draws these
+    mesh = trimesh.load(io.BytesIO(client.get(job["faces"][0]["files"]["glb"]).content), file_type="glb", force="mesh")
+    assert 15 < mesh.extents[1] < 60
+    photo = Image.open(io.BytesIO(client.get(job["links"]["photo"]).content))
+    assert photo.width > photo.height     # the two views side by side
+
+
+def test_the_same_photo_twice_falls_back_to_one_view_and_says_so(client: TestClient):
     data = EXAMPLE.read_bytes()
-    response = post(client, ("front.jpg", data, "image/jpeg"), ("side.jpg", data, "image/jpeg"))
-    assert response.status_code == 202
-    job = wait(client, response.json())
-    assert job["status"] == "done" and job["photos"] == ["front.jpg", "side.jpg"]
-    assert "only the first (front.jpg)" in job["notes"][0]
+    job = wait(client, post(client, ("a.jpg", data, "image/jpeg"), ("b.jpg", data, "image/jpeg")).json())
+    assert job["status"] == "done" and len(job["faces"]) == 1
+    assert any("b.jpg" in note for note in job["notes"]), job["notes"]
+    assert any("single-view" in note for note in job["notes"]), job["notes"]
+
+
+def test_too_many_photos_is_400(client: TestClient):
+    data = EXAMPLE.read_bytes()
+    response = post(client, *[(f"{k}.jpg", data, "image/jpeg") for k in range(SETTINGS.max_photos + 1)])
+    assert_error(response, 400, "at most")
 
 
 def test_concurrent_uploads_get_their_own_jobs(client: TestClient):

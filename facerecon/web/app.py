@@ -43,6 +43,7 @@ class WebSettings:
     max_faces: int | None = 8           # tabs in the viewer; a crowd photo keeps its 8 best faces
     max_upload_bytes: int = 20 * 2**20  # the whole request body
     max_pixels: int = MAX_PIXELS
+    max_photos: int = 8                 # photos of one person per upload (each is a view of the head)
     max_pending: int = 32               # queued + running jobs; more is 503 rather than an unbounded queue
     ttl_s: float = 3600.0               # results are deleted this long after they finish
     cleanup_interval_s: float = 60.0
@@ -126,33 +127,34 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         return JSONResponse({"detail": "internal server error"}, 500)
 
     @app.post("/api/reconstructions", status_code=202, responses=ERRORS, tags=["reconstructions"],
-              summary="Upload a photo (or several of one person: the first is reconstructed)")
+              summary="Upload a photo, or several photos of one person (one head fitted to all of them)")
     async def create_reconstruction(
         request: Request,
-        photos: Annotated[list[UploadFile], File(description="JPEG, PNG, WebP, BMP or TIFF; one face or more")],
+        photos: Annotated[list[UploadFile], File(description="JPEG, PNG, WebP, BMP or TIFF. One photo: every face in it. Several: photos of one person, fused into one head")],
     ) -> JobView:
         store: JobStore = request.app.state.store
         if store.pending() >= settings.max_pending:
             raise HTTPException(503, f"{settings.max_pending} jobs are pending; try again in a minute")
+        if len(photos) > settings.max_photos:
+            raise HTTPException(400, f"{len(photos)} photos uploaded; at most {settings.max_photos} "
+                                     "photos of one person at a time")
         total = sum(photo.size or 0 for photo in photos)
         if total > settings.max_upload_bytes:
             raise HTTPException(413, f"upload is {total / 2**20:.1f} MB, over the "
                                      f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
         names = [_display_name(photo.filename) for photo in photos]
         job = store.create(names)
-        upload = job.folder / "upload"
+        uploads = [job.folder / f"upload{k}" for k in range(len(photos))]
         try:
-            await run_in_threadpool(_save_checked, photos[0].file, upload, names[0], settings.max_pixels)
+            for photo, upload, name in zip(photos, uploads, names):
+                await run_in_threadpool(_save_checked, photo.file, upload, name, settings.max_pixels)
         except UploadRejected as exc:
             store.discard(job)
             raise HTTPException(exc.status, exc.message) from None
         except BaseException:  # e.g. a full disk: no job may stay queued forever
             store.discard(job)
             raise
-        if len(photos) > 1:
-            job.notes.append(f"{len(photos)} photos uploaded; multi-view reconstruction is not available yet, "
-                             f"so only the first ({names[0]}) was reconstructed")
-        request.app.state.pool.submit(job, upload)
+        request.app.state.pool.submit(job, uploads)
         return _view(store, job)
 
     @app.get("/api/reconstructions/{job_id}", responses=NOT_FOUND, tags=["reconstructions"],

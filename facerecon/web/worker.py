@@ -12,9 +12,13 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from ..errors import InputImageError, NoFaceError
 from ..export import atomic_path, write_image
 from ..load import load_image
+from ..multiview import reconstruct_same_person
 from ..pipeline import Reconstructor, draw_overlay
 from .store import Job, JobError, JobStore, Status
 
@@ -34,8 +38,8 @@ class ReconstructionPool:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facerecon-worker")
 
-    def submit(self, job: Job, upload: Path) -> None:
-        self._executor.submit(self._run, job, upload)
+    def submit(self, job: Job, uploads: list[Path]) -> None:
+        self._executor.submit(self._run, job, uploads)
 
     def close(self) -> None:
         """Drop queued jobs, wait for running ones, then free the MediaPipe graphs."""
@@ -54,43 +58,83 @@ class ReconstructionPool:
                 self._reconstructors.append(run)
         return run
 
-    def _run(self, job: Job, upload: Path) -> None:
+    def _run(self, job: Job, uploads: list[Path]) -> None:
         store = self.store
         try:
             store.update(job, status=Status.running, stage="starting")
             run = self._reconstructor(job)
             store.update(job, stage="reconstructing")
-            image = load_image(upload)
-            faces = run(image)
-            store.update(job, stage="exporting")
-            files: dict[str, Path] = {}
-            summaries = []
-            for face in faces:
-                face.source = job.photos[0]     # the user's file name, not the server's temp path
-                paths = face.save(job.folder, formats=("obj", "glb"))
-                k = face.index
-                archive = job.folder / FACE_FILES["obj"].format(k=k)
-                _zip(archive, [paths["obj"], paths["mtl"], paths["png"]])
-                names = {kind: pattern.format(k=k) for kind, pattern in FACE_FILES.items()}
-                files.update({name: job.folder / name for name in names.values()})
-                yaw, pitch, roll = face.fit.angles
-                summaries.append({"index": k, "score": round(float(face.detection.score), 4),
-                                  "box": [round(float(v), 1) for v in face.detection.box],
-                                  "pose_deg": {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1)},
-                                  "files": names})
-            # JPEG: the browser must show them whatever the upload's format, and PNG is slow on big photos.
-            files["photo.jpg"] = write_image(job.folder / "photo.jpg", image)
-            files["overlay.jpg"] = write_image(job.folder / "overlay.jpg", draw_overlay(faces))
-            upload.unlink(missing_ok=True)
+            images = [load_image(upload) for upload in uploads]
+            if len(images) == 1:
+                summaries, files = self._single_photo(run, job, images[0])
+            else:
+                summaries, files = self._same_person(run, job, images)
+            for upload in uploads:
+                upload.unlink(missing_ok=True)
             store.update(job, status=Status.done, stage="done", faces=summaries, files=files)
         except (NoFaceError, InputImageError) as exc:
             status = 422 if isinstance(exc, NoFaceError) else 400
-            message = f"{job.photos[0]}: {user_message(exc, upload)}"
+            message = user_message(exc, uploads[0])
+            if len(uploads) == 1:
+                message = f"{job.photos[0]}: {message}"
             store.update(job, status=Status.error, stage="error", error=JobError(status, message))
         except Exception:  # a bug must fail this job only, and its traceback stays in the server log
             log.exception("job %s failed", job.id)
             store.update(job, status=Status.error, stage="error",
                          error=JobError(500, "internal error while reconstructing; see the server log"))
+
+    def _single_photo(self, run: Reconstructor, job: Job, image: np.ndarray) -> tuple[list[dict], dict[str, Path]]:
+        """Every face in one photo."""
+        faces = run(image)
+        self.store.update(job, stage="exporting")
+        files: dict[str, Path] = {}
+        summaries = []
+        for face in faces:
+            face.source = job.photos[0]     # the user's file name, not the server's temp path
+            paths = face.save(job.folder, formats=("obj", "glb"))
+            summaries.append(_face_files(job, face.index, paths, files))
+            summaries[-1].update(_face_summary(face.detection, face.fit.angles))
+        # JPEG: the browser must show them whatever the upload's format, and PNG is slow on big photos.
+        files["photo.jpg"] = write_image(job.folder / "photo.jpg", image)
+        files["overlay.jpg"] = write_image(job.folder / "overlay.jpg", draw_overlay(faces))
+        return summaries, files
+
+    def _same_person(self, run: Reconstructor, job: Job, images: list[np.ndarray]) -> tuple[list[dict], dict[str, Path]]:
+        """One head fitted to several photos of one person; the views left out are job notes."""
+        result = reconstruct_same_person(run, images, names=job.photos)
+        job.notes.extend(result.warnings)
+        self.store.update(job, stage="exporting")
+        files: dict[str, Path] = {}
+        paths = result.save(job.folder, stem="face0", formats=("obj", "glb"), overlays=False)
+        summary = _face_files(job, 0, paths, files)
+        reference = result.views[result.reference]
+        summary.update(_face_summary(reference.detection, reference.fit.angles))
+        used = result.used
+        files["photo.jpg"] = write_image(job.folder / "photo.jpg", _side_by_side([v.image for v in used]))
+        files["overlay.jpg"] = write_image(job.folder / "overlay.jpg", _side_by_side([result.overlay(v) for v in used]))
+        return [summary], files
+
+
+def _face_files(job: Job, k: int, paths: dict[str, Path], files: dict[str, Path]) -> dict:
+    """Zip face ``k``'s OBJ, MTL and PNG, register its downloads in ``files``; its summary's files."""
+    _zip(job.folder / FACE_FILES["obj"].format(k=k), [paths["obj"], paths["mtl"], paths["png"]])
+    names = {kind: pattern.format(k=k) for kind, pattern in FACE_FILES.items()}
+    files.update({name: job.folder / name for name in names.values()})
+    return {"index": k, "files": names}
+
+
+def _face_summary(detection, angles: tuple[float, float, float]) -> dict:
+    yaw, pitch, roll = angles
+    return {"score": round(float(detection.score), 4), "box": [round(float(v), 1) for v in detection.box],
+            "pose_deg": {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1)}}
+
+
+def _side_by_side(images: list[np.ndarray], height: int = 720) -> np.ndarray:
+    """The photos in a row at one height (at most ``height`` px), for the page's photo and overlay."""
+    height = min(height, min(im.shape[0] for im in images))
+    rows = [cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height),
+                       interpolation=cv2.INTER_AREA) for im in images]
+    return np.concatenate(rows, axis=1)
 
 
 def _zip(archive: Path, members: list[Path]) -> None:
