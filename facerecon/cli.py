@@ -62,6 +62,8 @@ def reconstruct(
     texture_size: TextureSize = 1024,
     turntable: Annotated[bool, typer.Option("--turntable", help="Also write a turntable GIF and MP4 per face.")] = False,
     overlay: Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")] = True,
+    same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR.")] = False,
+    method: Annotated[str, typer.Option(help="fit (landmarks + model fit), regress (CNN position map) or vrn (CNN volume).")] = "fit",
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
     chosen = _parse_formats(formats)
@@ -69,13 +71,21 @@ def reconstruct(
         _fail_usage("--max-faces must be at least 1")
     if out_dir.exists() and not out_dir.is_dir():
         _fail_usage(f"--out {out_dir} exists and is not a folder")
+    if method not in ("fit", "regress", "vrn"):
+        _fail_usage(f"--method must be fit, regress or vrn, got {method!r}")
+
+    if same_person:  # one head from all the photos: the work is in facerecon.multiview
+        from .multiview import same_person_command
+        raise typer.Exit(same_person_command(photos, out_dir, chosen, texture_size, overlay, turntable,
+                                             lambda line: err_console.print(line, markup=False, highlight=False,
+                                                                            soft_wrap=True)))
 
     from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
     from .render.visualize import save_turntable, turntable_frames
     from .export import write_image
 
     rows, failures = [], 0
-    with Reconstructor(texture_size=texture_size, max_faces=max_faces) as run, Progress(
+    with Reconstructor(texture_size=texture_size, max_faces=max_faces, method=method) as run, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True,
     ) as progress:
@@ -149,15 +159,14 @@ def serve(
 @app.command()
 def evaluate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, plots).")],
-    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", help="aflw, photos68, synthetic, scan, hard, speed (repeatable; default all).")] = None,
+    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", help="aflw, photos68, synthetic, scan, hard, speed, multiview (repeatable; default all).")] = None,
     methods: Annotated[str, typer.Option(help="Reconstruction methods, comma-separated.")] = "fit",
     smoke: Annotated[bool, typer.Option("--smoke", help="A quick run on a few samples per protocol.")] = False,
     identities: Annotated[Optional[int], typer.Option(help="Synthetic identities (default 20; smoke 2).")] = None,
     peer: Annotated[bool, typer.Option(help="Run the 3DDFA_V2 peer side by side.")] = True,
 ) -> None:
     """Measure accuracy and speed on the shared evaluation data; write a report."""
-    from .evaluation.protocols import PROTOCOLS
-    from .evaluation.runner import evaluate as run_evaluation
+    from .evaluation.runner import PROTOCOLS, evaluate as run_evaluation
 
     chosen = tuple(protocols or PROTOCOLS)
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -225,6 +234,23 @@ def video(
     jitter = ", ".join(f"{k} {v:.3f}" for k, v in track.jitter_mm.items())
     print(f"facerecon video: the face in {found}/{len(track.fits)} frames written to {out_dir}; "
           f"frame-to-frame vertex motion (mm): {jitter}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (YAML), e.g. configs/cpu.yaml.", show_default=False)],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last.pt.")] = False,
+) -> None:
+    """Train the position-map regressor on synthetic renders and export it to ONNX (needs the train extra)."""
+    if not config.is_file():
+        _fail_usage(f"{config} is not a file")
+    try:
+        from .training.train import train as run_training
+    except ImportError as exc:
+        _fail_usage(f"training needs the train extra (pip install -e '.[train]'): {exc}")
+    result = run_training(config, resume, err_console)
+    print(f"facerecon train: {result.steps} steps, {result.elapsed_s / 60:.1f} min, loss {result.loss:.5f}, "
+          f"validation {result.val_loss:.5f} ({result.val_mm:.2f} mm); model {result.onnx_path}")
 
 
 def _silence_native_logs() -> None:

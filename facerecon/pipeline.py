@@ -26,6 +26,10 @@ from .texture import bake_texture
 
 DEFAULT_TEXTURE_SIZE = 1024
 DEFAULT_FORMATS = ("obj", "glb", "ply")
+# "fit": Face Mesh landmarks + model fit; "regress": CNN position map + linear fit; "vrn": CNN
+# occupancy volume + ICP registration (MODEL_CARD.md).
+METHODS = ("fit", "regress", "vrn")
+DEFAULT_METHOD = "fit"
 
 
 @lru_cache(maxsize=1)
@@ -126,13 +130,23 @@ class Reconstructor:
     Not thread-safe (MediaPipe graphs are not): use one per thread or process.
     """
 
-    def __init__(self, texture_size: int = DEFAULT_TEXTURE_SIZE, max_faces: int | None = None):
+    def __init__(self, texture_size: int = DEFAULT_TEXTURE_SIZE, max_faces: int | None = None,
+                 method: str = DEFAULT_METHOD):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.texture_size = texture_size
         self.max_faces = max_faces
+        self.method = method
+        self._regressor = None
+        self._vrn = None
         self.model = load_model()
         self.fitter = Fitter(self.model)
         self.detector = FaceDetector()
         self.estimator = LandmarkEstimator()
+        if method == "regress":
+            _ = self.regressor  # load it now, so that per-face timings do not include loading
+        elif method == "vrn":
+            _ = self.vrn
 
     def close(self) -> None:
         self.detector.close()
@@ -147,15 +161,42 @@ class Reconstructor:
     def detect(self, image: np.ndarray) -> DetectionResult:
         return self.detector.run(image, self.max_faces)
 
+    @property
+    def regressor(self):
+        """The CNN regressor (``method="regress"``), loaded on first use."""
+        if self._regressor is None:
+            from .regress import Regressor
+            self._regressor = Regressor(self.model)
+        return self._regressor
+
+    @property
+    def vrn(self):
+        """The volumetric regressor (``method="vrn"``), loaded on first use."""
+        if self._vrn is None:
+            from .vrn import VolumeRegressor
+            self._vrn = VolumeRegressor(self.model)
+        return self._vrn
+
     def reconstruct_face(self, image: np.ndarray, detection: Detection, camera: Camera,
-                         source: str | None = None, with_texture: bool = True) -> FaceReconstruction | None:
-        """One face from its detection; None if Face Mesh finds no face in the box."""
+                         source: str | None = None, with_texture: bool = True,
+                         method: str | None = None) -> FaceReconstruction | None:
+        """One face from its detection; None if Face Mesh finds no face in the box. ``method``
+        overrides the Reconstructor's (see ``METHODS``)."""
         t1 = time.perf_counter()
-        landmarks = self.estimator.estimate(image, detection)
-        if landmarks is None:
-            return None
-        t2 = time.perf_counter()
-        fit = self.fitter.fit(landmarks.points, camera)
+        if (method or self.method) == "regress":
+            fit, landmarks = self.regressor.fit(image, detection, camera)
+            t2 = t1
+        elif (method or self.method) == "vrn":
+            found = self.vrn.fit(image, detection, camera)
+            if found is None:
+                return None
+            (fit, landmarks), t2 = found, t1
+        else:
+            landmarks = self.estimator.estimate(image, detection)
+            if landmarks is None:
+                return None
+            t2 = time.perf_counter()
+            fit = self.fitter.fit(landmarks.points, camera)
         vertices = fit.vertices(self.model)
         t3 = time.perf_counter()
         face = FaceReconstruction(0, detection, landmarks, fit, vertices, None, self.model, image, source,

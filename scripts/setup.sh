@@ -6,7 +6,11 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# torch first, pinned to the CPU build (torch==2.13.0 resolves to the local 2.13.0+cpu wheel), so the
+# train extra below finds it satisfied and pip never downloads a CUDA build.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -c "import torch, sys; sys.exit(f'expected the CPU build of torch, got {torch.__version__}' if torch.version.cuda else 0)"
+.venv/bin/python -m pip install --quiet -e ".[test,train]"
 # mediapipe depends on opencv-contrib-python; both provide cv2, so keep them at the same pinned version.
 .venv/bin/python -m pip install --quiet "opencv-contrib-python==4.11.0.86"
 .venv/bin/python -c "import facerecon, cv2, mediapipe; print('facerecon set up: cv2', cv2.__version__)"

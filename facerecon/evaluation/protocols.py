@@ -41,7 +41,9 @@ INNER68 = np.arange(17, 68)
 
 Method = Callable[[Reconstructor, np.ndarray, Detection, Camera], "FaceReconstruction | None"]
 METHODS: dict[str, Method] = {
-    "fit": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False),
+    "fit": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="fit"),
+    "regress": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="regress"),
+    "vrn": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="vrn"),
 }
 
 
@@ -413,7 +415,7 @@ def speed(ctx: Context) -> ProtocolResult:
                           peer_headline="landmarks ms")
 
 
-PROTOCOLS: dict[str, Callable[[Context], ProtocolResult]] = {
+SINGLE_VIEW_PROTOCOLS: dict[str, Callable[[Context], ProtocolResult]] = {
     "aflw": aflw, "photos68": photos68_protocol, "synthetic": synthetic_protocol,
     "scan": scan_protocol, "hard": hard, "speed": speed,
 }

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..pipeline import Reconstructor
-from .protocols import METHODS, PROTOCOLS, Context, ProtocolResult, synthetic_protocol
+from .multiview_protocol import multiview_protocol
+from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol
 from .report import write_report
+
+PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol}
 
 
 @dataclass(frozen=True)

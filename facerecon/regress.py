@@ -1,0 +1,148 @@
+"""Reconstruct by regression: a CNN predicts a UV position map, a linear fit turns it into the ICT model.
+
+``facerecon/data/regressor_uv128.onnx`` (trained by ``facerecon train configs/cpu.yaml``, see
+MODEL_CARD.md) maps a 128 px crop around the detection box (``posmap.crop_window``, the crop
+training used) to a position map: the head's surface points in the crop frame. Read at each
+vertex's UV, the map gives dense 3D points for the face, head and neck. Pose, identity and
+expression then come from a fast linear fit, no landmarks and no iterations of a nonlinear solver:
+
+1. a similarity (Umeyama) of the mean head onto the regressed points sets the face's distance
+   (metric model size <-> size in the crop), which lifts the map into camera-frame centimetres;
+2. three rounds of: similarity of the current head onto the points (the scale goes back into the
+   distance, so projections never move), then ridge least squares for the 100 identity and 53
+   expression coefficients in the rotated frame (expression clipped to [0, 1]).
+
+The result is a :class:`~facerecon.fit.FitResult`, so texturing, export and JSON are unchanged;
+the 478 Face Mesh points are reported as projections of the fitted head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .assets import PACKAGE_DATA
+from .camera import Camera
+from .detect import Detection
+from .fit import FitResult, load_correspondence
+from .geometry import surface_points
+from .landmarks import Landmarks
+from .model import PARTS, HeadModel
+from .posmap import crop_image, crop_window, from_crop_frame, uv_layout
+
+DEFAULT_MODEL = PACKAGE_DATA / "regressor_uv128.onnx"
+FACE_LAST = PARTS["face"][1]
+
+
+@dataclass(frozen=True)
+class RegressSettings:
+    rounds: int = 3
+    # Ridge weights per coefficient (per unit of total point weight). Chosen on 40 validation renders
+    # (training distribution, other seeds) for the shipped 30 min CPU model, whose maps carry pose well
+    # but little shape: dense RMSE 4.83 mm at 0.002/0.001, 4.41 at 0.05/0.02, 4.32 at 0.1/2 (the mean
+    # head alone: 4.33). Retune for a better-trained model.
+    identity_prior: float = 0.1
+    expression_prior: float = 2.0
+    weight_face: float = 1.0         # point weights in the fit; the back of the head is never seen
+    weight_head: float = 0.2
+    threads: int = 2                 # ONNX Runtime intra-op threads
+    stride: int = 2                  # fit every stride-th map vertex: neighbours carry the same information
+
+
+def similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Weighted Umeyama: (scale, R, t) minimising sum w |scale R source + t - target|^2."""
+    w = weights / weights.sum()
+    mu_s, mu_t = w @ source, w @ target
+    s, t = source - mu_s, target - mu_t
+    cov = (t * w[:, None]).T @ s
+    u, d, vt = np.linalg.svd(cov)
+    fix = np.eye(3)
+    fix[2, 2] = np.sign(np.linalg.det(u @ vt))
+    rotation = u @ fix @ vt
+    scale = float(np.trace(np.diag(d) @ fix) / (w @ np.sum(s ** 2, axis=1)))
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+class Regressor:
+    """Loads the ONNX position-map network once; :meth:`fit` reconstructs one detected face."""
+
+    def __init__(self, model: HeadModel, path: str | Path = DEFAULT_MODEL,
+                 settings: RegressSettings = RegressSettings()):
+        import onnxruntime as ort   # imported here: only this method needs it
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        shape = self.session.get_inputs()[0].shape
+        self.channels, self.size = int(shape[1]), int(shape[2])
+        self.model, self.settings = model, settings
+        layout = uv_layout(model, self.size)
+        self.layout = layout
+        self.use = np.flatnonzero(layout.reliable)[::settings.stride]  # rows of layout.vertices
+        vertices = layout.vertices[self.use]
+        self.vertices = vertices
+        self.weights = np.where(vertices <= FACE_LAST, settings.weight_face, settings.weight_head)
+        self.mean = model.neutral[vertices].astype(np.float64)
+        basis = np.concatenate([model.identity_basis[:, vertices], model.expression_basis[:, vertices]], 0)
+        self.basis = basis.reshape(len(basis), -1).T.astype(np.float64)  # (3n, 153)
+        wb = self.basis * np.repeat(self.weights, 3)[:, None]
+        normal = self.basis.T @ wb
+        normal[np.diag_indices(model.n_identity)] += settings.identity_prior * self.weights.sum()
+        idx = np.arange(model.n_identity, len(normal))
+        normal[idx, idx] += settings.expression_prior * self.weights.sum()
+        self.solve_matrix = np.linalg.inv(normal) @ wb.T                # (153, 3n): coefficients from targets
+
+    def predict(self, image: np.ndarray, detection: Detection) -> tuple[np.ndarray, object]:
+        """The network's points for ``self.vertices`` (n, 3) in the crop frame, and the crop window."""
+        window = crop_window(detection.box)
+        crop = crop_image(image, window, self.size)
+        x = (crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        if self.channels != 3:
+            raise ValueError(f"this regressor takes {self.channels} input channels; only 3 (one image) is wired here")
+        posmap = self.session.run(None, {"image": np.ascontiguousarray(x)})[0][0].transpose(1, 2, 0)
+        return self.layout.sample(posmap)[self.use], window
+
+    def fit_points(self, points_crop: np.ndarray, window, camera: Camera) -> FitResult:
+        """The linear model fit to regressed crop-frame points (see the module docstring)."""
+        m, s = self.model, self.settings
+        half = window.side / 2
+        scale, _, _ = similarity(self.mean, points_crop.astype(np.float64), self.weights)
+        ref_depth = camera.focal / (scale * half)            # scale = crop units per cm at that depth
+        target = from_crop_frame(points_crop.astype(np.float64), camera.focal, camera.cx, camera.cy, window, ref_depth)
+        shape = self.mean
+        coeffs = np.zeros(m.n_identity + m.n_expression)
+        for _ in range(s.rounds):
+            k, rotation, translation = similarity(shape, target, self.weights)
+            target, translation = target / k, translation / k   # a farther or nearer head, same projection
+            local = (target - translation) @ rotation - self.mean
+            coeffs = self.solve_matrix @ local.ravel()
+            coeffs[m.n_identity:] = np.clip(coeffs[m.n_identity:], 0.0, 1.0)
+            shape = self.mean + (self.basis @ coeffs).reshape(-1, 3)
+        k, rotation, translation = similarity(shape, target, self.weights)
+        target, translation = target / k, translation / k
+        fitted = shape @ rotation.T + translation
+        pixels = camera.project(fitted)
+        observed = camera.project(target)
+        err = np.linalg.norm(pixels - observed, axis=1)[self.vertices <= FACE_LAST]
+        size = float(np.sqrt(np.prod(observed.max(0) - observed.min(0))))
+        return FitResult(identity=coeffs[:m.n_identity].astype(np.float32),
+                         expression=coeffs[m.n_identity:].astype(np.float32),
+                         rotation=rotation, translation=translation, camera=camera,
+                         residual_px=float(err.mean()), residual=float(err.mean() / size),
+                         iterations=s.rounds, extra={"method": "regress"})
+
+    def fit(self, image: np.ndarray, detection: Detection, camera: Camera) -> tuple[FitResult, Landmarks]:
+        """Reconstruct the face in ``detection``: the fit, and the 478 Face Mesh points of the fitted head."""
+        points, window = self.predict(image, detection)
+        fit = self.fit_points(points, window, camera)
+        return fit, fitted_landmarks(fit, self.model, camera, detection)
+
+
+def fitted_landmarks(fit: FitResult, model: HeadModel, camera: Camera, detection: Detection) -> Landmarks:
+    """The 478 Face Mesh points of a fitted head, as Face Mesh reports them: pixels, and z = depth
+    relative to the face in pixels at its distance (methods without landmarks report these)."""
+    corr = load_correspondence()
+    cam_points = fit.to_camera(surface_points(fit.vertices(model), corr.vertices, corr.bary))
+    depth = cam_points[:, 2]
+    z = (depth - depth.mean()) * camera.focal / depth.mean()
+    return Landmarks(np.column_stack([camera.project(cam_points), z]).astype(np.float32), detection)
