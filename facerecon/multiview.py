@@ -37,7 +37,7 @@ from .camera import Camera
 from .detect import Detection
 from .errors import FaceReconError, NoFaceError
 from .export import export_mesh, write_image, write_json
-from .fit import N_FACE_POINTS, Fitter, FitResult, load_correspondence
+from .fit import LANDMARK_NOISE, LANDMARK_NOISE_YAW, N_FACE_POINTS, Fitter, FitResult, load_correspondence
 from .geometry import surface_points
 from .landmarks import Landmarks
 from .load import as_rgb8, load_image
@@ -68,12 +68,6 @@ LOO_MIN_WEIGHT = 0.5
 # weight >= 0.5 beyond which the views are probably not one person; same-person pairs measured
 # 1.1-2.3 mm, different people 1.1-3.4 mm, so this too flags only gross differences.
 SAME_PERSON_MM = 3.0
-# Face Mesh's mean landmark error (fraction of the face size, inner points) against their frontal
-# surface points on synthetic renders (4 identities, 256 px) by yaw: side views are much noisier,
-# and biased, so their weight falls as 1/error^2. (With equal weights, front + 60-degree views
-# measured worse than the front alone.)
-LANDMARK_NOISE_YAW = (0.0, 30.0, 60.0)
-LANDMARK_NOISE = (0.0145, 0.0188, 0.0407)
 
 
 # ------------------------------------------------------------------------------- joint fit

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, rotation_from_angles
+from ..evaluation.synthetic import skin_texture   # the evaluation set's skin model, shared
 from ..model import PARTS, HeadModel, load_model
 from ..posmap import CropWindow, crop_window, to_crop_frame, uv_layout
 from ..render.lighting import random_lighting
@@ -68,17 +69,6 @@ def detector_like_box(vertices_cam: np.ndarray, camera: Camera, model: HeadModel
     matches on our renders (scripts/measure_regress_boxes.py)."""
     pixels = camera.project(vertices_cam[model.landmarks68])
     return np.r_[pixels.min(0), pixels.max(0)]
-
-
-def skin_texture(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A skin texture from a real ``base`` atlas: random tone and tint, blotches, pore noise
-    (as ``evaluation.synthetic.skin_texture``, which the core must not import)."""
-    size = base.shape[0]
-    tone = rng.uniform(0.55, 1.15) * np.clip(1.0 + rng.normal(0.0, 0.06, 3), 0.85, 1.15)
-    blotch = cv2.resize(rng.normal(1.0, 0.06, (12, 12, 3)).astype(np.float32), (size, size),
-                        interpolation=cv2.INTER_CUBIC)
-    pores = rng.normal(0.0, 6.0, (size, size, 1)).astype(np.float32)
-    return np.clip(base.astype(np.float32) * tone * blotch + pores, 0, 255).astype(np.uint8)
 
 
 def random_background(size: int, rng: np.random.Generator) -> np.ndarray:
