@@ -7,9 +7,7 @@
    expression per view, by Levenberg-Marquardt on block-structured normal equations (the shared
    identity block plus one pose/expression block per view, solved by the Schur complement on the
    identity). Every view's jaw and cheek contour slides to that view's silhouette, so a side view's
-   contour constrains the depth (nose and chin profile) a frontal view cannot see; views turned by
-   45 degrees or more use the landmark definition Face Mesh follows at that yaw
-   (``data/mediapipe_ict_side.npz``). Views are weighted by landmark confidence: Face Mesh gives
+   contour constrains the depth (nose and chin profile) a frontal view cannot see. Views are weighted by landmark confidence: Face Mesh gives
    none, so it comes from its measured error at the view's yaw and from the view's own residual.
 3. A view that disagrees with the others (another person, landmarks on the wrong features) fits
    worse with the others' identity than with its own (leave-one-out): the worst such view is left
@@ -21,17 +19,14 @@
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .assets import PACKAGE_DATA
 from .blendshapes import arkit_weights
 from .camera import Camera
 from .detect import Detection
@@ -71,41 +66,6 @@ SAME_PERSON_MM = 3.0
 
 
 # ------------------------------------------------------------------------------- joint fit
-# Views turned further than this use the side-view landmark definition of their yaw bin (45 or 60).
-# Measured: at yaw 60 it cuts a single synthetic view's dense error from 4.67 to 4.10 mm (8 heads),
-# but the 30-degree bin made the real james photo at yaw 27 worse (scan RMSE 1.89 -> 2.01 mm), so
-# moderately turned views keep the frontal definition.
-SIDE_FROM_DEG = 37.5
-
-
-@lru_cache(maxsize=1)
-def load_side_correspondence() -> dict[str, np.ndarray]:
-    """Face Mesh landmarks on the ICT surface per yaw bin (scripts/derive_side_correspondence.py)."""
-    with np.load(PACKAGE_DATA / "mediapipe_ict_side.npz") as data:
-        return {k: data[k] for k in data.files}
-
-
-def view_fitter(fitter: Fitter, yaw: float) -> Fitter:
-    """``fitter`` with the inner landmarks where Face Mesh puts them at this yaw (turned views put
-    many points elsewhere on the face than frontal ones); the sliding contour is unchanged."""
-    if abs(yaw) < SIDE_FROM_DEG:
-        return fitter
-    side = load_side_correspondence()
-    k = int(np.argmin(np.abs(side["yaws"] - yaw)))
-    cache = fitter.__dict__.setdefault("_side_fitters", {})   # built once per fitter and bin
-    if k not in cache:
-        model, n_id = fitter.model, fitter.n_id
-        verts, bary = side["vertices"][k], side["bary"][k].astype(np.float64)
-        basis = np.concatenate([model.identity_basis[:n_id, verts.ravel()],
-                                model.expression_basis[:, verts.ravel()]], 0).astype(np.float64)
-        basis = basis.reshape(len(basis), *verts.shape, 3)                       # (S, L, 3 corners, 3)
-        clone = copy.copy(fitter)
-        clone.mean = np.einsum("lk,lkc->lc", bary, model.neutral[verts].astype(np.float64))
-        clone.basis = np.ascontiguousarray(np.einsum("lk,slkc->cls", bary, basis))
-        cache[k] = clone
-    return cache[k]
-
-
 @dataclass
 class JointFit:
     identity: np.ndarray        # (100,) float32, shared by every view
@@ -122,21 +82,18 @@ def view_weight(solo: FitResult) -> float:
 
 def joint_fit(fitter: Fitter, landmarks: list[np.ndarray], cameras: list[Camera],
               init: list[FitResult], weights: np.ndarray | None = None,
-              iterations: int = JOINT_ITERATIONS, identity: np.ndarray | None = None,
-              fitters: list[Fitter] | None = None) -> JointFit:
+              iterations: int = JOINT_ITERATIONS, identity: np.ndarray | None = None) -> JointFit:
     """Fit one identity and per-view pose and expression to several views' (478, 2+) landmarks.
 
     ``init``: single-view fits of the same views (start poses and expressions; the start identity is
     their weighted mean). ``identity`` (100,): hold the identity there and solve only the views'
-    pose and expression. ``fitters``: per view, ``fitter`` with that view's landmark definition
-    (:func:`view_fitter`); the model, priors and settings are ``fitter``'s. The cost is the sum over
+    pose and expression. The model, priors and settings are ``fitter``'s. The cost is the sum over
     views of the view weight times the single-view data term (robust, contour-weighted, normalised
     by the view's face size), plus the identity prior once and each view's expression prior.
     """
     s = fitter.settings
     n_id, n_views = fitter.n_id, len(landmarks)
     weights = np.ones(n_views) if weights is None else np.asarray(weights, np.float64)
-    fitters = fitters or [fitter] * n_views
     observed = [np.ascontiguousarray(np.asarray(m, np.float64)[:N_FACE_POINTS, :2]) for m in landmarks]
     scales = []
     for obs in observed:
@@ -161,8 +118,8 @@ def joint_fit(fitter: Fitter, landmarks: list[np.ndarray], cameras: list[Camera]
         out = []
         for v in range(n_views):
             coeffs = np.r_[identity, expressions[v]]
-            points, best = fitters[v]._landmark_points(coeffs, rotations[v], translations[v], cameras[v])
-            res, cam = fitters[v]._residuals(points, rotations[v], translations[v], observed[v], cameras[v], scales[v])
+            points, best = fitter._landmark_points(coeffs, rotations[v], translations[v], cameras[v])
+            res, cam = fitter._residuals(points, rotations[v], translations[v], observed[v], cameras[v], scales[v])
             out.append((best, res, cam))
         return out
 
@@ -183,7 +140,7 @@ def joint_fit(fitter: Fitter, landmarks: list[np.ndarray], cameras: list[Camera]
         g_i = id_prior * identity
         h_il, h_ll, g_l = [], [], []
         for v, (best, res, cam) in enumerate(state):
-            jac = fitters[v]._jacobian(cam, translations[v], rotations[v], fitters[v]._landmark_basis(best),
+            jac = fitter._jacobian(cam, translations[v], rotations[v], fitter._landmark_basis(best),
                                        cameras[v].focal) / scales[v]
             wj = jac * (weights[v] * np.repeat(robust[v], 2))[:, None]
             hess, grad = wj.T @ jac, wj.T @ res.ravel()
@@ -250,14 +207,13 @@ class View:
     detection: Detection | None = None
     landmarks: Landmarks | None = field(default=None, repr=False)
     solo: FitResult | None = None        # this view fitted alone
-    fitter: Fitter | None = field(default=None, repr=False)   # with the landmark definition of its yaw
     fit: FitResult | None = None         # this view in the joint fit (shared identity)
     weight: float = 0.0
     status: str = "pending"              # used | rejected | skipped
     reason: str = ""                     # why it was skipped or rejected, or a note on a used view
     faces: int = 0                       # faces found in the photo
     loo: float | None = None             # leave-one-out ratio (:func:`loo_ratio`), where tested
-    candidates: list = field(default_factory=list, repr=False)   # (detection, landmarks, solo, fitter) per face
+    candidates: list = field(default_factory=list, repr=False)   # (detection, landmarks, solo fit) per face
 
     @property
     def usable(self) -> bool:
@@ -305,12 +261,12 @@ def prepare_views(run: Reconstructor, photos: list, names: list[str] | None = No
         for det in found:
             marks = run.estimator.estimate(image, det)
             if marks is not None:
-                candidates.append((det, marks, *_fit_alone(run.fitter, marks.points, view.camera)))
+                candidates.append((det, marks, run.fitter.fit(marks.points, view.camera)))
         view.faces = len(candidates)
         if not candidates:
             view.status, view.reason = "skipped", "no face found"
             continue
-        view.detection, view.landmarks, view.solo, view.fitter = candidates[0]
+        view.detection, view.landmarks, view.solo = candidates[0]
         view.candidates = candidates     # several: resolved by _choose_faces
     _choose_faces(run.model, views)
     for view in views:
@@ -323,13 +279,6 @@ def prepare_views(run: Reconstructor, photos: list, names: list[str] | None = No
             else:
                 view.weight = view_weight(view.solo) * pose_weight(view.solo)
     return views
-
-
-def _fit_alone(fitter: Fitter, points: np.ndarray, camera: Camera) -> tuple[FitResult, Fitter]:
-    """The single-view fit, redone with the side-view landmark definition if the view is turned."""
-    fit = fitter.fit(points, camera)
-    own = view_fitter(fitter, fit.angles[0])
-    return (fit if own is fitter else own.fit(points, camera)), own
 
 
 def _choose_faces(model: HeadModel, views: list[View]) -> None:
@@ -347,7 +296,7 @@ def _choose_faces(model: HeadModel, views: list[View]) -> None:
         reference = np.median(others, axis=0)
         dist = [identity_distance_mm(model, c[2].identity, reference) for c in view.candidates]
         pick = int(np.argmin(dist))
-        view.detection, view.landmarks, view.solo, view.fitter = view.candidates[pick]
+        view.detection, view.landmarks, view.solo = view.candidates[pick]
         box = ", ".join(f"{x:.0f}" for x in view.detection.box)
         view.reason = (f"{view.faces} faces: took face {pick} (box {box}), whose identity is "
                        f"{dist[pick]:.2f} mm from the other photos' (others: "
@@ -366,9 +315,9 @@ def loo_ratio(fitter: Fitter, views: list[View], k: int) -> float:
 
 
 def joint_fit_views(fitter: Fitter, views: list[View], identity: np.ndarray | None = None) -> JointFit:
-    """:func:`joint_fit` of prepared views (their landmarks, cameras, single-view fits, weights, fitters)."""
+    """:func:`joint_fit` of prepared views (their landmarks, cameras, single-view fits, weights)."""
     return joint_fit(fitter, [v.landmarks.points for v in views], [v.camera for v in views], [v.solo for v in views],
-                     np.array([v.weight for v in views]), identity=identity, fitters=[v.fitter for v in views])
+                     np.array([v.weight for v in views]), identity=identity)
 
 
 def reject_disagreeing(fitter: Fitter, views: list[View]) -> None:
