@@ -271,4 +271,9 @@ def _silence_native_logs() -> None:
 
 def main() -> None:
     _silence_native_logs()
-    sys.exit(app())
+    try:
+        code = app()
+    except FaceReconError as exc:  # e.g. the ICT model missing: one line, not a traceback
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        code = 1
+    sys.exit(code)

@@ -12,8 +12,8 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
+def cli(*args: str, cwd: Path | None = None, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200", **env_vars)
     return subprocess.run([sys.executable, "-m", "facerecon", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
 
@@ -67,3 +67,10 @@ def test_wrong_arguments_exit_2_with_one_line(tmp_path, args, message):
 
 def test_missing_arguments_exit_2():
     assert cli("reconstruct").returncode == 2
+
+
+def test_missing_model_is_one_line_not_a_traceback(tmp_path):
+    result = cli("reconstruct", str(EXAMPLE), "-o", str(tmp_path / "o"), FACERECON_ICT_DIR=str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "ICT-FaceKit model not found" in result.stderr and "FACERECON_ICT_DIR" in result.stderr
