@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_regress.py [--repeats 50] [--threads 2]
 
-Rows: the shipped models (128 px); the position-map network exported at 256 px (it is fully
+Rows: the shipped models (128 px; the guided and two-view ones take 71 and 6 channels); the position-map network exported at 256 px (it is fully
 convolutional; the trained weights from runs/cpu/last.pt when present); the seeds' full-width
 network (configs/gpu.yaml) at 256 px with random weights (speed does not depend on the weights);
 one face through ``Regressor.fit`` (crop, forward, map read-back, linear model fit) and through
@@ -37,7 +37,8 @@ def forward_ms(path: Path, size: int, threads: int, repeats: int) -> float:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    channels = session.get_inputs()[0].shape[1]
+    x = np.random.default_rng(0).random((1, channels, size, size), dtype=np.float32)
     return median_ms(lambda: session.run(None, {"image": x}), repeats)
 
 
@@ -59,9 +60,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    from facerecon.regress import DEFAULT_MODEL
+    from facerecon.regress import DEFAULT_MODEL, GUIDED_MODEL, TWOVIEW_MODEL
     from facerecon.vrn import DEFAULT_MODEL as VRN_MODEL
     rows = [("shipped regressor_uv128.onnx", 128, forward_ms(DEFAULT_MODEL, 128, args.threads, args.repeats)),
+            ("shipped regressor_guided128.onnx (3+68 ch)", 128, forward_ms(GUIDED_MODEL, 128, args.threads, args.repeats)),
+            ("shipped regressor_twoview128.onnx (6 ch)", 128, forward_ms(TWOVIEW_MODEL, 128, args.threads, args.repeats)),
             ("shipped regressor_vrn64.onnx (volume)", 128, forward_ms(VRN_MODEL, 128, args.threads, args.repeats))]
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -87,9 +90,9 @@ def main() -> None:
     whole_vrn = median_ms(lambda: volumetric.fit(image, detection, camera), max(10, args.repeats // 2))
 
     print(f"ONNX Runtime {ort.__version__}, {args.threads} threads, batch 1, median of {args.repeats}")
-    print(f"{'model':40s} {'input':>6s} {'median ms':>10s}")
+    print(f"{'model':44s} {'input':>6s} {'median ms':>10s}")
     for name, size, ms in rows:
-        print(f"{name:40s} {size:>6d} {ms:>10.2f}")
+        print(f"{name:44s} {size:>6d} {ms:>10.2f}")
     print(f"{'one face, regress: crop + forward + read-back + linear fit':60s} {whole:>7.2f} ms")
     print(f"{'one face, vrn: crop + forward + surface + ICP + linear fit':60s} {whole_vrn:>7.2f} ms")
 

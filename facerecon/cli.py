@@ -21,7 +21,7 @@ err_console = Console(stderr=True)
 
 
 def _fail_usage(message: str) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False)
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -63,7 +63,7 @@ def reconstruct(
     turntable: Annotated[bool, typer.Option("--turntable", help="Also write a turntable GIF and MP4 per face.")] = False,
     overlay: Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")] = True,
     same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR.")] = False,
-    method: Annotated[str, typer.Option(help="fit (landmarks + model fit), regress (CNN position map) or vrn (CNN volume).")] = "fit",
+    method: Annotated[str, typer.Option(help="fit (landmarks + model fit), regress (CNN position map), guided (the CNN given the fit's landmarks too) or vrn (CNN volume).")] = "fit",
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
     chosen = _parse_formats(formats)
@@ -71,8 +71,8 @@ def reconstruct(
         _fail_usage("--max-faces must be at least 1")
     if out_dir.exists() and not out_dir.is_dir():
         _fail_usage(f"--out {out_dir} exists and is not a folder")
-    if method not in ("fit", "regress", "vrn"):
-        _fail_usage(f"--method must be fit, regress or vrn, got {method!r}")
+    if method not in ("fit", "regress", "guided", "vrn"):
+        _fail_usage(f"--method must be fit, regress, guided or vrn, got {method!r}")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
         from .multiview import same_person_command
@@ -107,11 +107,11 @@ def reconstruct(
                 rows.append((str(photo), str(len(faces)), "ok", f"{(time.perf_counter() - t0):.2f} s"))
             except FaceReconError as exc:
                 failures += 1
-                err_console.print(f"error: {exc}", markup=False, highlight=False)
+                err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
                 rows.append((str(photo), "0", str(exc).split(": ", 1)[-1], f"{(time.perf_counter() - t0):.2f} s"))
             except Exception as exc:  # one bad photo must not stop the others
                 failures += 1
-                err_console.print(f"error: {photo}: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+                err_console.print(f"error: {photo}: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
                 rows.append((str(photo), "0", f"{type(exc).__name__}", f"{(time.perf_counter() - t0):.2f} s"))
             progress.advance(task)
 
@@ -150,9 +150,9 @@ def serve(
     try:
         web_app = create_app(WebSettings(workers=workers, texture_size=texture_size))
     except RuntimeError as exc:  # the viewer's files are missing: set-up was not run
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    err_console.print(f"facerecon: serving on http://{host}:{port}/ (Ctrl+C stops)", markup=False, highlight=False)
+    err_console.print(f"facerecon: serving on http://{host}:{port}/ (Ctrl+C stops)", markup=False, highlight=False, soft_wrap=True)
     uvicorn.run(web_app, host=host, port=port, log_level="warning")
 
 
@@ -172,7 +172,7 @@ def evaluate(
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
     try:
         result = run_evaluation(out_dir, chosen, names, smoke, peer, identities,
-                                log=lambda line: err_console.print(line, markup=False, highlight=False))
+                                log=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
     except ValueError as exc:
         _fail_usage(str(exc))
     print(result.table)
@@ -228,7 +228,7 @@ def video(
             track = track_video(clip, run, smoothing)
             write_outputs(track, run, clip, out_dir, overlay)
     except FaceReconError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     found = sum(fit is not None for fit in track.fits)
     jitter = ", ".join(f"{k} {v:.3f}" for k, v in track.jitter_mm.items())

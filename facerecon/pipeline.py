@@ -26,9 +26,10 @@ from .texture import bake_texture
 
 DEFAULT_TEXTURE_SIZE = 1024
 DEFAULT_FORMATS = ("obj", "glb", "ply")
-# "fit": Face Mesh landmarks + model fit; "regress": CNN position map + linear fit; "vrn": CNN
-# occupancy volume + ICP registration (MODEL_CARD.md).
-METHODS = ("fit", "regress", "vrn")
+# "fit": Face Mesh landmarks + model fit; "regress": CNN position map + linear fit; "guided": the
+# position-map CNN given the fit's 68 landmarks as heatmaps too; "vrn": CNN occupancy volume + ICP
+# registration (MODEL_CARD.md).
+METHODS = ("fit", "regress", "guided", "vrn")
 DEFAULT_METHOD = "fit"
 
 
@@ -138,6 +139,7 @@ class Reconstructor:
         self.max_faces = max_faces
         self.method = method
         self._regressor = None
+        self._guided = None
         self._vrn = None
         self.model = load_model()
         self.fitter = Fitter(self.model)
@@ -145,6 +147,8 @@ class Reconstructor:
         self.estimator = LandmarkEstimator()
         if method == "regress":
             _ = self.regressor  # load it now, so that per-face timings do not include loading
+        elif method == "guided":
+            _ = self.guided
         elif method == "vrn":
             _ = self.vrn
 
@@ -170,6 +174,14 @@ class Reconstructor:
         return self._regressor
 
     @property
+    def guided(self):
+        """The landmark-guided CNN regressor (``method="guided"``), loaded on first use."""
+        if self._guided is None:
+            from .regress import GUIDED_MODEL, Regressor
+            self._guided = Regressor(self.model, GUIDED_MODEL)
+        return self._guided
+
+    @property
     def vrn(self):
         """The volumetric regressor (``method="vrn"``), loaded on first use."""
         if self._vrn is None:
@@ -183,10 +195,19 @@ class Reconstructor:
         """One face from its detection; None if Face Mesh finds no face in the box. ``method``
         overrides the Reconstructor's (see ``METHODS``)."""
         t1 = time.perf_counter()
-        if (method or self.method) == "regress":
+        method = method or self.method
+        if method == "regress":
             fit, landmarks = self.regressor.fit(image, detection, camera)
             t2 = t1
-        elif (method or self.method) == "vrn":
+        elif method == "guided":   # the fit's 68 points guide the network
+            landmarks = self.estimator.estimate(image, detection)
+            if landmarks is None:
+                return None
+            t2 = time.perf_counter()
+            first = self.fitter.fit(landmarks.points, camera)
+            guide = camera.project(first.to_camera(first.vertices(self.model)[self.model.landmarks68]))
+            fit, _ = self.guided.fit(image, detection, camera, landmarks68=guide)
+        elif method == "vrn":
             found = self.vrn.fit(image, detection, camera)
             if found is None:
                 return None

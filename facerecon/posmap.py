@@ -204,3 +204,11 @@ def _build_layout(model: HeadModel, size: int) -> UVLayout:
     # read-back is off by more than the map can carry; the model fit leaves those vertices out.
     error = np.linalg.norm(layout.sample(layout.render(model.neutral)) - model.neutral[used], axis=1)
     return replace(layout, reliable=error < RELIABLE_CM)
+
+
+def landmark_heatmaps(pixels: np.ndarray, size: int, sigma: float) -> np.ndarray:
+    """(K, 2) crop pixels -> (K, size, size) float32 Gaussians with peak 1."""
+    grid = np.arange(size, dtype=np.float32)
+    gx = np.exp(-((grid[None, :] - pixels[:, :1]) ** 2) / (2 * sigma ** 2))
+    gy = np.exp(-((grid[None, :] - pixels[:, 1:]) ** 2) / (2 * sigma ** 2))
+    return (gy[:, :, None] * gx[:, None, :]).astype(np.float32)

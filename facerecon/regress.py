@@ -29,9 +29,13 @@ from .fit import FitResult, load_correspondence
 from .geometry import surface_points
 from .landmarks import Landmarks
 from .model import PARTS, HeadModel
-from .posmap import crop_image, crop_window, from_crop_frame, uv_layout
+from .posmap import CropWindow, crop_image, crop_window, from_crop_frame, landmark_heatmaps, uv_layout
 
 DEFAULT_MODEL = PACKAGE_DATA / "regressor_uv128.onnx"
+GUIDED_MODEL = PACKAGE_DATA / "regressor_guided128.onnx"     # configs/guided_cpu.yaml
+TWOVIEW_MODEL = PACKAGE_DATA / "regressor_twoview128.onnx"   # configs/twoview_cpu.yaml
+N_HEATMAPS = 68
+HEATMAP_SIGMA = 2.0   # crop pixels, as in training (DataSettings.heatmap_sigma)
 FACE_LAST = PARTS["face"][1]
 
 
@@ -92,14 +96,33 @@ class Regressor:
         normal[idx, idx] += settings.expression_prior * self.weights.sum()
         self.solve_matrix = np.linalg.inv(normal) @ wb.T                # (153, 3n): coefficients from targets
 
-    def predict(self, image: np.ndarray, detection: Detection) -> tuple[np.ndarray, object]:
-        """The network's points for ``self.vertices`` (n, 3) in the crop frame, and the crop window."""
+    @property
+    def kind(self) -> str:
+        """"image" (3 channels), "guided" (3 + 68 landmark heatmaps) or "twoview" (two crops, 6)."""
+        return {3: "image", 3 + N_HEATMAPS: "guided", 6: "twoview"}.get(self.channels, "unknown")
+
+    def _crop(self, image: np.ndarray, detection: Detection) -> tuple[np.ndarray, CropWindow]:
         window = crop_window(detection.box)
-        crop = crop_image(image, window, self.size)
-        x = (crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        if self.channels != 3:
-            raise ValueError(f"this regressor takes {self.channels} input channels; only 3 (one image) is wired here")
-        posmap = self.session.run(None, {"image": np.ascontiguousarray(x)})[0][0].transpose(1, 2, 0)
+        return (crop_image(image, window, self.size).astype(np.float32) / 255.0).transpose(2, 0, 1), window
+
+    def predict(self, image: np.ndarray, detection: Detection, landmarks68: np.ndarray | None = None,
+                second: tuple[np.ndarray, Detection] | None = None) -> tuple[np.ndarray, CropWindow]:
+        """The network's points for ``self.vertices`` (n, 3) in the crop frame of ``image``, and that
+        crop window. A guided model needs ``landmarks68`` ((68, 2) pixels of ``image``); a two-view
+        model needs ``second``: another photo of the same head and its face's detection."""
+        x, window = self._crop(image, detection)
+        if self.kind == "guided":
+            if landmarks68 is None:
+                raise ValueError("this landmark-guided regressor needs the 68 landmarks")
+            pixels = np.c_[landmarks68[:, :2], np.ones(len(landmarks68))] @ window.to_crop(self.size).T
+            x = np.concatenate([x, landmark_heatmaps(pixels, self.size, HEATMAP_SIGMA)])
+        elif self.kind == "twoview":
+            if second is None:
+                raise ValueError("this two-view regressor needs a second view")
+            x = np.concatenate([x, self._crop(*second)[0]])
+        elif self.kind != "image":
+            raise ValueError(f"no input of {self.channels} channels is known to this regressor")
+        posmap = self.session.run(None, {"image": np.ascontiguousarray(x[None])})[0][0].transpose(1, 2, 0)
         return self.layout.sample(posmap)[self.use], window
 
     def fit_points(self, points_crop: np.ndarray, window, camera: Camera) -> FitResult:
@@ -131,10 +154,13 @@ class Regressor:
                          residual_px=float(err.mean()), residual=float(err.mean() / size),
                          iterations=s.rounds, extra={"method": "regress"})
 
-    def fit(self, image: np.ndarray, detection: Detection, camera: Camera) -> tuple[FitResult, Landmarks]:
-        """Reconstruct the face in ``detection``: the fit, and the 478 Face Mesh points of the fitted head."""
-        points, window = self.predict(image, detection)
+    def fit(self, image: np.ndarray, detection: Detection, camera: Camera, landmarks68: np.ndarray | None = None,
+            second: tuple[np.ndarray, Detection] | None = None) -> tuple[FitResult, Landmarks]:
+        """Reconstruct the face in ``detection`` (inputs as :meth:`predict`): the fit, and the 478
+        Face Mesh points of the fitted head."""
+        points, window = self.predict(image, detection, landmarks68, second)
         fit = self.fit_points(points, window, camera)
+        fit.extra["method"] = {"image": "regress", "guided": "guided", "twoview": "twoview"}[self.kind]
         return fit, fitted_landmarks(fit, self.model, camera, detection)
 
 

@@ -18,14 +18,14 @@ from facerecon.detect import FaceDetector
 from facerecon.model import load_model
 from facerecon.render.lighting import random_lighting
 from facerecon.render.renderer import render_head
-from facerecon.training.data import bake_base_texture, detector_like_box, random_background, skin_texture
+from facerecon.training.data import bake_real_textures, detector_like_box, random_background, skin_texture
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=90)
     args = parser.parse_args()
-    model, base = load_model(), bake_base_texture(256)
+    model, base = load_model(), bake_real_textures(256)[0]
     rng = np.random.default_rng(5)
     camera = Camera.for_image(256, 256)
     rows = []

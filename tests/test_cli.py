@@ -13,7 +13,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astr
 
 
 def cli(*args: str, cwd: Path | None = None, **env_vars: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", **env_vars)
+    env = dict(os.environ, **{"COLUMNS": "200", **env_vars})
     return subprocess.run([sys.executable, "-m", "facerecon", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
 
@@ -51,6 +51,16 @@ def test_bad_photos_are_reported_and_the_rest_go_on(tmp_path, eval_dir):
     assert (out / "astronaut" / "face0.glb").is_file()
     assert not (out / "astronaut" / "face0.obj").exists()
     assert "1/5 photos" in result.stdout
+
+
+def test_an_error_about_a_long_path_stays_one_line_on_a_narrow_terminal(tmp_path):
+    folder = tmp_path / ("deep" * 30)
+    folder.mkdir()
+    missing = folder / "missing.jpg"
+    result = cli("reconstruct", str(missing), "-o", str(tmp_path / "out"), COLUMNS="60")
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(missing) in lines[0], result.stderr
 
 
 @pytest.mark.parametrize("args,message", [

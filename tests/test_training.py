@@ -85,6 +85,27 @@ export: {tmp_path / 'model.onnx'}
     assert onnx_max_difference(net, tmp_path / "model.onnx", x) < 1e-4
 
 
+@pytest.mark.parametrize("channels, data", [(6, "views: 2"), (71, "heatmaps: 68")])
+def test_training_with_more_input_channels_validates_and_exports(tmp_path, channels, data):
+    """The two-view and landmark-guided configs: validation and export see all input channels."""
+    import onnxruntime as ort
+    from facerecon.training.train import train
+    config = tmp_path / "more.yaml"
+    config.write_text(f"""
+seed: 1
+output: {tmp_path / 'run'}
+workers: 0
+model: {{input_size: 64, in_channels: {channels}, width: 0.25, blocks_per_stage: 1, convs_per_scale: 1}}
+data: {{textures: 1, base_texture_size: 64, {data}}}
+train: {{batch_size: 2, steps: 2, val_every: 1, val_samples: 2}}
+export: {tmp_path / 'model.onnx'}
+""")
+    result = train(config)
+    assert result.steps == 2 and np.isfinite(result.val_mm)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1] == channels
+
+
 def test_network_shapes_for_all_input_kinds():
     from facerecon.training.network import PosMapNet
     for channels in (3, 6, 3 + 68):          # one image, two views, image + landmark heatmaps

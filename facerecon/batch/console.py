@@ -42,7 +42,7 @@ def run_with_progress(input_dir: Path, out_dir: Path, options: BatchOptions, wor
         nonlocal faces
         faces += record["faces"]
         if record["status"] != "ok":
-            progress.console.print(f"error: {record['error']}", markup=False, highlight=False)
+            progress.console.print(f"error: {record['error']}", markup=False, highlight=False, soft_wrap=True)
         progress.update(task, advance=1, faces=faces)
 
     with progress:

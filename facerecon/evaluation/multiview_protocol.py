@@ -15,7 +15,9 @@ from scipy.spatial import cKDTree
 from ..assets import shared_dir
 from ..geometry import surface_points
 from ..multiview import MultiViewReconstruction, expand_photos, joint_fit_views, reconstruct_same_person
+from ..camera import Camera
 from ..pipeline import load_landmarks68
+from ..regress import TWOVIEW_MODEL
 from . import synthetic
 from .datasets import Scan, james_scan
 from .icp import icp
@@ -51,10 +53,52 @@ def scan_rmse(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.
     return _rmse(cKDTree(surface).query(fit.transform.apply(crop))[0])
 
 
+# the networks' rows (with --methods ...,regress): name -> (first view yaw, second view yaw or "synthetic")
+NETWORK_SETS = {"1 view (front), regress": (0.0, None), "2 views (front + 30), two-view network": (0.0, 30.0),
+                "2 views (front + 60), two-view network": (0.0, 60.0),
+                "1 view (front) + synthetic view, two-view network": (0.0, "synthetic")}
+
+
+class Networks:
+    """The single-view and two-view regressors on views given as photos (the protocol's inputs)."""
+
+    def __init__(self, run):
+        from ..twoview import TwoViewRegressor
+        self.run, self.twoview = run, TwoViewRegressor(run.model)
+
+    def face(self, image: np.ndarray):
+        """(detection, camera) of the photo's best face, or None."""
+        found = self.run.detector.run(image, 1).faces
+        return (found[0], Camera.for_image(image.shape[1], image.shape[0])) if found else None
+
+    def vertices(self, first: np.ndarray, second) -> np.ndarray | None:
+        """Model-frame head from the first photo and ``second`` (None: the single-view regressor;
+        "synthetic": the rotate-and-render view of the first photo's fit; else a photo)."""
+        from ..twoview import synthetic_second_view
+        run, face = self.run, self.face(first)
+        if face is None:
+            return None
+        det, camera = face
+        if second is None:
+            fit = run.regressor.fit(first, det, camera)[0]
+        elif isinstance(second, str):
+            made = run.reconstruct_face(first, det, camera, method="fit")
+            if made is None:
+                return None
+            fit = self.twoview.fit(first, det, camera, *synthetic_second_view(run.model, made.fit, made.texture))
+        else:
+            other = self.face(second)
+            if other is None:
+                return None
+            fit = self.twoview.fit(first, det, camera, second, other[0])
+        return run.model.shape(fit.identity, fit.expression)
+
+
 def multiview_protocol(ctx: Context) -> ProtocolResult:
     run, out = ctx.run, ctx.out_dir / "multiview"
     n_identities, size = (2, 256) if ctx.smoke else (12, 512)
     rows = []
+    networks = Networks(run) if "regress" in ctx.methods and TWOVIEW_MODEL.exists() else None
     # --- synthetic
     heads = synthetic.make_heads(run.model, base_texture(run), n_identities)
     for head in heads:
@@ -80,6 +124,13 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
                 # the prior's mean identity with the fitted expression: what the landmarks add to it
                 mean_face = run.model.shape(np.zeros_like(result.identity), first.fit.expression)
                 rows[-1]["rmse_mm_mean_identity"] = _rmse(dense_error(mean_face, truth))
+        if networks is not None:
+            for name, (first, second) in NETWORK_SETS.items():
+                row = {"part": "synthetic", "identity": head.index, "set": name, "size": size}
+                verts = networks.vertices(renders[first].image, renders[second].image if isinstance(second, float)
+                                          else second)
+                rows.append({**row, "rmse_mm": np.nan if verts is None else _rmse(dense_error(verts, truth)),
+                             "used": 0 if verts is None else (1 if second is None else 2)})
     # --- the james scan: each photo alone, and both
     scan = james_scan()
     crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
@@ -93,6 +144,18 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
                      "warnings": result.warnings})
         if len(photos) == 1:
             rows[-1]["rmse_mm_joint_solver"] = scan_rmse(refined(run, result), scan, crop, face_tris)
+    if networks is not None:
+        # the more frontal photo first (the two-view network was trained front first)
+        order = sorted((0, 1), key=lambda k: abs(next(r for r in rows if r.get("set") == f"photo {k}")["yaw"][0]))
+        photo_a, photo_b = (scan.photos[k] for k in order)
+        for name, first, second in ((f"photo {order[0]}, regress", photo_a, None),
+                                    (f"photo {order[1]}, regress", photo_b, None),
+                                    ("photos 0 + 1, two-view network", photo_a, photo_b),
+                                    (f"photo {order[0]} + synthetic view, two-view network", photo_a, "synthetic"),
+                                    (f"photo {order[1]} + synthetic view, two-view network", photo_b, "synthetic")):
+            verts = networks.vertices(first, second)
+            rows.append({"part": "scan", "set": name,
+                         "rmse_mm": np.nan if verts is None else scan_rmse(verts, scan, crop, face_tris)})
     # --- mvfnet: the pictures
     photos = expand_photos([shared_dir() / "eval" / "multiview" / "mvfnet"])
     result = reconstruct_same_person(run, photos)
@@ -109,6 +172,9 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
         if len(SYNTHETIC_SETS[name]) == 1:
             summary[f"synthetic rmse_mm {name}, joint solver"] = _mean([r.get("rmse_mm_joint_solver", np.nan) for r in ok])
             summary[f"synthetic rmse_mm {name}, mean identity"] = _mean([r.get("rmse_mm_mean_identity", np.nan) for r in ok])
+    for name in NETWORK_SETS if networks is not None else ():
+        summary[f"synthetic rmse_mm {name}"] = _mean([r["rmse_mm"] for r in rows
+                                                      if r["part"] == "synthetic" and r["set"] == name])
     scan_rows = {r["set"]: r for r in rows if r["part"] == "scan"}
     for name, r in scan_rows.items():
         summary[f"scan rmse_mm {name}"] = r["rmse_mm"]
@@ -133,4 +199,9 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
              "number). 'joint solver': the one view refitted by the joint fit's solver (its 12 more "
              "iterations alone change a single view's error), the like-for-like baseline. 'mean identity': the prior's mean face with the view's fitted expression (what the landmarks add to the prior). Target: two real views cut the scan error by >= 30 % against the better single view. "
              "mvfnet: head, overlays" + ("" if ctx.smoke else " and turntable") + " in multiview/mvfnet/."]
+    if networks is not None:
+        notes.append("Networks (with the regress method): the single-view regressor on one view, the two-view "
+                     "network on two (the more frontal first), and on one photo plus its synthetic second view "
+                     "(the fit turned 30 degrees toward the other side of frontal, rendered with the photo's "
+                     "texture). Scored like the fit rows; the same face boxes from the detector.")
     return ProtocolResult("multiview", {"fit": summary}, rows, notes, "scan reduction vs better photo %")

@@ -43,6 +43,7 @@ Method = Callable[[Reconstructor, np.ndarray, Detection, Camera], "FaceReconstru
 METHODS: dict[str, Method] = {
     "fit": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="fit"),
     "regress": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="regress"),
+    "guided": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="guided"),
     "vrn": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="vrn"),
 }
 

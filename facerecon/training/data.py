@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from ..camera import Camera, rotation_from_angles
+from ..errors import FaceReconError
 from ..evaluation.synthetic import skin_texture   # the evaluation set's skin model, shared
 from ..model import PARTS, HeadModel, load_model
-from ..posmap import CropWindow, crop_window, to_crop_frame, uv_layout
+from ..posmap import CropWindow, crop_window, landmark_heatmaps, to_crop_frame, uv_layout
 from ..render.lighting import random_lighting
 from ..render.renderer import render_head
 
@@ -234,14 +236,6 @@ class SyntheticFaces:
         return image, np.ascontiguousarray(sample.posmap.transpose(2, 0, 1)), layout.weights
 
 
-def landmark_heatmaps(pixels: np.ndarray, size: int, sigma: float) -> np.ndarray:
-    """(K, 2) crop pixels -> (K, size, size) float32 Gaussians with peak 1."""
-    grid = np.arange(size, dtype=np.float32)
-    gx = np.exp(-((grid[None, :] - pixels[:, :1]) ** 2) / (2 * sigma ** 2))
-    gy = np.exp(-((grid[None, :] - pixels[:, 1:]) ** 2) / (2 * sigma ** 2))
-    return (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
-
-
 def flip_sample(image: np.ndarray, points: np.ndarray, model: HeadModel) -> tuple[np.ndarray, np.ndarray]:
     """Mirror the crop left-right; the head seen in it is the mirror head, so vertex j of the new
     ground truth is the mirror partner of j, reflected (x -> -x in the crop frame)."""
@@ -256,21 +250,32 @@ def colour_augment(image: np.ndarray, rng: np.random.Generator, s: DataSettings)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def texture_library(base: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """(count, S, S, 3) skin textures derived from one real baked atlas."""
+def texture_library(bases: list[np.ndarray], count: int, seed: int) -> np.ndarray:
+    """(count, S, S, 3) skin textures: the real baked atlases in turn, each with a random tone,
+    tint, blotches and pores."""
     rng = np.random.default_rng([seed, 7919])
-    return np.stack([skin_texture(base, rng) for _ in range(count)])
+    return np.stack([skin_texture(bases[k % len(bases)], rng) for k in range(count)])
 
 
-@lru_cache(maxsize=2)
-def bake_base_texture(size: int = 256) -> np.ndarray:
-    """The real skin atlas the textures derive from: the shipped example photo through the main job."""
-    from pathlib import Path
-
+def bake_real_textures(size: int = 256, folders: tuple[Path, ...] = (), max_yaw: float = 30.0) -> list[np.ndarray]:
+    """Real skin atlases from the main job: the shipped example photo, and every face of at least
+    80 px turned less than ``max_yaw`` degrees in the photos under ``folders`` (so that most of the
+    atlas is seen, not mirror-filled)."""
     from ..load import load_image
     from ..pipeline import Reconstructor
-    from ..texture import bake_texture
-    image = load_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg")
+    photos = [Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"]
+    for folder in folders:
+        photos += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    atlases = []
     with Reconstructor(texture_size=size) as run:
-        face = run(image)[0]
-        return bake_texture(image, face.vertices_camera, face.camera, run.model, size).image
+        for photo in photos:
+            try:
+                faces = run(load_image(photo))
+            except FaceReconError:
+                continue
+            for face in faces:
+                box = face.detection.box
+                if min(box[2] - box[0], box[3] - box[1]) >= 80 and abs(face.fit.angles[0]) < max_yaw:
+                    run.add_texture(face)
+                    atlases.append(face.texture)
+    return atlases

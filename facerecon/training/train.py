@@ -26,9 +26,10 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..assets import shared_dir
 from ..export import atomic_path
 from ..posmap import uv_layout
-from .data import DataSettings, SyntheticFaces, bake_base_texture, texture_library
+from .data import DataSettings, SyntheticFaces, bake_real_textures, texture_library
 from .network import build_network, count_parameters, to_device_layout
 
 CSV_FIELDS = ("step", "elapsed_s", "lr", "loss", "val_loss", "val_mm")
@@ -71,7 +72,8 @@ def _validation_set(dataset: SyntheticFaces, count: int):
     images, targets, scales, points = [], [], [], []
     for i in range(count):
         s = val.sample(i, flip=False, occlude=False, augment_colour=False)
-        images.append(s.image.transpose(2, 0, 1) / np.float32(255.0))
+        image = s.image.transpose(2, 0, 1) / np.float32(255.0)
+        images.append(image if s.extra is None else np.concatenate([image, s.extra]))
         targets.append(dataset.target(s.points) if hasattr(dataset, "target") else s.posmap.transpose(2, 0, 1))
         scales.append(s.cm_per_unit)
         points.append(s.points[:9409])
@@ -155,9 +157,13 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     dcfg = dict(cfg["data"])
     n_textures = int(dcfg.pop("textures", 24))
     base_size = int(dcfg.pop("base_texture_size", 256))
+    # folders of real photos (relative to the shared data folder) whose faces give skin atlases
+    photo_folders = tuple(shared_dir() / f for f in dcfg.pop("texture_photos", []))
     settings = DataSettings.from_dict({**dcfg, "input_size": int(mcfg.get("input_size", 128))})
-    console.print(f"baking the base skin texture from the example photo ({base_size} px)")
-    textures = texture_library(bake_base_texture(base_size), n_textures, seed)
+    bases = bake_real_textures(base_size, photo_folders)
+    console.print(f"{len(bases)} real skin atlases ({base_size} px) baked from the example photo"
+                  + (f" and {', '.join(map(str, photo_folders))}" if photo_folders else ""))
+    textures = texture_library(bases, n_textures, seed)
     volume = mcfg.get("kind", "posmap") == "volume"
     if volume:
         from .volumetric import VolumeFaces, evaluate_volumes, volume_loss
