@@ -6,8 +6,9 @@ Rows: the shipped models (128 px; the guided and two-view ones take 71 and 6 cha
 convolutional; the trained weights from runs/cpu/last.pt when present); the seeds' full-width
 network (configs/gpu.yaml) at 256 px with random weights (speed does not depend on the weights);
 one face through ``Regressor.fit`` (crop, forward, map read-back, linear model fit) and through
-``VolumeRegressor.fit``. The 256 px rows need torch (the train extra) to export. Target from
-issue 4: <= 15 ms at 256 px.
+``VolumeRegressor.fit``; the 3DDFA_V2 peer's landmarks on the same face, and every row's ratio to
+it (the shared machine's speed varies by 2x between runs; ratios vary less). The 256 px rows need
+torch (the train extra) to export. Target from issue 4: <= 15 ms at 256 px.
 """
 from __future__ import annotations
 
@@ -88,6 +89,12 @@ def main() -> None:
     camera = Camera.for_image(image.shape[1], image.shape[0])
     whole = median_ms(lambda: regressor.fit(image, detection, camera), max(10, args.repeats // 2))
     whole_vrn = median_ms(lambda: volumetric.fit(image, detection, camera), max(10, args.repeats // 2))
+    try:   # the peer's whole landmark step on the same face: a yardstick that moves with the machine
+        from facerecon.evaluation.peer import peer_landmarks68
+        peer = median_ms(lambda: peer_landmarks68(image, detection.box), max(10, args.repeats // 2))
+    except (FileNotFoundError, OSError) as exc:
+        print(f"(peer row skipped: {exc})")
+        peer = float("nan")
 
     print(f"ONNX Runtime {ort.__version__}, {args.threads} threads, batch 1, median of {args.repeats}")
     print(f"{'model':44s} {'input':>6s} {'median ms':>10s}")
@@ -95,6 +102,9 @@ def main() -> None:
         print(f"{name:44s} {size:>6d} {ms:>10.2f}")
     print(f"{'one face, regress: crop + forward + read-back + linear fit':60s} {whole:>7.2f} ms")
     print(f"{'one face, vrn: crop + forward + surface + ICP + linear fit':60s} {whole_vrn:>7.2f} ms")
+    print(f"{'one face, peer 3DDFA_V2 landmarks (same box)':60s} {peer:>7.2f} ms")
+    for name, size, ms in rows:
+        print(f"ratio {name} ({size} px) / peer: {ms / peer:.2f}")
 
 
 if __name__ == "__main__":

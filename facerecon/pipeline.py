@@ -105,7 +105,7 @@ class FaceReconstruction:
             "expression_ict": {n: round(float(w), 5) for n, w in
                                zip(self.model.expression_names, self.fit.expression)},
             "identity": self.fit.identity.round(5),
-            "fit": {"residual_px": round(self.fit.residual_px, 3),
+            "fit": {"method": self.fit.extra.get("method", "fit"), "residual_px": round(self.fit.residual_px, 3),
                     "residual_rel": round(self.fit.residual, 5), "iterations": self.fit.iterations},
             "units": "cm",
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},

@@ -96,6 +96,7 @@ def test_regress_method_on_a_render_and_a_real_photo(eval_dir, tmp_path):
     assert np.all((px68 > box[:2] - 0.5 * size) & (px68 < box[2:] + 0.5 * size))
     assert face.texture.shape == (128, 128, 3)
     assert face.to_dict()["pose"]["yaw_deg"] == pytest.approx(yaw, abs=1e-2)
+    assert face.to_dict()["fit"]["method"] == "regress" and fitted.to_dict()["fit"]["method"] == "fit"
 
 
 def test_occupancy_volume_front_surface_round_trip(model):

@@ -58,7 +58,7 @@ def test_guided_method_and_two_view_network_recover_the_pose(run, head, yaw, tmp
     s = _render(run, head, yaw, tmp_path_factory)
     det = run.detect(s.image).faces[0]
     guided = run.reconstruct_face(s.image, det, s.camera, with_texture=False, method="guided")
-    assert guided.fit.extra["method"] == "guided"
+    assert guided.to_dict()["fit"]["method"] == "guided"
     assert abs(guided.fit.angles[0] - yaw) < 10, guided.fit.angles
     side = _render(run, head, yaw - np.sign(yaw) * 45.0, tmp_path_factory)
     fit = TwoViewRegressor(run.model).fit(s.image, det, s.camera, side.image, run.detect(side.image).faces[0])
