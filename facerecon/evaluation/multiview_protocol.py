@@ -144,6 +144,8 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
                      "warnings": result.warnings})
         if len(photos) == 1:
             rows[-1]["rmse_mm_joint_solver"] = scan_rmse(refined(run, result), scan, crop, face_tris)
+    # the floor that any shape recovery has to beat: the mean ICT head, no photo at all
+    rows.append({"part": "scan", "set": "mean head", "rmse_mm": scan_rmse(run.model.neutral, scan, crop, face_tris)})
     if networks is not None:
         # the more frontal photo first (the two-view network was trained front first)
         order = sorted((0, 1), key=lambda k: abs(next(r for r in rows if r.get("set") == f"photo {k}")["yaw"][0]))
@@ -196,7 +198,7 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
              "with the front view's expression. 'views used' = views kept by the checks (a side view the "
              "detector misses is dropped). Scan: the two photos in james.jpg alone and together, RMSE (mm) "
              "of the scan crop after landmark similarity + rigid ICP (the scan protocol's 'similarity' "
-             "number). 'joint solver': the one view refitted by the joint fit's solver (its 12 more "
+             "number); 'mean head': the mean ICT head scored the same way. 'joint solver': the one view refitted by the joint fit's solver (its 12 more "
              "iterations alone change a single view's error), the like-for-like baseline. 'mean identity': the prior's mean face with the view's fitted expression (what the landmarks add to the prior). Target: two real views cut the scan error by >= 30 % against the better single view. "
              "mvfnet: head, overlays" + ("" if ctx.smoke else " and turntable") + " in multiview/mvfnet/."]
     if networks is not None:
