@@ -5,7 +5,8 @@ column x) is crop pixel (2x + 0.5, 2y + 0.5) at half resolution, and depth bin k
 z = -1 + (k + 0.5) * 2 / D, i.e. one crop half-side in front of and behind the face's mean depth.
 A voxel is occupied between the head surface nearest the camera and the farthest one along its
 column; the face and head/neck surface is not closed, so the far side is the back of the head
-where it is in range. Inference reads only the front surface (the first occupied bin per column).
+where it is in range. Inference uses only the visible side of the surface: marching cubes' vertices
+that face the camera, or the first occupied bin per column.
 """
 from __future__ import annotations
 
@@ -51,3 +52,22 @@ def front_surface(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     step = 2 * Z_RANGE / bins
     depth = np.where(k > 0, z[k] - step * (1.0 - frac), z[0])
     return np.column_stack([(xs + 0.5) * 2 / res - 1.0, (ys + 0.5) * 2 / res - 1.0, depth]).astype(np.float32)
+
+
+def marching_cubes_surface(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """(D, R, R) occupancy probabilities -> (n, 3) crop-frame points: the vertices of the
+    ``threshold`` iso-surface (scikit-image's marching cubes, as VRN extracts its mesh) whose outward
+    normal faces the camera, i.e. the visible side of the surface."""
+    from skimage.measure import marching_cubes   # only --method vrn needs it
+    bins, res = prob.shape[0], prob.shape[1]
+    if prob.max() < threshold or prob.min() >= threshold:
+        return np.zeros((0, 3), np.float32)
+    # pad with empty space so that surfaces cut by the volume's faces still close
+    verts, _, normals, _ = marching_cubes(np.pad(prob, 1), threshold, gradient_direction="descent")
+    verts -= 1.0
+    visible = normals[:, 0] < 0          # outward normal pointing toward smaller depth: the camera
+    k, y, x = verts[visible].T
+    inside = (k > 0) & (k < bins - 1)     # drop the caps the padding adds at the depth range's ends
+    k, y, x = k[inside], y[inside], x[inside]
+    depth = -Z_RANGE + (k + 0.5) * 2 * Z_RANGE / bins
+    return np.column_stack([(x + 0.5) * 2 / res - 1.0, (y + 0.5) * 2 / res - 1.0, depth]).astype(np.float32)

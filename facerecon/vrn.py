@@ -3,9 +3,11 @@ registered to its front surface.
 
 ``facerecon/data/regressor_vrn64.onnx`` (``facerecon train configs/vrn_cpu.yaml``) maps the same
 128 px crop as the position-map regressor to occupancy logits (64 depth bins x 64 x 64, see
-``facerecon.volume``). The surface is read per column (the first bin past 0.5, interpolated), which
-for registration is what marching cubes would give on the visible side. The volume carries no
-correspondence, so the ICT head is registered by ICP:
+``facerecon.volume``). The surface is extracted by marching cubes (scikit-image) at 0.5, as VRN
+does, keeping the side that faces the camera (the back of the head is never seen); reading the
+first bin past 0.5 per column (``extraction="columns"``) is the measured alternative (AFLW2000-3D-16
+NME 54.0 % against 49.1 %). The volume carries no correspondence, so the ICT head is registered by
+ICP:
 
 1. rigid-with-scale ICP from the surface points to the mean head's camera-facing vertices, from
    five yaw starts (-70..70 degrees); the start with the lowest mean distance wins;
@@ -32,13 +34,17 @@ from .landmarks import Landmarks
 from .model import PARTS, HeadModel
 from .posmap import crop_image, crop_window, from_crop_frame, uv_layout
 from .regress import RegressSettings, fitted_landmarks, similarity
-from .volume import front_surface
+from .volume import front_surface, marching_cubes_surface
 
 DEFAULT_MODEL = PACKAGE_DATA / "regressor_vrn64.onnx"
 YAW_STARTS = (-70.0, -35.0, 0.0, 35.0, 70.0)
 ICP_ITERATIONS = 10
 SHAPE_ROUNDS = 4
 MIN_SURFACE_POINTS = 50
+# How the surface comes out of the volume: "marching_cubes" (VRN's: the visible side of the 0.5
+# iso-surface, scikit-image) or "columns" (the first bin past 0.5 per column).
+EXTRACTIONS = {"marching_cubes": marching_cubes_surface, "columns": front_surface}
+DEFAULT_EXTRACTION = "marching_cubes"
 CM_PER_UNIT_GUESS = 15.5
 
 
@@ -46,8 +52,12 @@ class VolumeRegressor:
     """Loads the ONNX occupancy network once; :meth:`fit` reconstructs one detected face."""
 
     def __init__(self, model: HeadModel, path: str | Path = DEFAULT_MODEL,
-                 settings: RegressSettings = RegressSettings(), stride: int = 4):
+                 settings: RegressSettings = RegressSettings(), stride: int = 4,
+                 extraction: str = DEFAULT_EXTRACTION):
         import onnxruntime as ort
+        if extraction not in EXTRACTIONS:
+            raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
+        self.extract = EXTRACTIONS[extraction]
         options = ort.SessionOptions()
         options.intra_op_num_threads = settings.threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -69,7 +79,7 @@ class VolumeRegressor:
         window = crop_window(detection.box)
         x = (crop_image(image, window, self.size).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         logits = self.session.run(None, {"image": np.ascontiguousarray(x)})[0][0]
-        return front_surface(1.0 / (1.0 + np.exp(-logits))), window
+        return self.extract(1.0 / (1.0 + np.exp(-logits))), window
 
     def _pairs(self, shape, rotation, translation, scale, points):
         """Each surface point with its nearest camera-facing head vertex: (vertex rows, distances).

@@ -116,6 +116,26 @@ def test_occupancy_volume_front_surface_round_trip(model):
     assert np.median(dist) < 0.5 * bin_size and np.percentile(dist, 90) < bin_size
 
 
+def test_marching_cubes_surface_of_a_volume_lies_on_the_head(model):
+    """Marching cubes on a (blurred, network-like) true volume: the camera-facing vertices lie on
+    the head within a depth bin, and cover more than the column read-out's points."""
+    from scipy.ndimage import gaussian_filter
+    from scipy.spatial import cKDTree
+
+    from facerecon.training.data import DataSettings, SyntheticFaces
+    from facerecon.volume import front_surface, marching_cubes_surface, occupancy
+    faces = SyntheticFaces(np.full((1, 64, 64, 3), 160, np.uint8), DataSettings(), seed=4)
+    s = faces.sample(1, flip=False, occlude=False, augment_colour=False)
+    prob = gaussian_filter(occupancy(s.points, model, 64, 64), 0.8)
+    surface = marching_cubes_surface(prob)
+    assert len(surface) > len(front_surface(prob))
+    dist = cKDTree(s.points[:PARTS["head_neck"][1] + 1]).query(surface)[0]
+    bin_size = 2.0 / 64
+    assert np.median(dist) < 0.5 * bin_size and np.percentile(dist, 90) < 1.5 * bin_size
+    # an empty volume has no surface
+    assert marching_cubes_surface(np.zeros((64, 64, 64), np.float32)).shape == (0, 3)
+
+
 def test_vrn_registration_to_a_true_volume(model):
     """ICP + linear fit of the ICT head to the front surface of a true occupancy volume."""
     from facerecon.training.data import DataSettings, SyntheticFaces
