@@ -17,11 +17,11 @@ from .errors import FaceReconError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Textured, metric 3D heads from ordinary photos.")
 FORMATS = ("obj", "glb", "ply")
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)   # an error stays one line on any terminal
 
 
 def _fail_usage(message: str) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"error: {message}", markup=False, highlight=False)
     raise typer.Exit(2)
 
 
@@ -77,8 +77,7 @@ def reconstruct(
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
         from .multiview import same_person_command
         raise typer.Exit(same_person_command(photos, out_dir, chosen, texture_size, overlay, turntable,
-                                             lambda line: err_console.print(line, markup=False, highlight=False,
-                                                                            soft_wrap=True)))
+                                             lambda line: err_console.print(line, markup=False, highlight=False)))
 
     from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
     from .render.visualize import save_turntable, turntable_frames
@@ -107,11 +106,11 @@ def reconstruct(
                 rows.append((str(photo), str(len(faces)), "ok", f"{(time.perf_counter() - t0):.2f} s"))
             except FaceReconError as exc:
                 failures += 1
-                err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+                err_console.print(f"error: {exc}", markup=False, highlight=False)
                 rows.append((str(photo), "0", str(exc).split(": ", 1)[-1], f"{(time.perf_counter() - t0):.2f} s"))
             except Exception as exc:  # one bad photo must not stop the others
                 failures += 1
-                err_console.print(f"error: {photo}: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
+                err_console.print(f"error: {photo}: {type(exc).__name__}: {exc}", markup=False, highlight=False)
                 rows.append((str(photo), "0", f"{type(exc).__name__}", f"{(time.perf_counter() - t0):.2f} s"))
             progress.advance(task)
 
@@ -150,9 +149,9 @@ def serve(
     try:
         web_app = create_app(WebSettings(workers=workers, texture_size=texture_size))
     except RuntimeError as exc:  # the viewer's files are missing: set-up was not run
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
-    err_console.print(f"facerecon: serving on http://{host}:{port}/ (Ctrl+C stops)", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"facerecon: serving on http://{host}:{port}/ (Ctrl+C stops)", markup=False, highlight=False)
     uvicorn.run(web_app, host=host, port=port, log_level="warning")
 
 
@@ -172,7 +171,7 @@ def evaluate(
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
     try:
         result = run_evaluation(out_dir, chosen, names, smoke, peer, identities,
-                                log=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
+                                log=lambda line: err_console.print(line, markup=False, highlight=False))
     except ValueError as exc:
         _fail_usage(str(exc))
     print(result.table)
@@ -228,7 +227,7 @@ def video(
             track = track_video(clip, run, smoothing)
             write_outputs(track, run, clip, out_dir, overlay)
     except FaceReconError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1)
     found = sum(fit is not None for fit in track.fits)
     jitter = ", ".join(f"{k} {v:.3f}" for k, v in track.jitter_mm.items())
@@ -274,6 +273,6 @@ def main() -> None:
     try:
         code = app()
     except FaceReconError as exc:  # e.g. the ICT model missing: one line, not a traceback
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
         code = 1
     sys.exit(code)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .camera import Camera
 from .model import EXPORTED_PARTS, PARTS, HeadModel
 from .render.raster import rasterize
 
@@ -51,6 +52,14 @@ class CropWindow:
         """2x3 affine: image pixel -> crop pixel of a (size, size) crop (pixel centres at integers)."""
         k = size / self.side
         return np.array([[k, 0.0, size / 2 - 0.5 - k * self.cx], [0.0, k, size / 2 - 0.5 - k * self.cy]])
+
+
+def detector_like_box(vertices_cam: np.ndarray, camera: Camera, model: HeadModel) -> np.ndarray:
+    """[x0, y0, x1, y1]: the box of a head's projected 68 landmark vertices (camera-frame vertices
+    (V, 3)), which MediaPipe's face box matches on our renders (scripts/measure_regress_boxes.py):
+    training crops around it, and so does a synthetic view that no detector has seen."""
+    pixels = camera.project(vertices_cam[model.landmarks68])
+    return np.r_[pixels.min(0), pixels.max(0)]
 
 
 def crop_window(box: np.ndarray) -> CropWindow:

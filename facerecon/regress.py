@@ -35,6 +35,9 @@ DEFAULT_MODEL = PACKAGE_DATA / "regressor_uv128.onnx"
 GUIDED_MODEL = PACKAGE_DATA / "regressor_guided128.onnx"     # configs/guided_cpu.yaml
 TWOVIEW_MODEL = PACKAGE_DATA / "regressor_twoview128.onnx"   # configs/twoview_cpu.yaml
 N_HEATMAPS = 68
+# input channels -> the model's kind, and the method name a fit by it reports
+KINDS = {3: "image", 3 + N_HEATMAPS: "guided", 6: "twoview"}
+METHOD_OF_KIND = {"image": "regress", "guided": "guided", "twoview": "twoview"}
 HEATMAP_SIGMA = 2.0   # crop pixels, as in training (DataSettings.heatmap_sigma)
 FACE_LAST = PARTS["face"][1]
 
@@ -99,7 +102,7 @@ class Regressor:
     @property
     def kind(self) -> str:
         """"image" (3 channels), "guided" (3 + 68 landmark heatmaps) or "twoview" (two crops, 6)."""
-        return {3: "image", 3 + N_HEATMAPS: "guided", 6: "twoview"}.get(self.channels, "unknown")
+        return KINDS.get(self.channels, "unknown")
 
     def _crop(self, image: np.ndarray, detection: Detection) -> tuple[np.ndarray, CropWindow]:
         window = crop_window(detection.box)
@@ -152,7 +155,7 @@ class Regressor:
                          expression=coeffs[m.n_identity:].astype(np.float32),
                          rotation=rotation, translation=translation, camera=camera,
                          residual_px=float(err.mean()), residual=float(err.mean() / size),
-                         iterations=s.rounds, extra={"method": "regress"})
+                         iterations=s.rounds, extra={"method": METHOD_OF_KIND[self.kind]})
 
     def fit(self, image: np.ndarray, detection: Detection, camera: Camera, landmarks68: np.ndarray | None = None,
             second: tuple[np.ndarray, Detection] | None = None) -> tuple[FitResult, Landmarks]:
@@ -160,7 +163,6 @@ class Regressor:
         Face Mesh points of the fitted head."""
         points, window = self.predict(image, detection, landmarks68, second)
         fit = self.fit_points(points, window, camera)
-        fit.extra["method"] = {"image": "regress", "guided": "guided", "twoview": "twoview"}[self.kind]
         return fit, fitted_landmarks(fit, self.model, camera, detection)
 
 

@@ -20,19 +20,13 @@ from .camera import Camera, rotation_from_angles
 from .detect import Detection
 from .fit import FitResult
 from .model import HeadModel
+from .posmap import detector_like_box
 from .regress import TWOVIEW_MODEL, Regressor
 from .render.lighting import ambient
 from .render.renderer import render_head
 
 SYNTHETIC_TURN = 30.0          # degrees, the seeds' rotation for the synthetic view
 BACKGROUND_GREY = 128
-
-
-def landmark_box(model: HeadModel, fit: FitResult) -> np.ndarray:
-    """[x0, y0, x1, y1]: the box of the fitted head's projected 68 landmark vertices, what the
-    detector's box looks like (training built its boxes the same way)."""
-    pixels = fit.camera.project(fit.to_camera(fit.vertices(model)[model.landmarks68]))
-    return np.r_[pixels.min(0), pixels.max(0)].astype(np.float32)
 
 
 def turned(fit: FitResult, model: HeadModel, degrees: float) -> FitResult:
@@ -57,7 +51,8 @@ def synthetic_second_view(model: HeadModel, fit: FitResult, texture: np.ndarray,
     result = render_head(model, other.vertices(model), other.rotation, other.translation, camera, texture,
                          ambient(1.0), background=background)
     image = np.clip(result.image * 255 + 0.5, 0, 255).astype(np.uint8)
-    return image, Detection(landmark_box(model, other), 1.0, np.zeros((6, 2), np.float32))
+    box = detector_like_box(other.to_camera(other.vertices(model)), camera, model).astype(np.float32)
+    return image, Detection(box, 1.0, np.zeros((6, 2), np.float32))
 
 
 class TwoViewRegressor:

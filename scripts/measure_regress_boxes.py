@@ -1,4 +1,4 @@
-"""How MediaPipe's face box relates to the box training uses (``training.data.detector_like_box``).
+"""How MediaPipe's face box relates to the box training uses (``posmap.detector_like_box``).
 
 Renders random ICT heads (yaw -90..90, pitch and roll -25..25) as the evaluation's synthetic set does,
 runs our detector, and prints the detector box's centre offset and side relative to the
@@ -18,7 +18,8 @@ from facerecon.detect import FaceDetector
 from facerecon.model import load_model
 from facerecon.render.lighting import random_lighting
 from facerecon.render.renderer import render_head
-from facerecon.training.data import bake_real_textures, detector_like_box, random_background, skin_texture
+from facerecon.posmap import detector_like_box
+from facerecon.training.data import bake_real_textures, random_background, skin_texture
 
 
 def main() -> None:

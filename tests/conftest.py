@@ -20,5 +20,13 @@ def eval_dir(shared: Path) -> Path:
     return shared / "eval"
 
 
+@pytest.fixture(scope="module")
+def run():
+    """A Reconstructor with 256 px textures, one per test module (MediaPipe graphs are not shared)."""
+    from facerecon.pipeline import Reconstructor
+    with Reconstructor(texture_size=256) as reconstructor:
+        yield reconstructor
+
+
 def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

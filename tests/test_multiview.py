@@ -16,14 +16,7 @@ from facerecon.evaluation import synthetic
 from facerecon.evaluation.protocols import base_texture, dense_error
 from facerecon.load import load_image
 from facerecon.multiview import joint_fit, prepare_views, reconstruct_same_person
-from facerecon.pipeline import Reconstructor
 from facerecon.texture import bake_texture
-
-
-@pytest.fixture(scope="module")
-def run():
-    with Reconstructor(texture_size=256) as reconstructor:
-        yield reconstructor
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,11 @@ import numpy as np
 import pytest
 
 from facerecon.load import load_image
-from facerecon.pipeline import Reconstructor
 
 REQUIRED_JSON = {
     "source", "face_index", "image_size", "box", "score", "landmarks", "pose", "camera",
     "blendshapes_arkit", "expression_ict", "identity", "fit", "units", "timings_ms",
 }
-
-
-@pytest.fixture(scope="module")
-def run():
-    with Reconstructor(texture_size=256) as r:
-        yield r
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,8 @@ import pytest
 
 from facerecon.evaluation import synthetic
 from facerecon.evaluation.protocols import _iou as box_iou
-from facerecon.pipeline import Reconstructor
 from facerecon.regress import GUIDED_MODEL, TWOVIEW_MODEL, Regressor
 from facerecon.twoview import TwoViewRegressor, synthetic_second_view
-
-
-@pytest.fixture(scope="module")
-def run():
-    with Reconstructor(texture_size=256) as r:
-        yield r
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -28,7 +27,7 @@ from ..camera import Camera, rotation_from_angles
 from ..errors import FaceReconError
 from ..evaluation.synthetic import skin_texture   # the evaluation set's skin model, shared
 from ..model import PARTS, HeadModel, load_model
-from ..posmap import CropWindow, crop_window, landmark_heatmaps, to_crop_frame, uv_layout
+from ..posmap import CropWindow, crop_window, detector_like_box, landmark_heatmaps, to_crop_frame, uv_layout
 from ..render.lighting import random_lighting
 from ..render.renderer import render_head
 
@@ -64,13 +63,6 @@ class DataSettings:
     def from_dict(cls, d: dict) -> "DataSettings":
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
-
-
-def detector_like_box(vertices_cam: np.ndarray, camera: Camera, model: HeadModel) -> np.ndarray:
-    """[x0, y0, x1, y1]: the box of the projected 68 landmark vertices, which MediaPipe's face box
-    matches on our renders (scripts/measure_regress_boxes.py)."""
-    pixels = camera.project(vertices_cam[model.landmarks68])
-    return np.r_[pixels.min(0), pixels.max(0)]
 
 
 def random_background(size: int, rng: np.random.Generator) -> np.ndarray:
