@@ -122,6 +122,20 @@ def test_photos68_and_scan_readers(eval_dir):
     assert len(scan.photos) == 2 and scan.photos[0].shape == scan.photos[1].shape
 
 
+def test_model_floor_fits_the_scan_far_better_than_the_mean_head(eval_dir):
+    from facerecon.evaluation.datasets import james_scan
+    from facerecon.evaluation.multiview_protocol import model_floor, scan_rmse
+    from facerecon.evaluation.protocols import SCAN_CROP_MM
+    model = load_model()
+    scan = james_scan(eval_dir / "scan-james")
+    crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
+    face_tris = model.triangles[(model.triangles <= FACE_AREA[-1]).all(1)]
+    mean_head = scan_rmse(model.neutral, scan, crop, face_tris)
+    floor, identity = model_floor(model, scan, crop, face_tris, modes=20, iterations=5)
+    assert floor < 0.75 * mean_head, (floor, mean_head)
+    assert identity.shape == (100,) and np.all(identity[20:] == 0)
+
+
 def test_evaluate_smoke_writes_a_report(tmp_path):
     out = tmp_path / "report"
     env = dict(os.environ, COLUMNS="200")
