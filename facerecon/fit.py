@@ -10,7 +10,7 @@ slide along a strip of candidate vertices to wherever the head's silhouette is a
 pose, which keeps large-yaw fits from pulling the far cheek out to the image contour.
 
 The landmark -> surface correspondence is ``facerecon/data/mediapipe_ict.npz`` made by
-``scripts/derive_correspondence.py``.
+``scripts/derive_correspondence.py`` and refined on real photos by ``scripts/refine_correspondence.py``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Derive where MediaPipe Face Mesh's 478 landmarks lie on the ICT-FaceKit head.
 
 Re-run with ``python scripts/derive_correspondence.py`` (about a minute); it rewrites
-``facerecon/data/mediapipe_ict.npz``. Method:
+``facerecon/data/mediapipe_ict.npz``, then run ``scripts/refine_correspondence.py``, which moves
+the inner points to where Face Mesh puts them on real photos. Method:
 
 1. Render ICT heads (the mean and a few identities drawn from the prior, fixed seeds) with a skin
    tone and Lambertian shading, at yaws -20..20 and pitches -10..10 degrees.

@@ -133,3 +133,16 @@ def test_priors_weigh_more_for_turned_faces():
     assert prior_scale(-30.0) == prior_scale(30.0) > 1.0
     assert prior_scale(60.0) == pytest.approx((LANDMARK_NOISE[2] / LANDMARK_NOISE[0]) ** 2)
     assert prior_scale(85.0) == prior_scale(60.0)      # held beyond the last measured yaw
+
+
+def test_real_photo_refinement_moves_only_inner_points_and_only_a_little():
+    data = np.load(PACKAGE_DATA / "mediapipe_ict.npz")
+    model = load_model()
+    refined = surface_points(model.neutral, data["vertices"], data["bary"])
+    rendered = surface_points(model.neutral, data["render_vertices"], data["render_bary"])
+    moved = np.linalg.norm(refined - rendered, axis=1) * 10.0           # mm
+    fixed = np.r_[data["contour_landmarks"], np.arange(468, 478)]      # sliding contour and iris points
+    assert np.all(moved[fixed] == 0.0)
+    inner = np.setdiff1d(np.arange(468), data["contour_landmarks"])
+    assert 0.3 < np.median(moved[inner]) < 3.0 and moved.max() < 20.0
+    assert np.all(data["vertices"][inner] <= PARTS["face"][1])         # still on the face surface
