@@ -118,9 +118,11 @@ def _skew(v: np.ndarray) -> np.ndarray:
 class Fitter:
     """Fits the head model to Face Mesh landmarks. Build once, call :meth:`fit` per face."""
 
-    def __init__(self, model: HeadModel, settings: FitSettings = FitSettings()):
+    def __init__(self, model: HeadModel, settings: FitSettings = FitSettings(),
+                 correspondence: Correspondence | None = None):
+        """``correspondence``: where the landmarks lie on the head (default: the shipped one)."""
         self.model, self.settings = model, settings
-        corr = load_correspondence()
+        corr = correspondence or load_correspondence()
         self.n_id = n_id = min(settings.identity_modes, model.n_identity)
         self.n_shape = n_id + model.n_expression
         verts = corr.vertices[:N_FACE_POINTS]

@@ -328,6 +328,8 @@ def joint_fit_views(fitter: Fitter, views: list[View], identity: np.ndarray | No
 def reject_disagreeing(fitter: Fitter, views: list[View]) -> None:
     """Leave out, one at a time, the view that disagrees most with the others (leave-one-out).
     The test refits every view with the check's own settings first (see LOO_EXPRESSION_PRIOR)."""
+    if sum(v.usable for v in views) < 2:
+        return
     check = _check_fitter(fitter)
     tested = {id(v): v if check is fitter else replace(v, solo=check.fit(v.landmarks.points, v.camera))
               for v in views if v.usable}

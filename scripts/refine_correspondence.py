@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import facerecon.fit as fit_module  # noqa: E402
 from facerecon.assets import PACKAGE_DATA, shared_dir  # noqa: E402
 from facerecon.camera import Camera  # noqa: E402
 from facerecon.detect import Detection, FaceDetector  # noqa: E402
 from facerecon.fit import N_FACE_POINTS, Correspondence, Fitter  # noqa: E402
-from facerecon.geometry import closest_on_surface  # noqa: E402
+from facerecon.geometry import closest_on_surface, surface_points  # noqa: E402
 from facerecon.landmarks import LandmarkEstimator  # noqa: E402
 from facerecon.load import load_image  # noqa: E402
 from facerecon.model import PARTS, load_model  # noqa: E402
@@ -89,9 +88,7 @@ def main() -> None:
             if marks is not None:
                 faces.append((image.shape[:2], marks.points))
     for round_ in range(ROUNDS):
-        # the fitter reads the correspondence when it is built
-        fit_module.load_correspondence = lambda c=Correspondence(vertices, bary, contour, data["contour_candidates"]): c
-        fitter = Fitter(model)
+        fitter = Fitter(model, correspondence=Correspondence(vertices, bary, contour, data["contour_candidates"]))
         samples = [[] for _ in range(N_FACE_POINTS)]
         used = 0
         for (height, width), points in faces:
@@ -108,7 +105,7 @@ def main() -> None:
                 samples[lm].append(frags.bary[row[lm], col[lm]] @ model.neutral[face_tris[tri[lm]]])
         counts = np.array([len(samples[lm]) for lm in inner])
         median = np.array([np.median(np.asarray(samples[lm]), axis=0) for lm in inner])
-        before = np.einsum("lk,lkc->lc", bary[inner], model.neutral[vertices[inner]])
+        before = surface_points(model.neutral, vertices[inner], bary[inner])
         vertices, bary = vertices.copy(), bary.copy()
         vertices[inner], bary[inner] = closest_on_surface(median, model.neutral, face_tris)
         moved = np.linalg.norm(median - before, axis=1) * 10.0

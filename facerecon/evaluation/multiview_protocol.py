@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -41,16 +43,31 @@ def refined(run, result: MultiViewReconstruction) -> np.ndarray:
     return run.model.shape(joint.identity, joint.fits[0].expression)
 
 
-def scan_rmse(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.ndarray) -> float:
-    """The scan protocol's 'similarity' RMSE (mm): our head into the scan frame from the 51 inner
-    landmarks (Umeyama with scale), then rigid trimmed ICP of the scan crop onto our face surface."""
+@dataclass(frozen=True)
+class ScanPlacement:
+    placement: Similarity   # our head (mm) -> the scan frame, from the inner landmarks
+    head: np.ndarray        # (V, 3) our head in the scan frame, mm
+    surface: np.ndarray     # (N, 3) samples of its face surface
+    crop: np.ndarray        # (C, 3) the scan crop after rigid ICP onto that surface
+
+
+def place_on_scan(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.ndarray) -> ScanPlacement:
+    """Our head (cm) into the scan frame from the 51 inner landmarks (Umeyama with scale), then
+    rigid trimmed ICP of the scan crop onto our face surface."""
     corners, bary = load_landmarks68()
     ours = vertices.astype(np.float64) * 10.0
-    lm = surface_points(vertices, corners, bary).astype(np.float64) * 10.0
-    init = umeyama(lm[INNER68], scan.landmarks[INNER68], with_scale=True)
-    surface = surface_samples(init.apply(ours), face_tris)
+    lm = surface_points(ours, corners, bary)
+    placement = umeyama(lm[INNER68], scan.landmarks[INNER68], with_scale=True)
+    head = placement.apply(ours)
+    surface = surface_samples(head, face_tris)
     fit = icp(crop, surface, Similarity(1.0, np.eye(3), np.zeros(3)), with_scale=False)
-    return _rmse(cKDTree(surface).query(fit.transform.apply(crop))[0])
+    return ScanPlacement(placement, head, surface, fit.transform.apply(crop))
+
+
+def scan_rmse(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.ndarray) -> float:
+    """The scan protocol's 'similarity' RMSE (mm) after :func:`place_on_scan`."""
+    placed = place_on_scan(vertices, scan, crop, face_tris)
+    return _rmse(cKDTree(placed.surface).query(placed.crop)[0])
 
 
 def model_floor(model, scan: Scan, crop: np.ndarray, face_tris: np.ndarray, modes: int = 40,
@@ -59,23 +76,19 @@ def model_floor(model, scan: Scan, crop: np.ndarray, face_tris: np.ndarray, mode
     expression) fitted to the scan crop itself, by alternating the protocol's alignment with a
     point-to-plane least-squares step on the identity (ridge ``ridge_mm2`` per coefficient).
     Returns its :func:`scan_rmse` and the identity (100,). Not a reconstruction: it sees the truth."""
-    corners, bary = load_landmarks68()
     basis = model.identity_basis[:modes, FACE_AREA].astype(np.float64) * 10.0          # (S, F, 3) mm
     identity = np.zeros(model.n_identity)
     for _ in range(iterations):
-        head = model.shape(identity.astype(np.float32)).astype(np.float64) * 10.0
-        lm = surface_points(head, corners, bary)
-        place = umeyama(lm[INNER68], scan.landmarks[INNER68], with_scale=True)
-        placed = place.apply(head)
-        onto = icp(crop, surface_samples(placed, face_tris), Similarity(1.0, np.eye(3), np.zeros(3)),
-                   with_scale=False).transform.apply(crop)
-        dist, nearest = cKDTree(placed[FACE_AREA]).query(onto)
+        placed = place_on_scan(model.shape(identity.astype(np.float32)), scan, crop, face_tris)
+        face = placed.head[FACE_AREA]
+        dist, nearest = cKDTree(face).query(placed.crop)
         keep = dist < np.quantile(dist, 0.95)
-        target, idx = onto[keep], nearest[keep]
-        normals = vertex_normals(placed, model.triangles)[FACE_AREA][idx]
+        target, idx = placed.crop[keep], nearest[keep]
+        normals = vertex_normals(placed.head, model.triangles)[FACE_AREA][idx]
+        place = placed.placement
         moved = place.scale * np.einsum("ab,sfb->sfa", place.rotation, basis[:, idx])   # (S, k, 3)
         a = np.einsum("sfa,fa->fs", moved, normals)
-        r = np.einsum("fa,fa->f", placed[FACE_AREA][idx] - target, normals)
+        r = np.einsum("fa,fa->f", face[idx] - target, normals)
         step = np.linalg.solve(a.T @ a + ridge_mm2 * np.eye(modes), -(a.T @ r) - ridge_mm2 * identity[:modes])
         identity[:modes] += step
     identity = identity.astype(np.float32)
