@@ -13,12 +13,12 @@ Mesh puts it on real faces, by the derive script's own method on photos instead 
 2. Fit each face within 30 degrees of frontal, read which triangle of the fitted head lies under
    each Face Mesh point and its barycentric weights, and evaluate that on the mean neutral head.
 3. Move each inner point to the per-point median over faces, snapped to the face surface; refit
-   with the new points and repeat (``ROUNDS``; the median move falls 0.73 -> 0.35 -> 0.30 mm).
+   with the new points and repeat (``ROUNDS``; the median move falls 0.76 -> 0.35 -> 0.30 mm).
 
 Contour points keep their sliding strips and the iris points stay on the eyeballs. The render
 placement is kept in the file (``render_vertices``, ``render_bary``) and every run starts from it,
 so re-running gives the same result. Run ``python scripts/refine_correspondence.py`` after
-``derive_correspondence.py`` (about two minutes); it rewrites ``facerecon/data/mediapipe_ict.npz``.
+``derive_correspondence.py`` (about ten seconds); it rewrites ``facerecon/data/mediapipe_ict.npz``.
 """
 from __future__ import annotations
 
