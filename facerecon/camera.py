@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-# A photo's focal length is unknown; 40 degrees across the longer side suits portraits and crops.
+# Without the photo's focal length (EXIF or --fov), 40 degrees across the longer side suits
+# portraits and crops.
 DEFAULT_FOV_DEG = 40.0
+# The diagonal of 35 mm film (36 x 24 mm), by which EXIF's FocalLengthIn35mmFilm is defined.
+FILM_35MM_DIAGONAL_MM = 43.2666
 
 # Model frame (y up, z toward the viewer) to camera axes (y down, z away): a frontal head has R = FLIP.
 FLIP_YZ = np.diag([1.0, -1.0, -1.0])
@@ -20,11 +23,26 @@ class Camera:
     cy: float
     width: int
     height: int
+    # where the focal length came from: "assumed" (DEFAULT_FOV_DEG), "exif" or "given"
+    source: str = field(default="assumed", compare=False)
 
     @classmethod
-    def for_image(cls, width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> "Camera":
+    def for_image(cls, width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG,
+                  source: str = "assumed") -> "Camera":
         focal = 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
-        return cls(focal, (width - 1) / 2.0, (height - 1) / 2.0, int(width), int(height))
+        return cls(focal, (width - 1) / 2.0, (height - 1) / 2.0, int(width), int(height), source)
+
+    @classmethod
+    def from_35mm_equivalent(cls, width: int, height: int, focal_35mm: float) -> "Camera":
+        """The camera of a photo whose 35 mm-equivalent focal length (EXIF FocalLengthIn35mmFilm) is
+        ``focal_35mm`` mm: that focal on the 43.27 mm film diagonal is this one on the image's."""
+        focal = focal_35mm * math.hypot(width, height) / FILM_35MM_DIAGONAL_MM
+        return cls(focal, (width - 1) / 2.0, (height - 1) / 2.0, int(width), int(height), "exif")
+
+    @property
+    def fov_deg(self) -> float:
+        """Field of view across the longer side, degrees."""
+        return math.degrees(2 * math.atan(0.5 * max(self.width, self.height) / self.focal))
 
     @property
     def matrix(self) -> np.ndarray:
@@ -39,7 +57,7 @@ class Camera:
     def scaled(self, factor: float) -> "Camera":
         """The same view at an image ``factor`` times the size."""
         return Camera(self.focal * factor, (self.cx + 0.5) * factor - 0.5, (self.cy + 0.5) * factor - 0.5,
-                      round(self.width * factor), round(self.height * factor))
+                      round(self.width * factor), round(self.height * factor), self.source)
 
 
 def rotation_from_angles(yaw: float, pitch: float, roll: float) -> np.ndarray:

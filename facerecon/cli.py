@@ -17,6 +17,8 @@ from .errors import FaceReconError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Textured, metric 3D heads from ordinary photos.")
 FORMATS = ("obj", "glb", "ply")
+# --fov: from a long telephoto lens to a wide phone camera (degrees across the longer side)
+MIN_FOV_DEG, MAX_FOV_DEG = 5.0, 120.0
 err_console = Console(stderr=True, soft_wrap=True)   # an error stays one line on any terminal
 
 
@@ -64,6 +66,7 @@ def reconstruct(
     overlay: Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")] = True,
     same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR.")] = False,
     method: Annotated[str, typer.Option(help="fit (landmarks + model fit), regress (CNN position map), guided (the CNN given the fit's landmarks too) or vrn (CNN volume).")] = "fit",
+    fov: Annotated[Optional[float], typer.Option(help="The photos' field of view across the longer side, degrees (default: each photo's EXIF focal length, else 40).")] = None,
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
     chosen = _parse_formats(formats)
@@ -73,18 +76,21 @@ def reconstruct(
         _fail_usage(f"--out {out_dir} exists and is not a folder")
     if method not in ("fit", "regress", "guided", "vrn"):
         _fail_usage(f"--method must be fit, regress, guided or vrn, got {method!r}")
+    if fov is not None and not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
+        _fail_usage(f"--fov must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, got {fov:g}")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
         from .multiview import same_person_command
         raise typer.Exit(same_person_command(photos, out_dir, chosen, texture_size, overlay, turntable,
-                                             lambda line: err_console.print(line, markup=False, highlight=False)))
+                                             lambda line: err_console.print(line, markup=False, highlight=False),
+                                             fov_deg=fov))
 
     from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
     from .render.visualize import save_turntable, turntable_frames
     from .export import write_image
 
     rows, failures = [], 0
-    with Reconstructor(texture_size=texture_size, max_faces=max_faces, method=method) as run, Progress(
+    with Reconstructor(texture_size=texture_size, max_faces=max_faces, method=method, fov_deg=fov) as run, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True,
     ) as progress:

@@ -21,6 +21,8 @@ Limits:
 * ``MIN_SIDE`` (32 px): a smaller image cannot hold a face worth reconstructing.
 
 Every failure is an :class:`~facerecon.errors.InputImageError` with a one-line message naming the file.
+
+:func:`exif_focal_35mm` reads the camera's 35 mm-equivalent focal length, where the photo states it.
 """
 from __future__ import annotations
 
@@ -55,6 +57,24 @@ def load_image(path: str | Path) -> np.ndarray:
         h, w = array.shape[:2]
         raise InputImageError(f"{path}: image is {w}x{h} px, smaller than {MIN_SIDE} px on a side")
     return array
+
+
+# 35 mm-equivalent focal lengths outside this range (mm) are taken as a broken EXIF block.
+FOCAL_35MM_RANGE = (8.0, 1200.0)
+_EXIF_IFD, _FOCAL_35MM_TAG = 0x8769, 0xA405
+
+
+def exif_focal_35mm(path: str | Path) -> float | None:
+    """The photo's EXIF FocalLengthIn35mmFilm (mm; phones and most cameras write it), or None when
+    the file has none or an implausible one. Reads the header only. A photo cropped after it was
+    taken keeps the tag but not the field of view it describes."""
+    try:
+        with Image.open(path) as img:
+            value = img.getexif().get_ifd(_EXIF_IFD).get(_FOCAL_35MM_TAG)
+        focal = float(value)
+    except Exception:  # noqa: BLE001  (metadata only: any failure means "not stated")
+        return None
+    return focal if FOCAL_35MM_RANGE[0] <= focal <= FOCAL_35MM_RANGE[1] else None
 
 
 def as_rgb8(array: np.ndarray) -> np.ndarray:

@@ -260,7 +260,8 @@ def prepare_views(run: Reconstructor, photos: list, names: list[str] | None = No
             view.status, view.reason = "skipped", f"duplicate of {seen[digest]} (identical pixels)"
             continue
         seen[digest] = source
-        view.image, view.camera = image, Camera.for_image(image.shape[1], image.shape[0])
+        view.image = image
+        view.camera = run.camera_for(image, photo if isinstance(photo, (str, Path)) else None)
         found = run.detector.run(image, MAX_FACES_PER_VIEW).faces
         candidates = []
         for det in found:
@@ -425,7 +426,8 @@ class MultiViewReconstruction:
                     "box": [round(float(x), 2) for x in v.detection.box],
                     "pose": {"yaw_deg": round(yaw, 3), "pitch_deg": round(pitch, 3), "roll_deg": round(roll, 3),
                              "model_to_camera": v.fit.pose_matrix.round(6)},
-                    "camera": {"focal_px": round(v.camera.focal, 3), "cx": v.camera.cx, "cy": v.camera.cy},
+                    "camera": {"focal_px": round(v.camera.focal, 3), "cx": v.camera.cx, "cy": v.camera.cy,
+                               "fov_deg": round(v.camera.fov_deg, 3), "focal_source": v.camera.source},
                     "landmarks": {"ibug68": {"pixels": v.camera.project(
                         surface_points(self.view_vertices_camera(v), corners, bary)).round(2)}},
                     "blendshapes_arkit": arkit_weights(self.model.expression_names, v.fit.expression),
@@ -543,7 +545,7 @@ def _atlas_mask(model: HeadModel, size: int) -> np.ndarray:
 
 
 def same_person_command(photos: list[Path], out_dir: Path, formats: tuple[str, ...], texture_size: int,
-                        overlays: bool, turntable: bool, warn) -> int:
+                        overlays: bool, turntable: bool, warn, fov_deg: float | None = None) -> int:
     """``facerecon reconstruct --same-person``: one head into ``out_dir``; each warning goes to
     ``warn`` as one line. Returns the exit code (0 written, 1 no usable face)."""
     photos = expand_photos(photos)
@@ -552,7 +554,7 @@ def same_person_command(photos: list[Path], out_dir: Path, formats: tuple[str, .
         return 1
     if len(photos) < 2:
         warn(f"warning: --same-person got {len(photos)} photo(s); a single-view head follows")
-    with Reconstructor(texture_size=texture_size) as run:
+    with Reconstructor(texture_size=texture_size, fov_deg=fov_deg) as run:
         try:
             result = reconstruct_same_person(run, photos)
         except FaceReconError as exc:

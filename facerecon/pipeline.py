@@ -20,7 +20,7 @@ from .export import export_mesh, write_json
 from .fit import FitResult, Fitter, load_correspondence
 from .geometry import surface_points
 from .landmarks import LandmarkEstimator, Landmarks
-from .load import as_rgb8, load_image
+from .load import as_rgb8, exif_focal_35mm, load_image
 from .model import HeadModel, load_model
 from .texture import bake_texture
 
@@ -100,7 +100,8 @@ class FaceReconstruction:
                               "turned toward image right; pitch > 0: looking up; roll > 0: clockwise tilt.",
             },
             "camera": {"focal_px": round(cam.focal, 3), "cx": cam.cx, "cy": cam.cy,
-                       "width": cam.width, "height": cam.height},
+                       "width": cam.width, "height": cam.height, "fov_deg": round(cam.fov_deg, 3),
+                       "focal_source": cam.source},
             "blendshapes_arkit": arkit_weights(self.model.expression_names, self.fit.expression),
             "expression_ict": {n: round(float(w), 5) for n, w in
                                zip(self.model.expression_names, self.fit.expression)},
@@ -132,9 +133,12 @@ class Reconstructor:
     """
 
     def __init__(self, texture_size: int = DEFAULT_TEXTURE_SIZE, max_faces: int | None = None,
-                 method: str = DEFAULT_METHOD):
+                 method: str = DEFAULT_METHOD, fov_deg: float | None = None):
+        """``fov_deg``: the photos' field of view across the longer side, when known; otherwise each
+        photo's EXIF focal length is used where it has one, else ``camera.DEFAULT_FOV_DEG``."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        self.fov_deg = fov_deg
         self.texture_size = texture_size
         self.max_faces = max_faces
         self.method = method
@@ -161,6 +165,17 @@ class Reconstructor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def camera_for(self, image: np.ndarray, photo: str | Path | None = None) -> Camera:
+        """The camera of a photo: the given field of view, else the file's EXIF 35 mm-equivalent
+        focal length, else the default field of view."""
+        height, width = image.shape[:2]
+        if self.fov_deg is not None:
+            return Camera.for_image(width, height, self.fov_deg, source="given")
+        focal_35mm = exif_focal_35mm(photo) if photo is not None else None
+        if focal_35mm is not None:
+            return Camera.from_35mm_equivalent(width, height, focal_35mm)
+        return Camera.for_image(width, height)
 
     def detect(self, image: np.ndarray) -> DetectionResult:
         return self.detector.run(image, self.max_faces)
@@ -246,7 +261,7 @@ class Reconstructor:
         found = self.detect(image)
         found.raise_if_empty(source or "image")
         t_detect = time.perf_counter()
-        camera = Camera.for_image(image.shape[1], image.shape[0])
+        camera = self.camera_for(image, source)
         results = []
         for detection in found.faces:
             face = self.reconstruct_face(image, detection, camera, source)

@@ -67,6 +67,7 @@ def test_an_error_about_a_long_path_stays_one_line_on_a_narrow_terminal(tmp_path
     (["--format", "fbx"], "--format"),
     (["--max-faces", "0"], "--max-faces"),
     (["--texture-size", "5"], "--texture-size"),
+    (["--fov", "170"], "--fov"),
 ])
 def test_wrong_arguments_exit_2_with_one_line(tmp_path, args, message):
     result = cli("reconstruct", str(EXAMPLE), "-o", str(tmp_path / "o"), *args)

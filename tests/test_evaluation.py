@@ -122,6 +122,16 @@ def test_photos68_and_scan_readers(eval_dir):
     assert len(scan.photos) == 2 and scan.photos[0].shape == scan.photos[1].shape
 
 
+def test_scan_photos_field_of_view_is_calibrated_from_the_texture_mapping(eval_dir):
+    from facerecon.evaluation.datasets import james_scan
+    scan = james_scan(eval_dir / "scan-james")
+    # Each photo holds about half the vertices; the camera that puts them on their texture pixels
+    # within a pixel has a portrait lens's field of view (not the 40 degrees assumed by default).
+    assert all(0.3 < np.mean(~np.isnan(px[:, 0])) < 0.7 for px in scan.photo_pixels)
+    fovs = [scan.photo_fov_deg(k) for k in (0, 1)]
+    assert all(12.0 < f < 17.0 for f in fovs) and abs(fovs[0] - fovs[1]) < 1.0, fovs
+
+
 def test_model_floor_fits_the_scan_far_better_than_the_mean_head(eval_dir):
     from facerecon.evaluation.datasets import james_scan
     from facerecon.evaluation.multiview_protocol import model_floor, scan_rmse

@@ -1,4 +1,5 @@
-"""load_image / as_rgb8: every bad-input class gives a one-line InputImageError; every format gives RGB8."""
+"""load_image / as_rgb8: every bad-input class gives a one-line InputImageError; every format gives RGB8.
+exif_focal_35mm and the camera a photo gets from it."""
 from __future__ import annotations
 
 import struct
@@ -212,3 +213,38 @@ def test_as_rgb8_arrays():
 def test_as_rgb8_rejects_bad_shapes(bad):
     with pytest.raises(InputImageError):
         as_rgb8(bad)
+
+
+def _jpeg_with_focal(path: Path, focal_35mm) -> Path:
+    exif = Image.Exif()
+    if focal_35mm is not None:
+        exif.get_ifd(0x8769)[0xA405] = focal_35mm     # ExifIFD.FocalLengthIn35mmFilm
+    Image.new("RGB", (64, 48), (120, 90, 70)).save(path, exif=exif)
+    return path
+
+
+def test_exif_focal_length_is_read_from_the_header_and_implausible_values_are_ignored(tmp_path):
+    assert load.exif_focal_35mm(_jpeg_with_focal(tmp_path / "phone.jpg", 26)) == 26.0
+    assert load.exif_focal_35mm(_jpeg_with_focal(tmp_path / "none.jpg", None)) is None
+    assert load.exif_focal_35mm(_jpeg_with_focal(tmp_path / "zero.jpg", 0)) is None
+    assert load.exif_focal_35mm(tmp_path / "missing.jpg") is None
+
+
+def test_a_photos_camera_comes_from_the_given_fov_else_exif_else_the_default(run, tmp_path):
+    from facerecon.camera import DEFAULT_FOV_DEG, Camera
+    photo = _jpeg_with_focal(tmp_path / "phone.jpg", 50)
+    image = load_image(photo)
+    # 50 mm on 35 mm film (36 x 24) sees 2 atan(18 / 50) = 39.6 degrees across the longer side.
+    full_frame = Camera.from_35mm_equivalent(3600, 2400, 50)
+    assert full_frame.fov_deg == pytest.approx(39.60, abs=0.01)
+    exif = run.camera_for(image, photo)
+    assert exif.source == "exif" and exif.fov_deg == pytest.approx(
+        np.degrees(2 * np.arctan(0.5 * 64 / (50 * np.hypot(64, 48) / 43.2666))), abs=1e-6)
+    assumed = run.camera_for(image)                    # an array alone has no EXIF
+    assert assumed.source == "assumed" and assumed.fov_deg == pytest.approx(DEFAULT_FOV_DEG)
+    run.fov_deg = 15.0
+    try:
+        given = run.camera_for(image, photo)           # --fov wins over EXIF
+        assert given.source == "given" and given.fov_deg == pytest.approx(15.0)
+    finally:
+        run.fov_deg = None

@@ -87,6 +87,30 @@ class Scan:
     triangles: np.ndarray     # (T, 3) int
     landmarks: np.ndarray     # (68, 3) mm, iBUG order
     photos: list[np.ndarray]  # the photos the texture is made of, (H, W, 3) uint8 RGB each
+    photo_pixels: list[np.ndarray]  # per photo: (N, 2) where each vertex lies in it (NaN: not in it)
+
+    def photo_fov_deg(self, k: int) -> float:
+        """Photo ``k``'s field of view across its longer side (degrees), calibrated from the texture
+        mapping: the pinhole camera (centred principal point) that best reprojects the scan's
+        vertices onto their texture pixels. Evaluation knowledge only: no reconstruction sees it."""
+        import cv2
+        from scipy.optimize import minimize_scalar
+
+        seen = ~np.isnan(self.photo_pixels[k][:, 0])
+        points, pixels = self.vertices[seen], self.photo_pixels[k][seen]
+        height, width = self.photos[k].shape[:2]
+        longer = max(width, height)
+
+        def reprojection_px(fov: float) -> float:
+            focal = 0.5 * longer / math.tan(math.radians(fov) / 2)
+            matrix = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+            _, rvec, tvec = cv2.solvePnP(points, pixels, matrix, None, flags=cv2.SOLVEPNP_EPNP)
+            _, rvec, tvec = cv2.solvePnP(points, pixels, matrix, None, rvec, tvec, True)
+            projected = cv2.projectPoints(points, rvec, tvec, matrix, None)[0][:, 0]
+            return float(np.median(np.linalg.norm(projected - pixels, axis=1)))
+
+        return float(minimize_scalar(reprojection_px, bounds=(3.0, 90.0), method="bounded",
+                                     options={"xatol": 0.05}).x)
 
 
 def james_scan(folder: Path | None = None) -> Scan:
@@ -98,7 +122,14 @@ def james_scan(folder: Path | None = None) -> Scan:
     folder = folder or shared_dir() / "eval" / "scan-james"
     mesh = trimesh.load(folder / "james.obj", process=False, force="mesh")
     texture = cv2.cvtColor(cv2.imread(str(folder / "james.jpg"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    half = texture.shape[1] // 2
+    height, width = texture.shape[:2]
+    half = width // 2
     photos = [np.ascontiguousarray(texture[:, :half]), np.ascontiguousarray(texture[:, half:])]
+    uv = np.asarray(mesh.visual.uv, np.float64)
+    pixels = np.c_[uv[:, 0] * width - 0.5, (1.0 - uv[:, 1]) * height - 0.5]
+    photo_pixels = []
+    for k in (0, 1):
+        inside = (pixels[:, 0] >= k * half) & (pixels[:, 0] < (k + 1) * half)
+        photo_pixels.append(np.where(inside[:, None], pixels - [k * half, 0], np.nan))
     return Scan(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces),
-                _read_ljson(folder / "james.ljson")[SCAN_TO_IBUG68], photos)
+                _read_ljson(folder / "james.ljson")[SCAN_TO_IBUG68], photos, photo_pixels)

@@ -64,11 +64,13 @@ class ReconstructionPool:
             store.update(job, status=Status.running, stage="starting")
             run = self._reconstructor(job)
             store.update(job, stage="reconstructing")
-            images = [load_image(upload) for upload in uploads]
-            if len(images) == 1:
-                summaries, files = self._single_photo(run, job, images[0])
+            for upload in uploads:   # every upload must decode (400 otherwise) before any work
+                load_image(upload)
+            # The stages take the files, not the pixels, so that each photo's EXIF focal length is read.
+            if len(uploads) == 1:
+                summaries, files = self._single_photo(run, job, uploads[0])
             else:
-                summaries, files = self._same_person(run, job, images)
+                summaries, files = self._same_person(run, job, uploads)
             for upload in uploads:
                 upload.unlink(missing_ok=True)
             store.update(job, status=Status.done, stage="done", faces=summaries, files=files)
@@ -83,9 +85,10 @@ class ReconstructionPool:
             store.update(job, status=Status.error, stage="error",
                          error=JobError(500, "internal error while reconstructing; see the server log"))
 
-    def _single_photo(self, run: Reconstructor, job: Job, image: np.ndarray) -> tuple[list[dict], dict[str, Path]]:
+    def _single_photo(self, run: Reconstructor, job: Job, upload: Path) -> tuple[list[dict], dict[str, Path]]:
         """Every face in one photo."""
-        faces = run(image)
+        faces = run(upload)
+        image = faces[0].image
         self.store.update(job, stage="exporting")
         files: dict[str, Path] = {}
         summaries = []
@@ -99,9 +102,9 @@ class ReconstructionPool:
         files["overlay.jpg"] = write_image(job.folder / "overlay.jpg", draw_overlay(faces))
         return summaries, files
 
-    def _same_person(self, run: Reconstructor, job: Job, images: list[np.ndarray]) -> tuple[list[dict], dict[str, Path]]:
+    def _same_person(self, run: Reconstructor, job: Job, uploads: list[Path]) -> tuple[list[dict], dict[str, Path]]:
         """One head fitted to several photos of one person; the views left out are job notes."""
-        result = reconstruct_same_person(run, images, names=job.photos)
+        result = reconstruct_same_person(run, uploads, names=job.photos)
         job.notes.extend(result.warnings)
         self.store.update(job, stage="exporting")
         files: dict[str, Path] = {}
