@@ -4,7 +4,8 @@
   from the front view alone, a side view alone, front + side (yaw 30 and 60) and front + both sides
   (yaw +-60), each through :func:`facerecon.multiview.reconstruct_same_person` (view checks included).
 - The james scan from its two real photos together against each alone (RMSE after ICP, as the
-  scan protocol measures it).
+  scan protocol measures it), with the default camera and again at the photos' true field of view
+  (calibrated from the scan's texture mapping); the mean head and the model floor for scale.
 - The three mvfnet photos: the head, one overlay per view and a turntable in ``<report>/multiview/``.
 """
 from __future__ import annotations
