@@ -11,6 +11,7 @@ import numpy as np
 import scipy.io
 
 from ..assets import shared_dir
+from ..camera import Camera
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,9 @@ class Scan:
         seen = ~np.isnan(self.photo_pixels[k][:, 0])
         points, pixels = self.vertices[seen], self.photo_pixels[k][seen]
         height, width = self.photos[k].shape[:2]
-        longer = max(width, height)
 
         def reprojection_px(fov: float) -> float:
-            focal = 0.5 * longer / math.tan(math.radians(fov) / 2)
-            matrix = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+            matrix = Camera.for_image(width, height, fov).matrix
             _, rvec, tvec = cv2.solvePnP(points, pixels, matrix, None, flags=cv2.SOLVEPNP_EPNP)
             _, rvec, tvec = cv2.solvePnP(points, pixels, matrix, None, rvec, tvec, True)
             projected = cv2.projectPoints(points, rvec, tvec, matrix, None)[0][:, 0]

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..errors import InputImageError, NoFaceError
 from ..export import atomic_path, write_image
-from ..load import load_image
 from ..multiview import reconstruct_same_person
 from ..pipeline import Reconstructor, draw_overlay
 from .store import Job, JobError, JobStore, Status
@@ -64,9 +63,8 @@ class ReconstructionPool:
             store.update(job, status=Status.running, stage="starting")
             run = self._reconstructor(job)
             store.update(job, stage="reconstructing")
-            for upload in uploads:   # every upload must decode (400 otherwise) before any work
-                load_image(upload)
-            # The stages take the files, not the pixels, so that each photo's EXIF focal length is read.
+            # Every upload was decoded and checked on arrival (app._save_checked). The stages take
+            # the files, not the pixels, so that each photo's EXIF focal length is read.
             if len(uploads) == 1:
                 summaries, files = self._single_photo(run, job, uploads[0])
             else:
