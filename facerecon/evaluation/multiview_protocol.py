@@ -10,23 +10,18 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.spatial import cKDTree
 
 from ..assets import shared_dir
-from ..geometry import surface_points, vertex_normals
+from ..geometry import vertex_normals
 from ..multiview import MultiViewReconstruction, expand_photos, joint_fit_views, reconstruct_same_person
 from ..camera import Camera
-from ..pipeline import load_landmarks68
 from ..regress import TWOVIEW_MODEL
 from . import synthetic
 from .datasets import Scan, james_scan
-from .icp import icp
-from .metrics import Similarity, umeyama
-from .protocols import (FACE_AREA, INNER68, SCAN_CROP_MM, Context, ProtocolResult, _mean, base_texture,
-                        dense_error, surface_samples)
+from .protocols import (FACE_AREA, SCAN_CROP_MM, Context, ProtocolResult, _mean, base_texture, dense_error,
+                        place_on_scan)
 
 # name -> yaws of the views given together (the first is the reference whose expression is compared)
 SYNTHETIC_SETS = {"1 view (front)": (0.0,), "1 view (side 60)": (60.0,), "2 views (front + 30)": (0.0, 30.0),
@@ -42,27 +37,6 @@ def refined(run, result: MultiViewReconstruction) -> np.ndarray:
     single-view fit): the like-for-like single-view baseline for the joint fit."""
     joint = joint_fit_views(run.fitter, result.used)
     return run.model.shape(joint.identity, joint.fits[0].expression)
-
-
-@dataclass(frozen=True)
-class ScanPlacement:
-    placement: Similarity   # our head (mm) -> the scan frame, from the inner landmarks
-    head: np.ndarray        # (V, 3) our head in the scan frame, mm
-    surface: np.ndarray     # (N, 3) samples of its face surface
-    crop: np.ndarray        # (C, 3) the scan crop after rigid ICP onto that surface
-
-
-def place_on_scan(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.ndarray) -> ScanPlacement:
-    """Our head (cm) into the scan frame from the 51 inner landmarks (Umeyama with scale), then
-    rigid trimmed ICP of the scan crop onto our face surface."""
-    corners, bary = load_landmarks68()
-    ours = vertices.astype(np.float64) * 10.0
-    lm = surface_points(ours, corners, bary)
-    placement = umeyama(lm[INNER68], scan.landmarks[INNER68], with_scale=True)
-    head = placement.apply(ours)
-    surface = surface_samples(head, face_tris)
-    fit = icp(crop, surface, Similarity(1.0, np.eye(3), np.zeros(3)), with_scale=False)
-    return ScanPlacement(placement, head, surface, fit.transform.apply(crop))
 
 
 def scan_rmse(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from ..model import PARTS
 from ..pipeline import FaceReconstruction, Reconstructor, load_landmarks68
 from ..texture import bake_texture
 from . import synthetic
-from .datasets import aflw2000_3d, james_scan, photos68
+from .datasets import Scan, aflw2000_3d, james_scan, photos68
 from .icp import icp
 from .metrics import (YAW_BINS, Similarity, box_diagonal, box_size, interocular, nme, umeyama,
                       yaw_bin)
@@ -284,6 +284,32 @@ def surface_samples(vertices: np.ndarray, triangles: np.ndarray, order: int = 4)
     return np.einsum("kc,tcd->tkd", _barycentric_grid(order), vertices[triangles]).reshape(-1, 3)
 
 
+@dataclass(frozen=True)
+class ScanPlacement:
+    placement: Similarity   # our head (mm) -> the scan frame, from the inner landmarks
+    landmarks: np.ndarray   # (68, 3) our 68 landmarks in the scan frame, mm
+    head: np.ndarray        # (V, 3) our head in the scan frame, mm
+    surface: np.ndarray     # (N, 3) samples of its face surface
+    crop: np.ndarray        # (C, 3) the scan crop after rigid ICP onto that surface
+    icp_iterations: int
+
+
+def place_on_scan(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.ndarray,
+                  with_scale: bool = True) -> ScanPlacement:
+    """Our head (cm) into the scan frame from the 51 inner landmarks (Umeyama, with scale or
+    rigid), then rigid trimmed ICP of the scan crop onto our face surface (the crop lies within our
+    face area, not the reverse). Scale comes from the landmarks only: ICP with a free scale can
+    shrink one surface onto a patch of the other."""
+    corners, bary = load_landmarks68()
+    ours = vertices.astype(np.float64) * 10.0
+    lm = surface_points(ours, corners, bary)
+    placement = umeyama(lm[INNER68], scan.landmarks[INNER68], with_scale=with_scale)
+    head = placement.apply(ours)
+    surface = surface_samples(head, face_tris)
+    fit = icp(crop, surface, Similarity(1.0, np.eye(3), np.zeros(3)), with_scale=False)
+    return ScanPlacement(placement, placement.apply(lm), head, surface, fit.transform.apply(crop), fit.iterations)
+
+
 def scan_protocol(ctx: Context) -> ProtocolResult:
     scan = james_scan()
     crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
@@ -298,22 +324,14 @@ def scan_protocol(ctx: Context) -> ProtocolResult:
             if face is None:
                 rows.append({"photo": k, "method": name, "reconstructed": False})
                 continue
-            ours = face.vertices.astype(np.float64) * 10.0          # cm -> mm
-            lm = face.landmarks68()[1].astype(np.float64) * 10.0
             row = {"photo": k, "method": name, "reconstructed": True, "yaw": face.fit.angles[0]}
             for label, with_scale in (("similarity", True), ("metric", False)):
-                # Our head into the scan frame from the inner landmarks, then rigid ICP of the scan
-                # crop onto our surface (the crop lies within our face area, not the reverse). Scale
-                # comes from the landmarks only: ICP with a free scale can shrink one surface onto a
-                # patch of the other.
-                init = umeyama(lm[INNER68], scan.landmarks[INNER68], with_scale=with_scale)
-                surface = surface_samples(init.apply(ours), face_tris)
-                fit = icp(crop, surface, Similarity(1.0, np.eye(3), np.zeros(3)), with_scale=False)
-                dist = cKDTree(surface).query(fit.transform.apply(crop))[0]
+                placed = place_on_scan(face.vertices, scan, crop, face_tris, with_scale)
+                dist = cKDTree(placed.surface).query(placed.crop)[0]
                 row[label] = {"rmse_mm": float(np.sqrt(np.mean(dist ** 2))), "mean_mm": float(dist.mean()),
                               "nme_io": float(dist.mean() / io),
-                              "landmark_nme_io": nme(init.apply(lm), scan.landmarks, io),
-                              "scale": init.scale, "icp_iterations": fit.iterations}
+                              "landmark_nme_io": nme(placed.landmarks, scan.landmarks, io),
+                              "scale": placed.placement.scale, "icp_iterations": placed.icp_iterations}
             rows.append(row)
         ok = [r for r in rows if r["method"] == name and r["reconstructed"]]
         summary[name] = {f"{k} {label}": _mean([r[label][k] for r in ok])
