@@ -24,7 +24,7 @@ from .assets import PACKAGE_DATA
 from .camera import Camera, angles_from_rotation
 from .model import HeadModel
 
-N_FACE_POINTS = 468  # the 10 iris points follow; eyeball rotation is not modelled, so they are unused
+N_FACE_POINTS = 468
 # Face Mesh's mean landmark error (fraction of the face size, inner points) against their frontal
 # surface points on synthetic renders (4 identities, 256 px), by yaw: turned faces are much noisier
 # and biased. The fit weighs its priors by the noise variance at the face's yaw (a MAP fit whose
@@ -93,8 +93,8 @@ class FitResult:
 
 @dataclass(frozen=True)
 class Correspondence:
-    vertices: np.ndarray            # (478, 3) int32
-    bary: np.ndarray                # (478, 3) float32
+    vertices: np.ndarray            # (468, 3) int32
+    bary: np.ndarray                # (468, 3) float32
     contour_landmarks: np.ndarray   # (C,) landmark indices that slide
     contour_candidates: np.ndarray  # (C, K) vertex indices, -1 padded
 
@@ -216,7 +216,7 @@ class Fitter:
         return rotation, tvec[:, 0]
 
     def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None) -> FitResult:
-        """Fit to (478, 2+) landmark pixels (Face Mesh order) seen by ``camera``.
+        """Fit to (468, 2+) landmark pixels (Face Mesh order) seen by ``camera``.
 
         ``identity`` (100,): hold the identity at these coefficients and solve only pose and
         expression (a video's one identity shared by all its frames)."""

@@ -1,19 +1,29 @@
-"""Dense 478-point landmarks (MediaPipe Face Mesh with iris refinement) for each detected face.
+"""Dense 468-point landmarks for each detected face: MediaPipe Face Mesh's network, run by ONNX Runtime.
 
-Face Mesh's built-in detector is short range and misses faces under about 30 px, so each face is cut
-out around its detection first: a square ``CROP_SCALES[0]`` times the box's longer side, centred on the box,
-padded with black outside the image, resampled to ``CROP_SIZE`` px (so the face is about half the crop,
-where the built-in detector and the 192 px landmark network both work well, whatever the photo's size).
-Face Mesh then looks for up to ``MESH_MAX_FACES`` faces in the crop, and the mesh whose centre lies
-inside the detection box, nearest its centre, is kept: a neighbour in a group photo is never returned.
+``data/face_landmark.onnx`` is MediaPipe 0.10.21's ``face_landmark.tflite`` (Apache-2.0, see
+``data/NOTICE``) converted by ``scripts/convert_mediapipe.py``; it maps a 192 x 192 crop of an
+upright face to 468 points and a face-presence logit. The graph MediaPipe wrapped around it is
+written here:
 
-The crop is also run mirrored and the two meshes averaged (each point with its mirror partner),
-which evens out Face Mesh's left-right bias at large yaw and makes a mirrored photo give exactly
-mirrored landmarks. When neither is accepted, tighter and looser crops are tried (``CROP_SCALES``).
+1. A region of interest from the detection: the box centre, turned so that the eyes (the
+   detection's first two keypoints) are level, a square ``DETECTION_ROI_SCALE`` times the box's
+   longer side.
+2. The network on that crop; then a second region from its own points, as MediaPipe's tracking
+   does (the landmarks' box in the eye-levelled frame, ``LANDMARK_ROI_SCALE`` times its longer
+   side, the size the network was trained on), and the network again.
+3. The last pass runs on the crop and on its mirror image, and the two meshes are averaged (each
+   point with its left-right partner): that evens out the network's bias at large yaw and makes a
+   mirrored photo give exactly mirrored landmarks.
 
-Coordinates: x, y in full-image pixels with pixel centres at integers (normalised x maps to
-left + x * side - 0.5 for a crop spanning [left, left + side)); z is MediaPipe's relative depth scaled
-by the crop side into the same pixels, negative toward the camera. An estimator is not thread-safe.
+First-pass crops of other sizes (``DETECTION_ROI_SCALES``) are tried while the network's
+face-presence probability stays under ``CONFIDENT_PRESENCE``, and the most confident one is kept. A
+face is rejected when the probability is under ``MIN_PRESENCE`` on every crop: the network is
+unsure of near-profile faces (on 16 synthetic heads at 80 degrees of yaw its best probability was
+0.09 to 1.0), but crops of objects and backgrounds (200 random crops of the dino and fox frames in
+``eval/multiview-objects``) scored under 0.013 in 95 % of cases.
+
+Coordinates: x, y in full-image pixels with pixel centres at integers; z is the network's relative
+depth in the same pixels, negative toward the camera. An estimator may be shared between threads.
 """
 from __future__ import annotations
 
@@ -22,40 +32,66 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
-import mediapipe as mp
 import numpy as np
+import onnxruntime as ort
 
 from .assets import PACKAGE_DATA
 from .detect import Detection, FaceDetector
 from .load import as_rgb8
 
-N_POINTS = 478
+N_POINTS = 468
 NOSE_TIP = 1
-# Crop sides (times the box's longer side) tried in turn until Face Mesh accepts the face: its own
-# detector often rejects near-profile faces (80 degrees of yaw) in the 2x crop but accepts them in a
-# tighter or looser one (synthetic heads at 80 degrees: 31 % -> 69 % found).
-CROP_SCALES = (2.0, 1.4, 2.6)
-CROP_SIZE = 256
-MESH_MAX_FACES = 3
-# Average Face Mesh on the crop and on its mirror image (points swapped left-right): on AFLW2000-3D-16
-# this cut the 68-point NME from 5.61% to 5.07%, mostly at large yaw, for one more Face Mesh run.
-MIRROR_AVERAGE = True
+INPUT_SIZE = 192
+# The face's vertical axis for levelling the second crop: forehead centre to chin. MediaPipe levels
+# the outer eye corners (33, 263) instead, which cross over near profile views.
+FOREHEAD, CHIN = 10, 152
+# Below this eye distance (times the box side) the detector's eye keypoints give no reliable angle
+# (a face near profile) and the first crop is taken upright.
+MIN_EYE_DISTANCE = 0.2
+LANDMARK_ROI_SCALE = 1.5
+# First-pass crops (times the detection box's longer side), tried in turn while the network is unsure.
+DETECTION_ROI_SCALES = (1.5, 1.2, 2.0)
+CONFIDENT_PRESENCE = 0.5
+MIN_PRESENCE = 0.05
+MODEL_FILE = "face_landmark.onnx"
 
 
 @dataclass(frozen=True)
 class Landmarks:
-    points: np.ndarray = field(repr=False)  # (478, 3) float32: x, y full-image pixels; z same scale
+    points: np.ndarray = field(repr=False)  # (468, 3) float32: x, y full-image pixels; z same scale
     detection: Detection
+    presence: float = 1.0                   # the network's face-presence probability, [0, 1]
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A square region of the image, turned by ``angle`` (radians, counter-clockwise on screen)."""
+
+    centre: np.ndarray  # (2,) continuous pixel coordinates (pixel i spans [i, i + 1])
+    side: float         # pixels
+    angle: float
+
+    def to_image(self) -> np.ndarray:
+        """(2, 3) affine matrix: continuous crop coordinates [0, INPUT_SIZE) -> continuous image ones."""
+        s = self.side / INPUT_SIZE
+        c, n = math.cos(self.angle), math.sin(self.angle)
+        # Crop axes turned by -angle in the image: the face's eye line maps to the crop's horizontal.
+        linear = s * np.array([[c, n], [-n, c]])
+        offset = self.centre - linear @ np.full(2, INPUT_SIZE / 2)
+        return np.column_stack([linear, offset])
+
+
+def _session() -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a 192 px net: one thread is as fast and leaves cores to the caller
+    return ort.InferenceSession(str(PACKAGE_DATA / MODEL_FILE), options, providers=["CPUExecutionProvider"])
 
 
 class LandmarkEstimator:
-    """MediaPipe Face Mesh (static images, iris refinement), loaded once. A context manager."""
+    """The Face Mesh network, loaded once. A context manager; safe to share between threads."""
 
     def __init__(self) -> None:
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, refine_landmarks=True, max_num_faces=MESH_MAX_FACES,
-            min_detection_confidence=0.5,
-        )
+        self._net = _session()
 
     def __enter__(self) -> "LandmarkEstimator":
         return self
@@ -64,80 +100,96 @@ class LandmarkEstimator:
         self.close()
 
     def close(self) -> None:
-        self._mesh.close()
+        """Nothing to release (ONNX Runtime frees the session with the object); kept for the context."""
 
     def estimate(self, image_rgb: np.ndarray, detection: Detection) -> Landmarks | None:
-        """Landmarks of the face in ``detection``; None if Face Mesh finds no face there."""
+        """Landmarks of the face in ``detection``; None if the network finds no face there."""
         image = as_rgb8(image_rgb)
-        box = detection.box.astype(np.float64)
-        for scale in CROP_SCALES:
-            side = scale * max(box[2] - box[0], box[3] - box[1])
-            # Crop edges in continuous coordinates (pixel i spans [i, i + 1]); box coordinates are centres.
-            left = 0.5 * (box[0] + box[2]) + 0.5 - side / 2
-            top = 0.5 * (box[1] + box[3]) + 0.5 - side / 2
-            crop = _crop(image, left, top, side)
-            found = self._mesh_near_box(crop, left, top, side, box, mirrored=False)
-            partner = None
-            if found is None or MIRROR_AVERAGE:
-                partner = self._mesh_near_box(np.ascontiguousarray(crop[:, ::-1]), left, top, side, box, mirrored=True)
-            if partner is not None:
-                # the mirrored mesh's point i is the partner of point i: reorder it to Face Mesh order
-                partner = partner[_mirror_permutation()]
-                found = partner if found is None else 0.5 * (found + partner)
-            if found is not None:
-                return Landmarks(found.astype(np.float32), detection)
-        return None
+        first, first_presence = None, -1.0
+        for scale in DETECTION_ROI_SCALES:
+            points, presence = self._run(image, detection_roi(detection, scale), mirror=False)
+            if presence > first_presence:
+                first, first_presence = points, presence
+            if presence >= CONFIDENT_PRESENCE:
+                break
+        points, presence = self._run(image, landmark_roi(first), mirror=True)
+        if max(presence, first_presence) < MIN_PRESENCE:
+            return None
+        return Landmarks(points.astype(np.float32), detection, presence)
 
-    def _mesh_near_box(self, crop, left, top, side, box, mirrored: bool) -> np.ndarray | None:
-        """Face Mesh on a crop (optionally the mirrored crop): the mesh nearest the box centre, in
-        full-image pixels, or None."""
-        result = self._mesh.process(crop)
-        best, best_dist = None, math.inf
-        for face in result.multi_face_landmarks or []:
-            norm = np.array([(p.x, p.y, p.z) for p in face.landmark], np.float64)
-            if mirrored:  # continuous coordinates flip exactly: x -> 1 - x
-                norm[:, 0] = 1.0 - norm[:, 0]
-            points = np.column_stack([left + norm[:, 0] * side - 0.5, top + norm[:, 1] * side - 0.5, norm[:, 2] * side])
-            cx, cy = points[:, :2].mean(axis=0)
-            if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]:
-                dist = math.hypot(cx - 0.5 * (box[0] + box[2]), cy - 0.5 * (box[1] + box[3]))
-                if dist < best_dist:
-                    best, best_dist = points, dist
-        return best
+    def _run(self, image: np.ndarray, roi: Roi, mirror: bool) -> tuple[np.ndarray, float]:
+        """The network on ``roi`` (and its mirror): (468, 3) image points and the presence probability."""
+        crop = crop_roi(image, roi)
+        batch = np.stack([crop, crop[:, ::-1]] if mirror else [crop])
+        raw, flag = self._net.run(None, {"image": batch.transpose(0, 3, 1, 2).astype(np.float32) / 255.0})
+        raw = raw.reshape(len(batch), N_POINTS, 3).astype(np.float64)
+        presence = 1.0 / (1.0 + np.exp(-flag[:, 0].astype(np.float64)))
+        if mirror:
+            # continuous coordinates flip exactly (x -> S - x); the mirror's point i is point i's partner
+            flipped = raw[1].copy()
+            flipped[:, 0] = INPUT_SIZE - flipped[:, 0]
+            raw = 0.5 * (raw[0] + flipped[mirror_permutation()])
+        else:
+            raw = raw[0]
+        matrix = roi.to_image()
+        xy = raw[:, :2] @ matrix[:, :2].T + matrix[:, 2] - 0.5  # pixel centres at integers
+        z = raw[:, 2] * roi.side / INPUT_SIZE
+        return np.column_stack([xy, z]), float(presence.mean())
+
+
+def detection_roi(detection: Detection, scale: float) -> Roi:
+    """The first crop: the box centre, eyes levelled, ``scale`` times the box's longer side."""
+    box = detection.box.astype(np.float64)
+    side = max(box[2] - box[0], box[3] - box[1])
+    right_eye, left_eye = detection.keypoints[:2].astype(np.float64)
+    level = np.linalg.norm(left_eye - right_eye) >= MIN_EYE_DISTANCE * side
+    return Roi(0.5 * (box[:2] + box[2:]) + 0.5, scale * side, _level_angle(right_eye, left_eye) if level else 0.0)
+
+
+def landmark_roi(points: np.ndarray) -> Roi:
+    """The crop the network's own points ask for: their box in the levelled frame, scaled."""
+    down = points[CHIN, :2] - points[FOREHEAD, :2]
+    angle = _level_angle(np.zeros(2), np.array([down[1], -down[0]]))  # the down axis turned to the right
+    c, s = math.cos(angle), math.sin(angle)
+    to_level = np.array([[c, -s], [s, c]])  # turns the eye line horizontal
+    level = points[:, :2] @ to_level.T
+    lo, hi = level.min(axis=0), level.max(axis=0)
+    centre = to_level.T @ (0.5 * (lo + hi)) + 0.5
+    return Roi(centre, LANDMARK_ROI_SCALE * float(max(hi - lo)), angle)
+
+
+def _level_angle(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
+    """The image angle of the line from the subject's right eye to the left (0 for a level face)."""
+    dx, dy = left_eye - right_eye
+    return -math.atan2(dy, dx)
+
+
+def crop_roi(image: np.ndarray, roi: Roi) -> np.ndarray:
+    """(INPUT_SIZE, INPUT_SIZE, 3) uint8: the region resampled, black outside the image."""
+    to_image = roi.to_image()
+    # Bilinear warping aliases when shrinking more than 2x: area-average by an integer factor first
+    # (given as fx/fy, OpenCV's fast path).
+    k = max(1, math.floor(roi.side / INPUT_SIZE))
+    if k > 1:
+        image = cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
+        to_image = to_image / k
+    # crop pixel centre u + 0.5 -> continuous image point -> pixel index (centre at integer)
+    matrix = to_image.copy()
+    matrix[:, 2] += to_image[:, :2] @ np.full(2, 0.5) - 0.5
+    return cv2.warpAffine(image, matrix, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
 @lru_cache(maxsize=1)
-def _mirror_permutation() -> np.ndarray:
-    """(478,) each Face Mesh point's left-right partner (derived by scripts/derive_correspondence.py)."""
-    return np.load(PACKAGE_DATA / "mediapipe_ict.npz")["mirror"]
+def mirror_permutation() -> np.ndarray:
+    """(468,) each Face Mesh point's left-right partner (derived by scripts/derive_correspondence.py)."""
+    return np.load(PACKAGE_DATA / "mediapipe_ict.npz")["mirror"][:N_POINTS]
 
 
 def landmarks_for_image(
     image: np.ndarray, detector: FaceDetector, estimator: LandmarkEstimator, max_faces: int | None = None
 ) -> list[Landmarks]:
-    """Landmarks for every face Face Mesh confirms, in the detector's order (best score first)."""
+    """Landmarks for every face the network confirms, in the detector's order (best score first)."""
     image = as_rgb8(image)
     found = (estimator.estimate(image, det) for det in detector.detect(image, max_faces))
     return [lm for lm in found if lm is not None]
-
-
-def _crop(image: np.ndarray, left: float, top: float, side: float) -> np.ndarray:
-    """The square [left, left + side)^2 (continuous coordinates) resampled to CROP_SIZE, black outside."""
-    h, w = image.shape[:2]
-    x0, y0 = max(0, math.floor(left)), max(0, math.floor(top))
-    x1, y1 = min(w, math.ceil(left + side)), min(h, math.ceil(top + side))
-    region = image[y0:y1, x0:x1]
-    scale = CROP_SIZE / side
-    # Bilinear warping aliases when shrinking more than 2x; first area-average by an integer factor
-    # (given as fx/fy, OpenCV's fast path).
-    k = max(1, math.floor(1 / scale))
-    if k > 1:
-        region = cv2.resize(region, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
-    # Region pixel j (centre) spans continuous [x0 + k*j, x0 + k*(j + 1)); crop pixel u spans
-    # [left + u/scale, ...). Hence u = k*scale*j + (x0 + k/2 - left)*scale - 0.5.
-    matrix = np.array([
-        [k * scale, 0.0, (x0 + k / 2 - left) * scale - 0.5],
-        [0.0, k * scale, (y0 + k / 2 - top) * scale - 0.5],
-    ])
-    return cv2.warpAffine(region, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))

@@ -46,7 +46,7 @@ class FaceReconstruction:
 
     index: int                      # rank in the photo (0 = highest detection score)
     detection: Detection
-    landmarks: Landmarks            # the 478 Face Mesh points in image pixels
+    landmarks: Landmarks            # the 468 Face Mesh points in image pixels
     fit: FitResult
     vertices: np.ndarray            # (V, 3) float32 cm, all ICT vertices
     texture: np.ndarray | None      # (S, S, 3) uint8 RGB, ICT atlas layout (None until baked)
@@ -70,8 +70,8 @@ class FaceReconstruction:
         model_pts = surface_points(self.vertices, corners, bary)
         return self.camera.project(self.fit.to_camera(model_pts)), model_pts
 
-    def landmarks478_model(self) -> np.ndarray:
-        """The 478 Face Mesh points on the fitted head: model-frame cm (478, 3)."""
+    def landmarks468_model(self) -> np.ndarray:
+        """The 468 Face Mesh points on the fitted head: model-frame cm (468, 3)."""
         corr = load_correspondence()
         return surface_points(self.vertices, corr.vertices, corr.bary)
 
@@ -87,9 +87,9 @@ class FaceReconstruction:
             "box": [round(float(v), 2) for v in self.detection.box],
             "score": round(float(self.detection.score), 4),
             "landmarks": {
-                "mediapipe478": {"pixels": self.landmarks.points[:, :2].round(2),
+                "facemesh468": {"pixels": self.landmarks.points[:, :2].round(2),
                                  "relative_depth_px": self.landmarks.points[:, 2].round(2),
-                                 "model_cm": self.landmarks478_model().round(4)},
+                                 "model_cm": self.landmarks468_model().round(4)},
                 "ibug68": {"pixels": lm68_px.round(2), "model_cm": lm68_cm.round(4)},
             },
             "pose": {
@@ -129,7 +129,7 @@ class FaceReconstruction:
 class Reconstructor:
     """Holds the models (detector, Face Mesh, head model, fitter); call it on photos.
 
-    Not thread-safe (MediaPipe graphs are not): use one per thread or process.
+    Not thread-safe (the fitter and texture baker keep per-call state): use one per thread or process.
     """
 
     def __init__(self, texture_size: int = DEFAULT_TEXTURE_SIZE, max_faces: int | None = None,

@@ -13,7 +13,7 @@ expression then come from a fast linear fit, no landmarks and no iterations of a
    expression coefficients in the rotated frame (expression clipped to [0, 1]).
 
 The result is a :class:`~facerecon.fit.FitResult`, so texturing, export and JSON are unchanged;
-the 478 Face Mesh points are reported as projections of the fitted head.
+the 468 Face Mesh points are reported as projections of the fitted head.
 """
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ class Regressor:
 
     def fit(self, image: np.ndarray, detection: Detection, camera: Camera, landmarks68: np.ndarray | None = None,
             second: tuple[np.ndarray, Detection] | None = None) -> tuple[FitResult, Landmarks]:
-        """Reconstruct the face in ``detection`` (inputs as :meth:`predict`): the fit, and the 478
+        """Reconstruct the face in ``detection`` (inputs as :meth:`predict`): the fit, and the 468
         Face Mesh points of the fitted head."""
         points, window = self.predict(image, detection, landmarks68, second)
         fit = self.fit_points(points, window, camera)
@@ -167,7 +167,7 @@ class Regressor:
 
 
 def fitted_landmarks(fit: FitResult, model: HeadModel, camera: Camera, detection: Detection) -> Landmarks:
-    """The 478 Face Mesh points of a fitted head, as Face Mesh reports them: pixels, and z = depth
+    """The 468 Face Mesh points of a fitted head, as Face Mesh reports them: pixels, and z = depth
     relative to the face in pixels at its distance (methods without landmarks report these)."""
     corr = load_correspondence()
     cam_points = fit.to_camera(surface_points(fit.vertices(model), corr.vertices, corr.bary))

@@ -1,4 +1,4 @@
-"""Derive where MediaPipe Face Mesh's 478 landmarks lie on the ICT-FaceKit head.
+"""Derive where Face Mesh's 468 landmarks lie on the ICT-FaceKit head.
 
 Re-run with ``python scripts/derive_correspondence.py`` (about a minute); it rewrites
 ``facerecon/data/mediapipe_ict.npz``, then run ``scripts/refine_correspondence.py``, which moves
@@ -6,7 +6,7 @@ the inner points to where Face Mesh puts them on real photos. Method:
 
 1. Render ICT heads (the mean and a few identities drawn from the prior, fixed seeds) with a skin
    tone and Lambertian shading, at yaws -20..20 and pitches -10..10 degrees.
-2. Run Face Mesh on each render and read, under each of the 478 points, which triangle of the
+2. Run Face Mesh (``facerecon.landmarks``) on each render and read, under each of the 468 points, which triangle of the
    head is visible there and the barycentric weights (the rasteriser's buffers).
 3. Evaluate each hit on the mean neutral head, take the per-landmark median over renders, and snap
    it to the closest point of the face surface: a triangle and barycentric weights per landmark.
@@ -14,18 +14,17 @@ the inner points to where Face Mesh puts them on real photos. Method:
 4. For the jaw and cheek contour points, list the candidate vertices along a horizontal strip of
    the face: the fit slides each such point along its strip to the current silhouette.
 
-Outputs (all 0-based): ``vertices`` (478, 3) int32 and ``bary`` (478, 3) float32; ``oval`` (36,)
+Outputs (all 0-based): ``vertices`` (468, 3) int32 and ``bary`` (468, 3) float32; ``oval`` (36,)
 landmark indices of the face oval; ``contour_landmarks`` (C,) and ``contour_candidates`` (C, K)
-vertex indices (padded with -1); ``hits`` (478,) renders that saw each landmark; ``spread_cm``
-(478,) median distance of the per-render points to the final point (how well-defined it is);
-``mirror`` (478,) each landmark's left-right partner, for mirrored test-time augmentation.
+vertex indices (padded with -1); ``hits`` (468,) renders that saw each landmark; ``spread_cm``
+(468,) median distance of the per-render points to the final point (how well-defined it is);
+``mirror`` (468,) each landmark's left-right partner, for mirrored test-time augmentation.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import mediapipe as mp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
@@ -33,6 +32,8 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facerecon.camera import Camera, rotation_from_angles  # noqa: E402
+from facerecon.detect import FaceDetector  # noqa: E402
+from facerecon.landmarks import N_POINTS, LandmarkEstimator  # noqa: E402
 from facerecon.model import PARTS, load_model  # noqa: E402
 from facerecon.render.raster import interpolate, rasterize  # noqa: E402
 
@@ -43,6 +44,9 @@ PITCHES = (-10, 0, 10)
 IDENTITY_SEEDS = (None, 1, 2, 3, 4, 5)
 SKIN = (0.85, 0.66, 0.55)
 FACE_LAST = PARTS["face"][1]
+# Face Mesh's face-oval points (MediaPipe's FACEMESH_FACE_OVAL connections).
+OVAL = np.array([10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
+                 284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454])
 
 
 def vertex_normals(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -117,12 +121,11 @@ def contour_strips(model, surface, vertices, bary, oval):
 
 
 def mirror_permutation(points: np.ndarray) -> np.ndarray:
-    """(478,) index of each landmark's mirror partner: a one-to-one matching of the points with
-    their mirror images (x -> -x), solved separately for the face points and the iris points."""
+    """(468,) index of each landmark's mirror partner: a one-to-one matching of the points with
+    their mirror images (x -> -x)."""
+    rows, cols = linear_sum_assignment(cdist(points * [-1.0, 1.0, 1.0], points))
     perm = np.arange(len(points))
-    for idx in (np.arange(468), np.arange(468, len(points))):
-        rows, cols = linear_sum_assignment(cdist(points[idx] * [-1.0, 1.0, 1.0], points[idx]))
-        perm[idx[rows]] = idx[cols]
+    perm[rows] = cols
     return perm.astype(np.int32)
 
 
@@ -132,10 +135,10 @@ def main() -> None:
     colors = np.tile(np.asarray(SKIN, np.float32), (len(model.neutral), 1))
     colors[PARTS["eyeball_left"][0]:PARTS["eyeball_right"][1] + 1] = 0.95
     camera = Camera.for_image(SIZE, SIZE)
-    oval = np.unique(np.asarray(list(mp.solutions.face_mesh.FACEMESH_FACE_OVAL)).ravel())
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
+    oval = OVAL
+    detector, estimator = FaceDetector(), LandmarkEstimator()
     neutral = model.neutral
-    samples = [[] for _ in range(478)]
+    samples = [[] for _ in range(N_POINTS)]
     renders = 0
     for seed in IDENTITY_SEEDS:
         identity = None if seed is None else np.random.default_rng(seed).standard_normal(model.n_identity)
@@ -145,18 +148,19 @@ def main() -> None:
                 rot = rotation_from_angles(yaw, pitch, 0)
                 cam_points = head @ rot.T + np.array([0.0, 0.0, 55.0])
                 image, frags = render(cam_points, tris, colors, camera)
-                result = mesh.process(image)
-                if not result.multi_face_landmarks:
+                found = detector.detect(image, max_faces=1)
+                landmarks = estimator.estimate(image, found[0]) if found else None
+                if landmarks is None:
                     continue
                 renders += 1
-                pix = np.array([[p.x * SIZE - 0.5, p.y * SIZE - 0.5] for p in result.multi_face_landmarks[0].landmark])
+                pix = landmarks.points[:, :2]
                 col, row = np.clip(np.rint(pix).astype(int), 0, SIZE - 1).T
                 tri_id = frags.triangle[row, col]
                 for lm in np.flatnonzero(tri_id >= 0):
                     if lm in oval and abs(yaw) > 10:
                         continue
                     corners = tris[tri_id[lm]]
-                    if corners.max() > FACE_LAST and lm < 468:
+                    if corners.max() > FACE_LAST:
                         continue  # a face landmark must land on the face, not on an eye or the neck
                     samples[lm].append(frags.bary[row[lm], col[lm]] @ neutral[corners])
     hits = np.array([len(s) for s in samples])
@@ -165,13 +169,8 @@ def main() -> None:
     median = np.array([np.median(np.asarray(s), axis=0) for s in samples])
     spread = np.array([np.median(np.linalg.norm(np.asarray(s) - m, axis=1)) for s, m in zip(samples, median)])
     face_tris = tris[(tris <= FACE_LAST).all(1)]
-    eye_tris = tris[(tris >= PARTS["eyeball_left"][0]).all(1)]
     vertices, bary = closest_on_surface(median, neutral, face_tris,
                                         cKDTree(neutral[face_tris].mean(1)))
-    # the ten iris points sit on the eyeballs
-    iris = np.arange(468, 478)
-    vertices[iris], bary[iris] = closest_on_surface(median[iris], neutral, eye_tris,
-                                                    cKDTree(neutral[eye_tris].mean(1)))
     contour_landmarks, contour_candidates = contour_strips(model, neutral, vertices, bary, oval)
     mirror = mirror_permutation(np.einsum("lk,lkc->lc", bary, neutral[vertices]))
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Refine the Face Mesh -> ICT correspondence on real, unlabelled photos.
 
-``scripts/derive_correspondence.py`` places the 478 points from Face Mesh runs on rendered ICT
+``scripts/derive_correspondence.py`` places the 468 points from Face Mesh runs on rendered ICT
 heads: bald, without brows or lip colour, so some points (brows, lids, lips) sit where Face Mesh
 guesses on a render, not where it puts them on real faces. The fit then bends every real face's
 identity the same way to make up for it. This moves each inner (non-sliding) point to where Face
@@ -15,7 +15,7 @@ Mesh puts it on real faces, by the derive script's own method on photos instead 
 3. Move each inner point to the per-point median over faces, snapped to the face surface; refit
    with the new points and repeat (``ROUNDS``; the median move falls 0.76 -> 0.35 -> 0.30 mm).
 
-Contour points keep their sliding strips and the iris points stay on the eyeballs. The render
+Contour points keep their sliding strips. The render
 placement is kept in the file (``render_vertices``, ``render_bary``) and every run starts from it,
 so re-running gives the same result. Run ``python scripts/refine_correspondence.py`` after
 ``derive_correspondence.py`` (about ten seconds); it rewrites ``facerecon/data/mediapipe_ict.npz``.

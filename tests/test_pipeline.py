@@ -48,8 +48,8 @@ def test_head_is_metric_and_the_landmarks_project_onto_the_photo(run, portrait):
     box = face.detection.box
     inside = (px68[:, 0] > box[0] - 20) & (px68[:, 0] < box[2] + 20) & (px68[:, 1] > box[1] - 20) & (px68[:, 1] < box[3] + 20)
     assert inside.all()
-    # the fitted 478 points reproject close to where Face Mesh put them
-    proj = face.camera.project(face.fit.to_camera(face.landmarks478_model()))
+    # the fitted 468 points reproject close to where Face Mesh put them
+    proj = face.camera.project(face.fit.to_camera(face.landmarks468_model()))
     err = np.linalg.norm(proj[:468] - face.landmarks.points[:468, :2], axis=1)
     assert np.median(err) < 0.03 * (box[2] - box[0])
 
@@ -61,7 +61,7 @@ def test_save_writes_every_file_and_every_json_field(run, portrait, tmp_path):
         assert paths[kind].is_file() and paths[kind].stat().st_size > 0
     data = json.loads(paths["json"].read_text())
     assert REQUIRED_JSON <= set(data)
-    assert len(data["landmarks"]["mediapipe478"]["pixels"]) == 478
+    assert len(data["landmarks"]["facemesh468"]["pixels"]) == 468
     assert len(data["landmarks"]["ibug68"]["pixels"]) == 68
     assert len(data["landmarks"]["ibug68"]["model_cm"]) == 68
     assert np.array(data["pose"]["model_to_camera"]).shape == (4, 4)

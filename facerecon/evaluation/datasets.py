@@ -77,6 +77,17 @@ def photos68(folder: Path | None = None) -> list[AnnotatedFace]:
     return faces
 
 
+def faces_300w(split: str, folder: Path | None = None) -> list[AnnotatedFace]:
+    """HELEN and AFW faces with 300-W's 68 hand-marked points: ``split`` is ``helen_train`` (for
+    training and calibration), ``helen_test`` or ``afw`` (test sets). Boxes are the points' boxes."""
+    folder = (folder or shared_dir() / "eval" / "300w-helen-afw") / split
+    faces = []
+    for pts in sorted(folder.glob("*.pts")):
+        points = _read_pts(pts)
+        faces.append(AnnotatedFace(pts.with_suffix(".jpg"), points, _points_box(points), group=split))
+    return faces
+
+
 # james.ljson groups its 68 points as jaw 0-16, eyes 17-28, brows 29-33 and 43-47, nose 34-42,
 # mouth 48-67 (its labels); this index puts them in iBUG order (brows, nose, eyes after the jaw).
 SCAN_TO_IBUG68 = np.r_[0:17, 29:34, 43:48, 34:43, 17:29, 48:68]
