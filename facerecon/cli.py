@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import FaceReconError
+from .methods import METHODS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Textured, metric 3D heads from ordinary photos.")
@@ -65,7 +66,7 @@ def reconstruct(
     turntable: Annotated[bool, typer.Option("--turntable", help="Also write a turntable GIF and MP4 per face.")] = False,
     overlay: Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")] = True,
     same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR.")] = False,
-    method: Annotated[str, typer.Option(help="fit (landmarks + model fit), regress (CNN position map), guided (the CNN given the fit's landmarks too) or vrn (CNN volume).")] = "fit",
+    method: Annotated[str, typer.Option(help="fit (Face Mesh landmarks + model fit), dense (our ICT-surface landmark network + model fit), regress (CNN position map), guided (the CNN given the fit's landmarks too) or vrn (CNN volume).")] = "fit",
     fov: Annotated[Optional[float], typer.Option(help="The photos' field of view across the longer side, degrees (default: each photo's EXIF focal length, else 40).")] = None,
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
@@ -74,8 +75,8 @@ def reconstruct(
         _fail_usage("--max-faces must be at least 1")
     if out_dir.exists() and not out_dir.is_dir():
         _fail_usage(f"--out {out_dir} exists and is not a folder")
-    if method not in ("fit", "regress", "guided", "vrn"):
-        _fail_usage(f"--method must be fit, regress, guided or vrn, got {method!r}")
+    if method not in METHODS:
+        _fail_usage(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if fov is not None and not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
         _fail_usage(f"--fov must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, got {fov:g}")
 
@@ -246,7 +247,7 @@ def train(
     config: Annotated[Path, typer.Argument(help="Training config (YAML), e.g. configs/cpu.yaml.", show_default=False)],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last.pt.")] = False,
 ) -> None:
-    """Train the position-map regressor on synthetic renders and export it to ONNX (needs the train extra)."""
+    """Train a network (position map, volume or landmarks; see the config) and export it to ONNX (needs the train extra)."""
     if not config.is_file():
         _fail_usage(f"{config} is not a file")
     try:

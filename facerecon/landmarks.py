@@ -54,6 +54,9 @@ DETECTION_ROI_SCALES = (1.5, 1.2, 2.0)
 CONFIDENT_PRESENCE = 0.5
 MIN_PRESENCE = 0.05
 MODEL_FILE = "face_landmark.onnx"
+# The same network fine-tuned so that its points land where the ICT correspondence's surface points
+# project, visible or not (facerecon/training/landmark_data.py; MODEL_CARD.md): ``--method dense``.
+DENSE_MODEL_FILE = "face_landmark_ict.onnx"
 
 
 @dataclass(frozen=True)
@@ -81,17 +84,18 @@ class Roi:
         return np.column_stack([linear, offset])
 
 
-def _session() -> ort.InferenceSession:
+def _session(model_file: str) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # a 192 px net: one thread is as fast and leaves cores to the caller
-    return ort.InferenceSession(str(PACKAGE_DATA / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(PACKAGE_DATA / model_file), options, providers=["CPUExecutionProvider"])
 
 
 class LandmarkEstimator:
-    """The Face Mesh network, loaded once. A context manager; safe to share between threads."""
+    """The Face Mesh network (or another of its shape: ``model_file`` in ``facerecon/data``),
+    loaded once. A context manager; safe to share between threads."""
 
-    def __init__(self) -> None:
-        self._net = _session()
+    def __init__(self, model_file: str = MODEL_FILE) -> None:
+        self._net = _session(model_file)
 
     def __enter__(self) -> "LandmarkEstimator":
         return self

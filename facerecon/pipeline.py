@@ -17,20 +17,20 @@ from .camera import Camera
 from .detect import Detection, DetectionResult, FaceDetector
 from .errors import NoFaceError
 from .export import export_mesh, write_json
-from .fit import FitResult, Fitter, load_correspondence
+from .fit import Correspondence, FitResult, FitSettings, Fitter, load_correspondence
 from .geometry import surface_points
-from .landmarks import LandmarkEstimator, Landmarks
+from .landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks
 from .load import as_rgb8, exif_focal_35mm, load_image
+from .methods import DEFAULT_METHOD, METHODS
 from .model import HeadModel, load_model
 from .texture import bake_texture
 
 DEFAULT_TEXTURE_SIZE = 1024
 DEFAULT_FORMATS = ("obj", "glb", "ply")
-# "fit": Face Mesh landmarks + model fit; "regress": CNN position map + linear fit; "guided": the
-# position-map CNN given the fit's 68 landmarks as heatmaps too; "vrn": CNN occupancy volume + ICP
-# registration (MODEL_CARD.md).
-METHODS = ("fit", "regress", "guided", "vrn")
-DEFAULT_METHOD = "fit"
+# The dense method's fit: all identity modes (its points carry identity that Face Mesh's do not).
+DENSE_FIT = FitSettings(identity_modes=100)
+# Below this face-presence probability the dense network's crop is not trusted.
+DENSE_MIN_PRESENCE = 0.5
 
 
 @lru_cache(maxsize=1)
@@ -106,7 +106,10 @@ class FaceReconstruction:
             "expression_ict": {n: round(float(w), 5) for n, w in
                                zip(self.model.expression_names, self.fit.expression)},
             "identity": self.fit.identity.round(5),
-            "fit": {"method": self.fit.extra.get("method", "fit"), "residual_px": round(self.fit.residual_px, 3),
+            "fit": {"method": self.fit.extra.get("method", "fit"), **({"fallback": self.fit.extra["fallback"]}
+                                                                      if "fallback" in self.fit.extra else {}),
+                    "landmark_presence": round(float(self.landmarks.presence), 4),
+                    "residual_px": round(self.fit.residual_px, 3),
                     "residual_rel": round(self.fit.residual, 5), "iterations": self.fit.iterations},
             "units": "cm",
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
@@ -145,11 +148,14 @@ class Reconstructor:
         self._regressor = None
         self._guided = None
         self._vrn = None
+        self._dense = None
         self.model = load_model()
         self.fitter = Fitter(self.model)
         self.detector = FaceDetector()
         self.estimator = LandmarkEstimator()
-        if method == "regress":
+        if method == "dense":
+            _ = self.dense
+        elif method == "regress":
             _ = self.regressor  # load it now, so that per-face timings do not include loading
         elif method == "guided":
             _ = self.guided
@@ -197,6 +203,16 @@ class Reconstructor:
         return self._guided
 
     @property
+    def dense(self) -> tuple[LandmarkEstimator, Fitter]:
+        """The dense landmark network and its fitter (``method="dense"``), loaded on first use. Its
+        points are fixed surface points, so the fit slides no contour points."""
+        if self._dense is None:
+            corr = load_correspondence()
+            fixed = Correspondence(corr.vertices, corr.bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+            self._dense = (LandmarkEstimator(DENSE_MODEL_FILE), Fitter(self.model, DENSE_FIT, correspondence=fixed))
+        return self._dense
+
+    @property
     def vrn(self):
         """The volumetric regressor (``method="vrn"``), loaded on first use."""
         if self._vrn is None:
@@ -211,6 +227,8 @@ class Reconstructor:
         overrides the Reconstructor's (see ``METHODS``)."""
         t1 = time.perf_counter()
         method = method or self.method
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if method == "regress":
             fit, landmarks = self.regressor.fit(image, detection, camera)
             t2 = t1
@@ -222,6 +240,20 @@ class Reconstructor:
             first = self.fitter.fit(landmarks.points, camera)
             guide = camera.project(first.to_camera(first.vertices(self.model)[self.model.landmarks68]))
             fit, _ = self.guided.fit(image, detection, camera, landmarks68=guide)
+        elif method == "dense":
+            estimator, fitter = self.dense
+            landmarks = estimator.estimate(image, detection)
+            if landmarks is None or landmarks.presence < DENSE_MIN_PRESENCE:
+                # unsure of the crop: Face Mesh and the ordinary fit instead, said in the JSON
+                face = self.reconstruct_face(image, detection, camera, source, with_texture, method="fit")
+                if face is not None:
+                    presence = 0.0 if landmarks is None else landmarks.presence
+                    face.fit.extra["fallback"] = (f"dense landmarks unsure (face presence {presence:.2f} < "
+                                                  f"{DENSE_MIN_PRESENCE}); Face Mesh and the fit used instead")
+                return face
+            t2 = time.perf_counter()
+            fit = fitter.fit(landmarks.points, camera)
+            fit.extra["method"] = "dense"
         elif method == "vrn":
             found = self.vrn.fit(image, detection, camera)
             if found is None:

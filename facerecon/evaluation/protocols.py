@@ -5,6 +5,7 @@ sense, the 3DDFA_V2 peer on exactly the same inputs (same images, same boxes).
 """
 from __future__ import annotations
 
+import functools
 import resource
 import tempfile
 import time
@@ -22,6 +23,7 @@ from ..detect import Detection
 from ..geometry import surface_points
 from ..load import load_image
 from ..model import PARTS
+from ..methods import METHODS as PIPELINE_METHODS
 from ..pipeline import FaceReconstruction, Reconstructor, load_landmarks68
 from ..texture import bake_texture
 from . import synthetic
@@ -41,11 +43,9 @@ INNER68 = np.arange(17, 68)
 
 Method = Callable[[Reconstructor, np.ndarray, Detection, Camera], "FaceReconstruction | None"]
 METHODS: dict[str, Method] = {
-    "fit": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="fit"),
-    "regress": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="regress"),
-    "guided": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="guided"),
-    "vrn": lambda run, image, det, cam: run.reconstruct_face(image, det, cam, with_texture=False, method="vrn"),
-}
+    name: functools.partial(lambda run, image, det, cam, method: run.reconstruct_face(
+        image, det, cam, with_texture=False, method=method), method=name)
+    for name in PIPELINE_METHODS}
 
 
 @dataclass

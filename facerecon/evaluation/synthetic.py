@@ -66,9 +66,11 @@ def random_background(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(field + rng.normal(0, 8, field.shape), 0, 255).astype(np.uint8)
 
 
-def make_heads(model: HeadModel, base_texture: np.ndarray, n_identities: int) -> list[SyntheticHead]:
+def make_heads(model: HeadModel, base_texture: np.ndarray, n_identities: int, first: int = 0) -> list[SyntheticHead]:
+    """Identities ``first .. first + n_identities - 1``: the evaluation uses 0.., calibration
+    scripts a range of their own (so that nothing is tuned on the evaluation's heads)."""
     heads = []
-    for k in range(n_identities):
+    for k in range(first, first + n_identities):
         rng = np.random.default_rng(SEED_BASE + k)
         identity = np.clip(rng.normal(0.0, 1.0, model.n_identity), -2.5, 2.5).astype(np.float32)
         expression = np.zeros(model.n_expression, np.float32)

@@ -58,6 +58,9 @@ class DataSettings:
     heatmaps: int = 0                      # 0 or 68 (Gaussians at the projected iBUG-68 vertices)
     heatmap_sigma: float = 2.0             # pixels of the input crop
     heatmap_jitter: float = 1.5            # pixels: detector-like noise on the landmark positions
+    # the crop around the head: "detector" (the regressors': around a detector-like box) or
+    # "landmarks" (Face Mesh's: its points' box, levelled, as facerecon.landmarks.landmark_roi)
+    framing: str = "detector"
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSettings":
@@ -150,6 +153,18 @@ class SyntheticFaces:
         expression[active] = rng.uniform(0.1, 0.9, n)
         return identity, expression
 
+    def window(self, cam_vertices: np.ndarray, photo: Camera) -> tuple[CropWindow, float]:
+        """The un-jittered crop window in the photo and its roll (radians) for the settings' framing."""
+        if self.settings.framing == "landmarks":
+            from ..fit import load_correspondence
+            from ..geometry import surface_points
+            from ..landmarks import landmark_roi
+            corr = load_correspondence()
+            points = photo.project(surface_points(cam_vertices, corr.vertices, corr.bary))
+            roi = landmark_roi(points)
+            return CropWindow(float(roi.centre[0]) - 0.5, float(roi.centre[1]) - 0.5, roi.side), roi.angle
+        return crop_window(detector_like_box(cam_vertices, photo, self.model)), 0.0
+
     def sample(self, index: int, flip: bool | None = None, occlude: bool = True, augment_colour: bool = True,
                pose: tuple[float, float, float] | None = None,
                shape: tuple[np.ndarray, np.ndarray] | None = None, extra: bool = True) -> Sample:
@@ -167,15 +182,15 @@ class SyntheticFaces:
         translation = np.r_[rng.uniform(-reach, reach, 2), distance] - rotation @ centre
         cam_vertices = (vertices @ rotation.T + translation).astype(np.float32)
 
-        # the detector-like box, then the crop with the seeds' jitter
-        window = crop_window(detector_like_box(cam_vertices, photo, m))
+        # the framing's window, then the crop with the seeds' jitter
+        window, level = self.window(cam_vertices, photo)
         side = window.side * rng.uniform(*s.scale)
         window = CropWindow(window.cx + rng.uniform(-1, 1) * s.translate * side,
                             window.cy + rng.uniform(-1, 1) * s.translate * side, side)
         # crop pixel q = Rot(theta) k (p - window centre) + size/2 - 0.5, realised as a camera:
         # rolling the vertices about the optical axis rotates their projections about the principal point
         size, k = s.input_size, s.input_size / window.side
-        theta = math.radians(rng.uniform(-s.rotate, s.rotate))
+        theta = level + math.radians(rng.uniform(-s.rotate, s.rotate))
         c, sn = math.cos(theta), math.sin(theta)
         roll_z = np.array([[c, -sn, 0.0], [sn, c, 0.0], [0.0, 0.0, 1.0]])
         pp = roll_z[:2, :2] @ (k * np.array([photo.cx - window.cx, photo.cy - window.cy])) + size / 2 - 0.5

@@ -1,4 +1,8 @@
-"""``facerecon train CONFIG.yaml [--resume]``: train the position-map regressor, export it to ONNX.
+"""``facerecon train CONFIG.yaml [--resume]``: train a network, export it to ONNX.
+
+``model.kind`` chooses it: ``posmap`` (the position-map regressor, default), ``volume`` (VRN) or
+``landmarks`` (Face Mesh's network fine-tuned from ``model.init`` on ``landmark_data``'s samples;
+``data.real_every`` mixes in distilled real HELEN training crops).
 
 Config (YAML; see configs/cpu.yaml): ``seed``, ``output`` (run folder), ``threads``, ``workers``,
 ``model`` (network.build_network arguments plus ``input_size``), ``data`` (DataSettings fields plus
@@ -159,24 +163,36 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     base_size = int(dcfg.pop("base_texture_size", 256))
     # folders of real photos (relative to the shared data folder) whose faces give skin atlases
     photo_folders = tuple(shared_dir() / f for f in dcfg.pop("texture_photos", []))
+    real_every = int(dcfg.pop("real_every", 0))
     settings = DataSettings.from_dict({**dcfg, "input_size": int(mcfg.get("input_size", 128))})
     bases = bake_real_textures(base_size, photo_folders)
     console.print(f"{len(bases)} real skin atlases ({base_size} px) baked from the example photo"
                   + (f" and {', '.join(map(str, photo_folders))}" if photo_folders else ""))
     textures = texture_library(bases, n_textures, seed)
-    volume = mcfg.get("kind", "posmap") == "volume"
+    kind = mcfg.get("kind", "posmap")
+    volume = kind == "volume"
+    device = torch.device(cfg.get("device", "cpu"))
     if volume:
         from .volumetric import VolumeFaces, evaluate_volumes, volume_loss
         dataset = VolumeFaces(textures, settings, seed, int(mcfg.get("depth_bins", 64)))
         loss_fn = volume_loss
+    elif kind == "landmarks":
+        from .landmark_data import LandmarkFaces, evaluate_landmarks, landmark_loss, landmarks_only, real_faces
+        from .onnx_module import OnnxModule
+        real = real_faces(shared_dir() / "eval" / "300w-helen-afw" / "helen_train") if real_every else []
+        console.print(f"{len(real)} real HELEN training crops, one sample in {real_every}" if real else "synthetic only")
+        dataset = LandmarkFaces(textures, settings, seed, real, real_every)
+        loss_fn = landmark_loss
+        landmark_net = OnnxModule(mcfg["init"])
     else:
         dataset = SyntheticFaces(textures, settings, seed)
         loss_fn = weighted_mse
-    layout = uv_layout(dataset.model, settings.input_size)
-    weights = torch.from_numpy(layout.weights)[None]
+    if kind != "landmarks":
+        layout = uv_layout(dataset.model, settings.input_size)
+        weights = torch.from_numpy(layout.weights)[None]
 
-    device = torch.device(cfg.get("device", "cpu"))
-    net = build_network(mcfg).to(device, memory_format=torch.channels_last)
+    net = (landmarks_only(landmark_net) if kind == "landmarks" else build_network(mcfg))
+    net = net.to(device, memory_format=torch.channels_last)
     lr = float(tcfg.get("lr", 1e-3))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = int(max_steps or tcfg.get("steps", 1000))
@@ -195,9 +211,14 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     rows = _read_log(log_path, step) if step else []
     console.print(f"network: {count_parameters(net):,} parameters; {steps} steps of {batch}; "
                   f"budget {budget_s / 60:.0f} min")
-    val_images, val_maps, val_scales, val_points = _validation_set(dataset, int(tcfg.get("val_samples", 64)))
+    if kind == "landmarks":
+        val_images, val_maps, val_scales = dataset.validation_set(int(tcfg.get("val_samples", 64)))
+    else:
+        val_images, val_maps, val_scales, val_points = _validation_set(dataset, int(tcfg.get("val_samples", 64)))
 
     def validate() -> tuple[float, float]:
+        if kind == "landmarks":
+            return evaluate_landmarks(net, val_images, val_maps, val_scales)
         if volume:
             return evaluate_volumes(net, val_images, val_maps, val_points, val_scales)
         return evaluate_maps(net, val_images, val_maps, val_scales, layout, weights)
@@ -258,13 +279,18 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     console.print(f"trained {step} steps in {elapsed() / 60:.1f} min: loss {running:.5f}, "
                   f"validation {val_loss:.5f} ({val_mm:.2f} mm)")
     onnx_path = None
-    if cfg.get("export"):
+    metadata = {"config": Path(config_path).name, "steps": str(step), "train_minutes": f"{elapsed() / 60:.1f}",
+                "val_mm": f"{val_mm:.3f}"}
+    if cfg.get("export") and kind == "landmarks":
+        from .onnx_module import export_module
+        onnx_path = export_module(landmark_net.cpu(), out / "model.onnx", settings.input_size,
+                                  {"kind": "landmarks", **metadata})
+    elif cfg.get("export"):
         from .export import export_onnx
         onnx_path = export_onnx(net.cpu(), settings.input_size, out / "model.onnx",
                                 output_name="volume" if volume else "posmap",
-                                metadata={"kind": "volume" if volume else "posmap","config": Path(config_path).name, "steps": str(step),
-                                          "train_minutes": f"{elapsed() / 60:.1f}",
-                                          "val_mm": f"{val_mm:.3f}"})
+                                metadata={"kind": "volume" if volume else "posmap", **metadata})
+    if onnx_path is not None:
         target = Path(cfg["export"])
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:

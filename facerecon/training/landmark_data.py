@@ -1,0 +1,148 @@
+"""Training data for the landmark network: Face Mesh's 468 points where the ICT surface puts them.
+
+Synthetic samples are the project's renders (``data.SyntheticFaces`` with ``framing="landmarks"``:
+the crop the estimator's final pass takes, levelled and 1.5x the points' box, jittered) and the
+target of point i is where correspondence surface point i of the rendered head projects, visible
+or not (Wood et al. 2022): x, y in continuous crop pixels (0..S), z the point's depth relative to
+the points' mean, in the same pixels. So a fine-tuned network learns the head's identity and pose
+exactly, including near profile, with no silhouette sliding.
+
+Real samples keep the network's behaviour on real photos: HELEN training faces (``helen_train``),
+cropped as the estimator crops them and jittered, with the original network's own output on the
+crop as the target (distillation). Every ``real_every``-th index is a real sample.
+
+A sample is (image (3, S, S) float in [0, 1], target (468 * 3,) float32, weight (1,)). Samples are
+a pure function of (seed, index).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..detect import Detection
+from ..fit import load_correspondence
+from ..geometry import surface_points
+from ..landmarks import N_POINTS, LandmarkEstimator, Roi, crop_roi, landmark_roi, mirror_permutation
+from ..load import load_image
+from .data import DataSettings, SyntheticFaces, colour_augment
+
+
+def landmark_targets(cam_vertices: np.ndarray, camera, flipped: bool) -> np.ndarray:
+    """(468, 3) targets of a rendered head: continuous crop pixels x, y and relative depth z."""
+    corr = load_correspondence()
+    points = surface_points(cam_vertices, corr.vertices, corr.bary)
+    xy = camera.project(points) + 0.5
+    depth = points[:, 2]
+    z = (depth - depth.mean()) * camera.focal / depth.mean()
+    target = np.column_stack([xy, z])
+    if flipped:
+        target = target[mirror_permutation()]
+        target[:, 0] = camera.width - target[:, 0]
+    return target.astype(np.float32)
+
+
+def real_faces(folder: Path) -> list[tuple[Path, Roi]]:
+    """(photo, the estimator's final crop) for every hand-marked face in ``folder`` (300-W layout)."""
+    from ..evaluation.datasets import faces_300w
+    faces = []
+    with LandmarkEstimator() as estimator:
+        for sample in faces_300w(folder.name, folder.parent):
+            image = load_image(sample.image_path)
+            det = Detection(sample.box.astype(np.float32), 1.0, np.zeros((5, 2), np.float32))
+            marks = estimator.estimate(image, det)
+            if marks is not None:
+                faces.append((sample.image_path, landmark_roi(marks.points)))
+    return faces
+
+
+@lru_cache(maxsize=1)
+def _teacher():
+    return LandmarkEstimator()
+
+
+class LandmarkFaces(SyntheticFaces):
+    """Index -> (image, target, weight); synthetic renders mixed with distilled real crops."""
+
+    def __init__(self, textures: np.ndarray, settings: DataSettings, seed: int,
+                 real: list[tuple[Path, Roi]] = (), real_every: int = 0, length: int = 10 ** 9):
+        super().__init__(textures, settings, seed, length)
+        self.real, self.real_every = list(real), real_every
+
+    def synthetic(self, index: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        s = self.sample(index, extra=False, **kwargs)
+        cam_vertices = s.vertices @ s.rotation.T + s.translation
+        return s.image, landmark_targets(cam_vertices, s.camera, s.flipped)
+
+    def real_sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        st = self.settings
+        rng = np.random.default_rng([self.seed, index, 1])
+        path, roi = self.real[rng.integers(len(self.real))]
+        image = load_image(path)
+        side = roi.side * rng.uniform(*st.scale)
+        centre = roi.centre + rng.uniform(-1, 1, 2) * st.translate * side
+        jittered = Roi(centre, side, roi.angle + math.radians(rng.uniform(-st.rotate, st.rotate)))
+        crop = crop_roi(image, jittered)
+        if rng.uniform() < st.flip:
+            crop = np.ascontiguousarray(crop[:, ::-1])
+        raw, _ = _teacher()._net.run(None, {"image": crop.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})
+        return colour_augment(crop, rng, st), raw.reshape(N_POINTS, 3).astype(np.float32)
+
+    def __getitem__(self, index: int):
+        real = self.real and self.real_every and index % self.real_every == 0
+        image, target = self.real_sample(index) if real else self.synthetic(index)
+        image = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255.0
+        return image, target.reshape(-1), np.ones(1, np.float32)
+
+    def validation_set(self, count: int):
+        """Fixed synthetic samples of another seed (no flip, occluder or colour change): images,
+        targets and millimetres per crop pixel at the head."""
+        val = LandmarkFaces(self.textures, self.settings, self.seed + 100_003)
+        images, targets, mm_per_px = [], [], []
+        for i in range(count):
+            s = val.sample(i, flip=False, occlude=False, augment_colour=False, extra=False)
+            cam_vertices = s.vertices @ s.rotation.T + s.translation
+            images.append(s.image.transpose(2, 0, 1) / np.float32(255.0))
+            targets.append(landmark_targets(cam_vertices, s.camera, False).reshape(-1))
+            mm_per_px.append(10.0 * float(cam_vertices[:, 2].mean()) / s.camera.focal)
+        return np.stack(images).astype(np.float32), np.stack(targets), np.array(mm_per_px)
+
+
+def landmark_loss(pred, target, weights=None):
+    """Smooth L1 in crop pixels on x, y, and on z about its mean (Face Mesh's z is relative)."""
+    import torch.nn.functional as F
+    pred, target = pred.view(len(pred), N_POINTS, 3), target.view(len(target), N_POINTS, 3)
+    xy = F.smooth_l1_loss(pred[..., :2], target[..., :2])
+    z = F.smooth_l1_loss(pred[..., 2] - pred[..., 2].mean(1, keepdim=True),
+                         target[..., 2] - target[..., 2].mean(1, keepdim=True))
+    return xy + 0.25 * z
+
+
+def evaluate_landmarks(net, images, targets, mm_per_px) -> tuple[float, float]:
+    """(loss, mean 2D point error in mm at the head's depth) on the validation set."""
+    import torch
+    net.eval()
+    with torch.no_grad():
+        pred = torch.cat([net(torch.from_numpy(images[i:i + 16])) for i in range(0, len(images), 16)])
+    net.train()
+    target = torch.from_numpy(targets)
+    loss = float(landmark_loss(pred, target))
+    err = (pred.view(-1, N_POINTS, 3)[..., :2] - target.view(-1, N_POINTS, 3)[..., :2]).norm(dim=2).mean(1).numpy()
+    return loss, float(np.mean(err * mm_per_px))
+
+
+def landmarks_only(module):
+    """The network's landmark output alone (what the loss sees), as a module."""
+    import torch
+
+    class LandmarkHead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = module
+
+        def forward(self, x):
+            return self.net(x)[0]
+    return LandmarkHead()
+
