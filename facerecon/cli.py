@@ -13,12 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import FaceReconError
+from .options import check_fov_deg, check_max_faces, check_texture_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Textured, metric 3D heads from ordinary photos.")
 FORMATS = ("obj", "glb", "ply")
-# --fov: from a long telephoto lens to a wide phone camera (degrees across the longer side)
-MIN_FOV_DEG, MAX_FOV_DEG = 5.0, 120.0
 err_console = Console(stderr=True, soft_wrap=True)   # an error stays one line on any terminal
 
 
@@ -27,10 +26,15 @@ def _fail_usage(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _checked(check, value, name: str):
+    try:
+        return check(value, name)
+    except ValueError as exc:
+        _fail_usage(str(exc))
+
+
 def _texture_size_in_range(value: int) -> int:
-    if not 64 <= value <= 4096:
-        _fail_usage("--texture-size must be between 64 and 4096")
-    return value
+    return _checked(check_texture_size, value, "--texture-size")
 
 
 TextureSize = Annotated[int, typer.Option(callback=_texture_size_in_range,
@@ -70,14 +74,12 @@ def reconstruct(
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
     chosen = _parse_formats(formats)
-    if max_faces is not None and max_faces < 1:
-        _fail_usage("--max-faces must be at least 1")
+    _checked(check_max_faces, max_faces, "--max-faces")
     if out_dir.exists() and not out_dir.is_dir():
         _fail_usage(f"--out {out_dir} exists and is not a folder")
     if method not in ("fit", "regress", "guided", "vrn"):
         _fail_usage(f"--method must be fit, regress, guided or vrn, got {method!r}")
-    if fov is not None and not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
-        _fail_usage(f"--fov must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, got {fov:g}")
+    _checked(check_fov_deg, fov, "--fov")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
         from .multiview import same_person_command

@@ -22,6 +22,7 @@ import numpy as np
 
 from .assets import PACKAGE_DATA
 from .camera import Camera, angles_from_rotation
+from .errors import FitError
 from .model import HeadModel
 
 N_FACE_POINTS = 468  # the 10 iris points follow; eyeball rotation is not modelled, so they are unused
@@ -212,7 +213,7 @@ class Fitter:
         ok, rvec, tvec = cv2.solvePnP(self.mean, observed, camera.matrix, None, flags=cv2.SOLVEPNP_SQPNP)
         rotation = cv2.Rodrigues(rvec)[0]
         if not ok or tvec[2, 0] <= 0:
-            raise ValueError("could not find an initial head pose for these landmarks")
+            raise FitError("could not find an initial head pose for these landmarks")
         return rotation, tvec[:, 0]
 
     def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None) -> FitResult:
