@@ -89,7 +89,7 @@ def reconstruct(
 
     from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
     from .render.visualize import save_turntable, turntable_frames
-    from .export import write_image
+    from .export import atomic_folder, write_image
 
     rows, failures = [], 0
     with Reconstructor(texture_size=texture_size, max_faces=max_faces, method=method, fov_deg=fov) as run, Progress(
@@ -102,15 +102,15 @@ def reconstruct(
             t0 = time.perf_counter()
             try:
                 faces = run(photo)
-                target = out_dir / name
-                for face in faces:
-                    face.save(target, formats=chosen)
-                    if turntable:
-                        frames = turntable_frames(face.model, face.vertices, face.texture)
-                        save_turntable(frames, target / f"face{face.index}_turntable.gif",
-                                       target / f"face{face.index}_turntable.mp4")
-                if overlay:
-                    write_image(target / "overlay.png", draw_overlay(faces))
+                with atomic_folder(out_dir / name) as target:   # all of the photo's files, or none
+                    for face in faces:
+                        face.save(target, formats=chosen)
+                        if turntable:
+                            frames = turntable_frames(face.model, face.vertices, face.texture)
+                            save_turntable(frames, target / f"face{face.index}_turntable.gif",
+                                           target / f"face{face.index}_turntable.mp4")
+                    if overlay:
+                        write_image(target / "overlay.png", draw_overlay(faces))
                 rows.append((str(photo), str(len(faces)), "ok", f"{(time.perf_counter() - t0):.2f} s"))
             except FaceReconError as exc:
                 failures += 1
@@ -151,16 +151,16 @@ def serve(
         _fail_usage("--port must be between 1 and 65535")
     if workers < 1:
         _fail_usage("--workers must be at least 1")
-    import uvicorn  # the web stack loads only for this command
-
-    from .web import WebSettings, create_app
+    from .web import WebSettings, create_app  # the web stack loads only for this command
+    from .web.guards import run_server
+    settings = WebSettings(workers=workers, texture_size=texture_size)
     try:
-        web_app = create_app(WebSettings(workers=workers, texture_size=texture_size))
+        web_app = create_app(settings)
     except RuntimeError as exc:  # the viewer's files are missing: set-up was not run
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     err_console.print(f"facerecon: serving on http://{host}:{port}/ (Ctrl+C stops)", markup=False, highlight=False)
-    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+    run_server(web_app, host, port, settings.header_timeout_s)
 
 
 @app.command()

@@ -133,7 +133,8 @@ def _decode(path: Path, img: Image.Image) -> np.ndarray:
     img.seek(0)
     img.load()  # full decode here, so truncation surfaces now and not half-way through a later step
     try:
-        img = ImageOps.exif_transpose(img)
+        # In place: otherwise Pillow returns a full copy even when there is nothing to turn.
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # noqa: BLE001
         pass  # orientation is metadata: a malformed EXIF block must not reject the photo
     if img.mode == "I":  # usually a promoted 16-bit image: its values are 16-bit, however small
