@@ -241,3 +241,24 @@ def test_a_prompt_client_is_served_and_keeps_its_connection(server):
             answer += sock.recv(65536)
         assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
         time.sleep(SMALL.header_timeout_s * 0.6)
+
+
+def test_docs_render_in_chromium_from_the_server_alone(server):
+    from playwright.sync_api import sync_playwright
+
+    from test_web_browser import CHROMIUM_ARGS, chromium_path
+    executable = chromium_path()
+    base = f"http://{server[0]}:{server[1]}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{base}/docs")
+            page.wait_for_selector(".opblock", timeout=30_000)
+            operations = page.locator(".opblock").count()
+        finally:
+            browser.close()
+    assert operations >= 3       # the upload, the status and the download routes
+    assert requested and all(url.startswith(base + "/") for url in requested), requested
