@@ -224,6 +224,8 @@ class Fitter:
         observed = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2])
         span = observed.max(0) - observed.min(0)
         scale = float(np.sqrt(span[0] * span[1]))
+        if not (np.isfinite(scale) and scale > 1e-3):
+            raise FitError(f"the landmarks are degenerate (they span {span[0]:.3g} x {span[1]:.3g} px)")
         n_id = self.n_id
         coeffs = np.zeros(self.n_shape)
         free = np.ones(6 + self.n_shape, bool)    # which of (rotation, translation, shape) are solved

@@ -227,9 +227,12 @@ class Reconstructor:
         fitted (degenerate landmarks, a non-finite result)."""
         try:
             return self._reconstruct_face(image, detection, camera, source, with_texture, method or self.method)
+        except FitError as exc:
+            cause, reason = exc, str(exc)
         except (cv2.error, np.linalg.LinAlgError) as exc:  # the solvers' own failures on degenerate points
-            raise FitError(f"{source or 'image'}: the head could not be fitted to this face "
-                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
+            cause = exc
+            reason = f"the head could not be fitted to this face ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        raise FitError(f"{source or 'image'}: {reason}") from cause  # named by the photo, as every user error is
 
     def _reconstruct_face(self, image: np.ndarray, detection: Detection, camera: Camera, source: str | None,
                           with_texture: bool, method: str) -> FaceReconstruction | None:
@@ -258,7 +261,7 @@ class Reconstructor:
             fit = self.fitter.fit(landmarks.points, camera)
         vertices = fit.vertices(self.model)
         if not (np.isfinite(vertices).all() and np.isfinite(fit.pose_matrix).all() and np.isfinite(fit.residual_px)):
-            raise FitError(f"{source or 'image'}: the fit of this face did not converge (non-finite result)")
+            raise FitError("the fit of this face did not converge (non-finite result)")
         t3 = time.perf_counter()
         face = FaceReconstruction(0, detection, landmarks, fit, vertices, None, self.model, image, source,
                                   {"landmarks": (t2 - t1) * 1000, "fit": (t3 - t2) * 1000})

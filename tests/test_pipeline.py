@@ -100,14 +100,39 @@ def test_a_face_without_a_texture_saves_with_one_baked_then(run, portrait, tmp_p
 
 
 @pytest.mark.parametrize("points", [
-    np.full((478, 3), 100.0, np.float32),                                        # one point: PnP fails
-    np.stack([np.linspace(0, 100, 478), np.zeros(478), np.zeros(478)], 1),      # a line: the fit is NaN
+    np.full((478, 3), 100.0, np.float32),                                        # one point
+    np.stack([np.linspace(0, 100, 478), np.zeros(478), np.zeros(478)], 1),      # a line: the fit was NaN
+    np.full((478, 3), np.nan, np.float32),
 ])
-def test_a_fit_that_fails_is_a_fit_error(run, portrait, monkeypatch, points):
+def test_degenerate_landmarks_are_a_fit_error(run, portrait, monkeypatch, points):
     from facerecon.errors import FitError
     from facerecon.landmarks import Landmarks
     monkeypatch.setattr(run.estimator, "estimate", lambda image, det: Landmarks(points.astype(np.float32), det))
-    with pytest.raises(FitError, match="0.jpg: .*fit"):
+    with pytest.raises(FitError, match=r"0.jpg: the landmarks are degenerate \(they span"):
+        run(portrait)
+
+
+def test_a_fit_that_does_not_converge_is_a_fit_error(run, portrait, monkeypatch):
+    import dataclasses
+
+    from facerecon.errors import FitError
+    real_fit = run.fitter.fit
+    monkeypatch.setattr(run.fitter, "fit", lambda *args, **kwargs: dataclasses.replace(
+        real_fit(*args, **kwargs), translation=np.full(3, np.nan)))
+    with pytest.raises(FitError, match="0.jpg: the fit of this face did not converge"):
+        run(portrait)
+
+
+def test_a_solver_failure_is_a_fit_error(run, portrait, monkeypatch):
+    import cv2
+
+    from facerecon.errors import FitError
+
+    def failing_pnp(*args, **kwargs):
+        raise cv2.error("(-215:Assertion failed) point_coordinate_variance >= POINT_VARIANCE_THRESHOLD")
+
+    monkeypatch.setattr(cv2, "solvePnP", failing_pnp)
+    with pytest.raises(FitError, match="0.jpg: the head could not be fitted to this face .*error"):
         run(portrait)
 
 
