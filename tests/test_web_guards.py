@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -143,13 +144,13 @@ def server():
             assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
             time.sleep(0.05)
         port = runner.servers[0].sockets[0].getsockname()[1]
-        yield ("127.0.0.1", port)
+        yield SimpleNamespace(address=("127.0.0.1", port), app=app)
         runner.should_exit = True
         thread.join(30)
 
 
-def connect(address) -> socket.socket:
-    sock = socket.create_connection(address, timeout=10)
+def connect(server) -> socket.socket:
+    sock = socket.create_connection(server.address, timeout=10)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     return sock
 
@@ -196,6 +197,23 @@ def test_a_chunked_upload_is_stopped_at_the_limit_while_it_streams(server):
     # The old server read and spooled the whole body before checking it: here it stops near 2 MB
     # (what sits in the socket buffers on top is the kernel's, never read by the server).
     assert sent < 16 * 2**20, sent
+
+
+def test_a_full_queue_refuses_an_upload_before_reading_its_body(server):
+    store = server.app.state.store
+    jobs = [store.create([f"{k}.png"]) for k in range(SMALL.max_pending)]
+    try:
+        sock = connect(server)
+        sock.sendall(b"POST /api/reconstructions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+                     b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n")     # and no body at all
+        t0 = time.monotonic()
+        answer = read_answer(sock)
+        # Before, the server waited for the body (here: 408 after the 1 s body timeout), then said 503.
+        assert answer.startswith(b"HTTP/1.1 503") and b"32 jobs are pending" in answer, answer[:200]
+        assert time.monotonic() - t0 < SMALL.body_timeout_s / 2
+    finally:
+        for job in jobs:
+            store.discard(job)
 
 
 def test_a_body_that_does_not_arrive_in_time_is_408(server):
@@ -248,7 +266,7 @@ def test_docs_render_in_chromium_from_the_server_alone(server):
 
     from test_web_browser import CHROMIUM_ARGS, chromium_path
     executable = chromium_path()
-    base = f"http://{server[0]}:{server[1]}"
+    base = "http://{}:{}".format(*server.address)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from ..errors import InputImageError
 from ..load import MAX_PIXELS, load_image
-from .guards import HeadAsGet, RequestLimits
+from .guards import HeadAsGet, RefuseWhenFull, RequestLimits
 from .store import Job, JobStore, Status
 from .worker import ReconstructionPool, release_free_memory, user_message
 
@@ -129,6 +129,13 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
                        body_timeout_s=settings.body_timeout_s)
     app.add_middleware(HeadAsGet)
 
+    def queue_full(app: FastAPI) -> str | None:
+        if app.state.store.pending() >= settings.max_pending:
+            return f"{settings.max_pending} jobs are pending; try again in a minute"
+        return None
+
+    app.add_middleware(RefuseWhenFull, path="/api/reconstructions", full=queue_full)
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
@@ -147,8 +154,8 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         photos: Annotated[list[UploadFile], File(description="JPEG, PNG, WebP, BMP or TIFF. One photo: every face in it. Several: photos of one person, fused into one head")],
     ) -> JobView:
         store: JobStore = request.app.state.store
-        if store.pending() >= settings.max_pending:
-            raise HTTPException(503, f"{settings.max_pending} jobs are pending; try again in a minute")
+        if (full := queue_full(request.app)) is not None:
+            raise HTTPException(503, full)
         if len(photos) > settings.max_photos:
             raise HTTPException(400, f"{len(photos)} photos uploaded; at most {settings.max_photos} "
                                      "photos of one person at a time")

@@ -4,6 +4,8 @@
   is answered 413 as soon as it crosses it, chunked or not (nothing past the limit is read or
   spooled to disk); a body that does not arrive in ``body_timeout_s`` is answered 408.
 * :class:`HeadAsGet` (ASGI): HEAD is answered on every GET route, with the GET's headers.
+* :class:`RefuseWhenFull` (ASGI): an upload that would be refused 503 is refused before its body is
+  read (45 parallel 20 MB uploads would otherwise spool 13 refused bodies to disk first).
 * :func:`run_server`: uvicorn with a header timeout. A client that opens a connection and sends its
   request head slowly (or never) is answered 408 and dropped after ``header_timeout_s``; uvicorn's
   own keep-alive timer only runs between requests and stops at the first byte.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import HTTPException
@@ -77,6 +80,22 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class RefuseWhenFull:
+    """503 for a POST to ``path`` while ``full(app)`` gives a reason; the endpoint checks again as it
+    creates the job (the check that holds the limit), so this only spares reading refused bodies."""
+
+    def __init__(self, app: ASGIApp, path: str, full: Callable[[object], str | None]):
+        self.app, self.path, self.full = app, path, full
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
+            reason = self.full(scope["app"])
+            if reason is not None:
+                await JSONResponse({"detail": reason}, 503, headers=CLOSE)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def header_timeout_protocol(header_timeout_s: float) -> type[H11Protocol]:
