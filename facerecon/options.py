@@ -14,7 +14,7 @@ FOV_RANGE_DEG = (5.0, 120.0)         # a long telephoto lens to a wide phone cam
 def check_texture_size(value: object, name: str = "texture_size") -> int:
     lo, hi = TEXTURE_SIZE_RANGE
     if isinstance(value, bool) or not isinstance(value, Integral) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
+        raise ValueError(f"{name} must be a whole number between {lo} and {hi}, got {value!r}")
     return int(value)
 
 
@@ -22,7 +22,7 @@ def check_max_faces(value: object, name: str = "max_faces") -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be None or an integer of at least 1, got {value!r}")
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
     return int(value)
 
 
@@ -31,5 +31,5 @@ def check_fov_deg(value: object, name: str = "fov_deg") -> float | None:
         return None
     lo, hi = FOV_RANGE_DEG
     if isinstance(value, bool) or not isinstance(value, Real) or not (math.isfinite(value) and lo <= value <= hi):
-        raise ValueError(f"{name} must be None or between {lo:g} and {hi:g} degrees, got {value!r}")
+        raise ValueError(f"{name} must be between {lo:g} and {hi:g} degrees, got {value!r}")
     return float(value)

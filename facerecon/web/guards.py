@@ -141,9 +141,9 @@ def header_timeout_protocol(header_timeout_s: float) -> type[H11Protocol]:
     return HeaderTimeoutProtocol
 
 
-def server_config(app: ASGIApp, host: str, port: int, header_timeout_s: float, **options) -> uvicorn.Config:
+def server_config(app: ASGIApp, host: str, port: int, header_timeout_s: float) -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, http=header_timeout_protocol(header_timeout_s),
-                          log_level="warning", **options)
+                          log_level="warning")
 
 
 def run_server(app: ASGIApp, host: str, port: int, header_timeout_s: float) -> None:
