@@ -244,9 +244,11 @@ def test_a_slow_request_head_is_408_and_dropped(server, head):
     threading.Thread(target=trickle, daemon=True).start()
     try:
         answer = read_answer(sock)
+    except ConnectionResetError:    # closed while the client still sends: the 408 may be lost to the reset
+        answer = b"reset"
     finally:
         closed.set()
-    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 408") or (head and answer == b"reset"), answer[:200]
     assert SMALL.header_timeout_s - 0.1 < time.monotonic() - t0 < SMALL.header_timeout_s + 3
 
 
