@@ -14,12 +14,11 @@ from rich.table import Table
 
 from .errors import FaceReconError
 from .methods import METHODS
+from .options import check_fov_deg, check_max_faces, check_texture_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Textured, metric 3D heads from ordinary photos.")
 FORMATS = ("obj", "glb", "ply")
-# --fov: from a long telephoto lens to a wide phone camera (degrees across the longer side)
-MIN_FOV_DEG, MAX_FOV_DEG = 5.0, 120.0
 err_console = Console(stderr=True, soft_wrap=True)   # an error stays one line on any terminal
 
 
@@ -28,10 +27,15 @@ def _fail_usage(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _checked(check, value, name: str):
+    try:
+        return check(value, name)
+    except ValueError as exc:
+        _fail_usage(str(exc))
+
+
 def _texture_size_in_range(value: int) -> int:
-    if not 64 <= value <= 4096:
-        _fail_usage("--texture-size must be between 64 and 4096")
-    return value
+    return _checked(check_texture_size, value, "--texture-size")
 
 
 TextureSize = Annotated[int, typer.Option(callback=_texture_size_in_range,
@@ -71,14 +75,12 @@ def reconstruct(
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
     chosen = _parse_formats(formats)
-    if max_faces is not None and max_faces < 1:
-        _fail_usage("--max-faces must be at least 1")
+    _checked(check_max_faces, max_faces, "--max-faces")
     if out_dir.exists() and not out_dir.is_dir():
         _fail_usage(f"--out {out_dir} exists and is not a folder")
     if method not in METHODS:
         _fail_usage(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if fov is not None and not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
-        _fail_usage(f"--fov must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, got {fov:g}")
+    _checked(check_fov_deg, fov, "--fov")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
         from .multiview import same_person_command
@@ -88,7 +90,7 @@ def reconstruct(
 
     from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
     from .render.visualize import save_turntable, turntable_frames
-    from .export import write_image
+    from .export import atomic_folder, write_image
 
     rows, failures = [], 0
     with Reconstructor(texture_size=texture_size, max_faces=max_faces, method=method, fov_deg=fov) as run, Progress(
@@ -101,15 +103,15 @@ def reconstruct(
             t0 = time.perf_counter()
             try:
                 faces = run(photo)
-                target = out_dir / name
-                for face in faces:
-                    face.save(target, formats=chosen)
-                    if turntable:
-                        frames = turntable_frames(face.model, face.vertices, face.texture)
-                        save_turntable(frames, target / f"face{face.index}_turntable.gif",
-                                       target / f"face{face.index}_turntable.mp4")
-                if overlay:
-                    write_image(target / "overlay.png", draw_overlay(faces))
+                with atomic_folder(out_dir / name) as target:   # all of the photo's files, or none
+                    for face in faces:
+                        face.save(target, formats=chosen)
+                        if turntable:
+                            frames = turntable_frames(face.model, face.vertices, face.texture)
+                            save_turntable(frames, target / f"face{face.index}_turntable.gif",
+                                           target / f"face{face.index}_turntable.mp4")
+                    if overlay:
+                        write_image(target / "overlay.png", draw_overlay(faces))
                 rows.append((str(photo), str(len(faces)), "ok", f"{(time.perf_counter() - t0):.2f} s"))
             except FaceReconError as exc:
                 failures += 1
@@ -150,16 +152,16 @@ def serve(
         _fail_usage("--port must be between 1 and 65535")
     if workers < 1:
         _fail_usage("--workers must be at least 1")
-    import uvicorn  # the web stack loads only for this command
-
-    from .web import WebSettings, create_app
+    from .web import WebSettings, create_app  # the web stack loads only for this command
+    from .web.guards import run_server
+    settings = WebSettings(workers=workers, texture_size=texture_size)
     try:
-        web_app = create_app(WebSettings(workers=workers, texture_size=texture_size))
+        web_app = create_app(settings)
     except RuntimeError as exc:  # the viewer's files are missing: set-up was not run
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     err_console.print(f"facerecon: serving on http://{host}:{port}/ (Ctrl+C stops)", markup=False, highlight=False)
-    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+    run_server(web_app, host, port, settings.header_timeout_s)
 
 
 @app.command()

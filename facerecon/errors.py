@@ -15,3 +15,8 @@ class NoFaceError(FaceReconError):
 
 class AssetError(FaceReconError):
     """A data asset (the ICT-FaceKit model) is missing or malformed."""
+
+
+class FitError(FaceReconError, ValueError):
+    """The model could not be fitted to a face's landmarks (degenerate or non-finite points).
+    Also a ValueError, which the fitter raised before this class existed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,28 @@ def atomic_path(final: Path) -> Iterator[Path]:
         os.replace(temporary, final)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``final`` to write a set of files into (one photo's outputs);
+    on success it is renamed to ``final``, or, where ``final`` exists already, its files are moved
+    into it. On any error (a full disk) it is deleted: nothing of a half-written set remains."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+    temporary.mkdir()   # not tempfile.mkdtemp: its folders are private (0700), this one becomes final
+    try:
+        yield temporary
+        if not final.exists():
+            os.replace(temporary, final)
+            return
+        for item in temporary.iterdir():
+            os.replace(item, final / item.name)
+        temporary.rmdir()
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

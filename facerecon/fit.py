@@ -22,6 +22,7 @@ import numpy as np
 
 from .assets import PACKAGE_DATA
 from .camera import Camera, angles_from_rotation
+from .errors import FitError
 from .model import HeadModel
 
 N_FACE_POINTS = 468
@@ -212,7 +213,7 @@ class Fitter:
         ok, rvec, tvec = cv2.solvePnP(self.mean, observed, camera.matrix, None, flags=cv2.SOLVEPNP_SQPNP)
         rotation = cv2.Rodrigues(rvec)[0]
         if not ok or tvec[2, 0] <= 0:
-            raise ValueError("could not find an initial head pose for these landmarks")
+            raise FitError("could not find an initial head pose for these landmarks")
         return rotation, tvec[:, 0]
 
     def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None) -> FitResult:
@@ -223,6 +224,8 @@ class Fitter:
         observed = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2])
         span = observed.max(0) - observed.min(0)
         scale = float(np.sqrt(span[0] * span[1]))
+        if not (np.isfinite(scale) and scale > 1e-3):
+            raise FitError(f"the landmarks are degenerate (they span {span[0]:.3g} x {span[1]:.3g} px)")
         n_id = self.n_id
         coeffs = np.zeros(self.n_shape)
         free = np.ones(6 + self.n_shape, bool)    # which of (rotation, translation, shape) are solved

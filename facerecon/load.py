@@ -8,9 +8,11 @@ Pixel normalisation (the same rules for files and for in-memory arrays, see :fun
 * grayscale is repeated into three channels; palette images are expanded to RGB(A);
 * alpha is composited over WHITE (what a viewer shows; dropping alpha would expose whatever
   colour the transparent pixels happen to hold, often black);
-* 16-bit samples are divided by 257 (full range 0..65535 -> 0..255);
-* 32-bit integer samples inside 0..65535 are taken as 16-bit (Pillow's ``I`` mode usually holds a
-  promoted 16-bit image); outside that range they are stretched min..max -> 0..255;
+* uint16 samples are divided by 257 (full range 0..65535 -> 0..255);
+* other integer samples (int8..int64, uint32, uint64) inside 0..255 are 8-bit as they are (an
+  ``np.array(..., dtype=int)`` of an ordinary photo); inside 0..65535 they are taken as 16-bit;
+  outside that range they are stretched min..max -> 0..255. A file in Pillow's 32-bit ``I`` mode
+  usually holds a promoted 16-bit image, so there values inside 0..65535 are always 16-bit;
 * floats inside [0, 1] are multiplied by 255; any other float range is stretched min..max -> 0..255;
   NaN becomes 0.
 
@@ -131,10 +133,14 @@ def _decode(path: Path, img: Image.Image) -> np.ndarray:
     img.seek(0)
     img.load()  # full decode here, so truncation surfaces now and not half-way through a later step
     try:
-        img = ImageOps.exif_transpose(img)
+        # In place: otherwise Pillow returns a full copy even when there is nothing to turn.
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # noqa: BLE001
         pass  # orientation is metadata: a malformed EXIF block must not reject the photo
-    if img.mode in ("1", "L", "RGB", "LA", "RGBA", "I", "F"):
+    if img.mode == "I":  # usually a promoted 16-bit image: its values are 16-bit, however small
+        array = np.asarray(img)
+        return as_rgb8(array.astype(np.uint16) if array.min() >= 0 and array.max() <= 65535 else array)
+    if img.mode in ("1", "L", "RGB", "LA", "RGBA", "F"):
         return as_rgb8(np.asarray(img))
     if img.mode.startswith("I;16"):
         # np.asarray understands I;16 / I;16B / I;16L; astype makes the byte order native.
@@ -177,7 +183,7 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
         return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(a.dtype, np.integer):
         lo, hi = int(a.min()), int(a.max())
-        if lo >= 0 and hi <= 255 and a.dtype.itemsize == 1:
+        if lo >= 0 and hi <= 255:
             return a.astype(np.uint8)
         if lo >= 0 and hi <= 65535:
             return _to_uint8(a.astype(np.uint16))

@@ -4,18 +4,20 @@ Stages: load -> detect -> landmarks -> reconstruct (fit) -> texture -> export / 
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .assets import PACKAGE_DATA
 from .blendshapes import arkit_weights
 from .camera import Camera
 from .detect import Detection, DetectionResult, FaceDetector
-from .errors import NoFaceError
+from .errors import FitError, NoFaceError
 from .export import export_mesh, write_json
 from .fit import Correspondence, FitResult, FitSettings, Fitter, load_correspondence
 from .geometry import surface_points
@@ -23,6 +25,7 @@ from .landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks
 from .load import as_rgb8, exif_focal_35mm, load_image
 from .methods import DEFAULT_METHOD, METHODS
 from .model import HeadModel, load_model
+from .options import check_fov_deg, check_max_faces, check_texture_size
 from .texture import bake_texture
 
 DEFAULT_TEXTURE_SIZE = 1024
@@ -115,9 +118,20 @@ class FaceReconstruction:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
 
+    def bake_texture(self, size: int = DEFAULT_TEXTURE_SIZE) -> None:
+        """Bake the face's UV texture (``size`` px square) from its photo."""
+        t0 = time.perf_counter()
+        self.texture = bake_texture(self.image, self.vertices_camera, self.camera, self.model,
+                                    check_texture_size(size)).image
+        self.timings_ms["texture"] = (time.perf_counter() - t0) * 1000
+
     def save(self, out_dir: str | Path, stem: str | None = None,
-             formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Path]:
-        """Write the mesh files and ``<stem>.json`` into ``out_dir``; returns the paths by kind."""
+             formats: tuple[str, ...] = DEFAULT_FORMATS, texture_size: int = DEFAULT_TEXTURE_SIZE) -> dict[str, Path]:
+        """Write the mesh files and ``<stem>.json`` into ``out_dir``; returns the paths by kind. A face
+        reconstructed ``with_texture=False`` has its texture baked now, ``texture_size`` px square
+        (every format carries the texture)."""
+        if self.texture is None:
+            self.bake_texture(texture_size)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = stem or f"face{self.index}"
@@ -138,12 +152,13 @@ class Reconstructor:
     def __init__(self, texture_size: int = DEFAULT_TEXTURE_SIZE, max_faces: int | None = None,
                  method: str = DEFAULT_METHOD, fov_deg: float | None = None):
         """``fov_deg``: the photos' field of view across the longer side, when known; otherwise each
-        photo's EXIF focal length is used where it has one, else ``camera.DEFAULT_FOV_DEG``."""
+        photo's EXIF focal length is used where it has one, else ``camera.DEFAULT_FOV_DEG``. Values
+        outside the limits of :mod:`facerecon.options` are a ValueError, as on the command line."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        self.fov_deg = fov_deg
-        self.texture_size = texture_size
-        self.max_faces = max_faces
+        self.fov_deg = check_fov_deg(fov_deg)
+        self.texture_size = check_texture_size(texture_size)
+        self.max_faces = check_max_faces(max_faces)
         self.method = method
         self._regressor = None
         self._guided = None
@@ -224,11 +239,23 @@ class Reconstructor:
                          source: str | None = None, with_texture: bool = True,
                          method: str | None = None) -> FaceReconstruction | None:
         """One face from its detection; None if Face Mesh finds no face in the box. ``method``
-        overrides the Reconstructor's (see ``METHODS``)."""
-        t1 = time.perf_counter()
+        overrides the Reconstructor's (see ``METHODS``). Raises FitError if the head cannot be
+        fitted (degenerate landmarks, a non-finite result)."""
         method = method or self.method
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        try:
+            return self._reconstruct_face(image, detection, camera, source, with_texture, method)
+        except FitError as exc:
+            cause, reason = exc, str(exc)
+        except (cv2.error, np.linalg.LinAlgError) as exc:  # the solvers' own failures on degenerate points
+            cause = exc
+            reason = f"the head could not be fitted to this face ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        raise FitError(f"{source or 'image'}: {reason}") from cause  # named by the photo, as every user error is
+
+    def _reconstruct_face(self, image: np.ndarray, detection: Detection, camera: Camera, source: str | None,
+                          with_texture: bool, method: str) -> FaceReconstruction | None:
+        t1 = time.perf_counter()
         if method == "regress":
             fit, landmarks = self.regressor.fit(image, detection, camera)
             t2 = t1
@@ -266,6 +293,8 @@ class Reconstructor:
             t2 = time.perf_counter()
             fit = self.fitter.fit(landmarks.points, camera)
         vertices = fit.vertices(self.model)
+        if not (np.isfinite(vertices).all() and np.isfinite(fit.pose_matrix).all() and np.isfinite(fit.residual_px)):
+            raise FitError("the fit of this face did not converge (non-finite result)")
         t3 = time.perf_counter()
         face = FaceReconstruction(0, detection, landmarks, fit, vertices, None, self.model, image, source,
                                   {"landmarks": (t2 - t1) * 1000, "fit": (t3 - t2) * 1000})
@@ -274,11 +303,8 @@ class Reconstructor:
         return face
 
     def add_texture(self, face: FaceReconstruction) -> None:
-        """Bake the face's UV texture from its photo."""
-        t0 = time.perf_counter()
-        face.texture = bake_texture(face.image, face.vertices_camera, face.camera, self.model,
-                                    self.texture_size).image
-        face.timings_ms["texture"] = (time.perf_counter() - t0) * 1000
+        """Bake the face's UV texture from its photo, at this Reconstructor's texture size."""
+        face.bake_texture(self.texture_size)
 
     def __call__(self, photo: str | Path | np.ndarray) -> list[FaceReconstruction]:
         """Reconstruct every face; raises NoFaceError if there is none (large enough)."""
@@ -316,12 +342,23 @@ def draw_overlay(faces: list[FaceReconstruction]) -> np.ndarray:
                    landmarks=[f.landmarks68()[0] for f in faces])
 
 
-@lru_cache(maxsize=1)
-def _default_reconstructor(texture_size: int, max_faces: int | None) -> Reconstructor:
-    return Reconstructor(texture_size, max_faces)
+# reconstruct()'s one Reconstructor, for the last options it was called with. The lock makes the
+# function safe to call from several threads (MediaPipe graphs are not): calls run one at a time;
+# for parallel work give each thread its own Reconstructor.
+_default: dict[tuple, Reconstructor] = {}
+_default_lock = threading.Lock()
 
 
 def reconstruct(photo: str | Path | np.ndarray, max_faces: int | None = None,
-                texture_size: int = DEFAULT_TEXTURE_SIZE) -> list[FaceReconstruction]:
-    """Reconstruct every face in a photo (a path, or an RGB array of shape (H, W, 3))."""
-    return _default_reconstructor(texture_size, max_faces)(photo)
+                texture_size: int = DEFAULT_TEXTURE_SIZE, fov_deg: float | None = None) -> list[FaceReconstruction]:
+    """Reconstruct every face in a photo (a path, or an RGB array of shape (H, W, 3)). ``fov_deg``:
+    the photo's field of view across its longer side, if known (else EXIF, else 40 degrees)."""
+    key = (check_texture_size(texture_size), check_max_faces(max_faces), check_fov_deg(fov_deg))
+    with _default_lock:
+        run = _default.get(key)
+        if run is None:
+            for old in _default.values():
+                old.close()
+            _default.clear()
+            run = _default[key] = Reconstructor(*key[:2], fov_deg=key[2])
+        return run(photo)

@@ -18,12 +18,18 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # The web viewer (facerecon serve): three.js from npm, copied into the package so the server never
 # reaches a CDN. Only the modules the viewer imports are copied.
 command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
-(cd web && npm ci --no-audit --no-fund --loglevel=error)
+# --ignore-scripts: swagger-ui-dist's dependency @scarf/scarf would report the install to its maker.
+(cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 VENDOR=facerecon/web/static/vendor/three
 rm -rf "$VENDOR" && mkdir -p "$VENDOR"
 (cd web/node_modules/three && cp --parents LICENSE build/three.module.min.js \
     examples/jsm/loaders/GLTFLoader.js examples/jsm/utils/BufferGeometryUtils.js \
     examples/jsm/controls/OrbitControls.js "../../../$VENDOR/")
+# Swagger UI for /docs (FastAPI's default loads it from a CDN): the official npm build, served locally.
+SWAGGER=facerecon/web/static/vendor/swagger-ui
+rm -rf "$SWAGGER" && mkdir -p "$SWAGGER"
+(cd web/node_modules/swagger-ui-dist && cp LICENSE NOTICE swagger-ui-bundle.js swagger-ui.css favicon-32x32.png \
+    "../../../$SWAGGER/")
 # Headless Chromium for the viewer's end-to-end test (tests/test_web_browser.py).
 if ! command -v chromium >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

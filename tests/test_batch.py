@@ -16,7 +16,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from facerecon.batch.manifest import ManifestWriter, done_inputs, read_records
+from facerecon.batch.manifest import ManifestWriter, done_inputs, drop_records, read_records
 from facerecon.batch.runner import BatchOptions, find_jobs, run_batch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
@@ -66,6 +66,19 @@ def test_manifest_survives_a_torn_last_line(tmp_path):
     assert done_inputs(path) == {"a.jpg"}
 
 
+def test_resume_drops_the_records_of_the_photos_it_runs_again(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    record = dict(input="a.jpg", status="ok", faces=1, output="a", timings_ms={}, error=None, worker={})
+    with ManifestWriter(path) as writer:
+        for name, status in [("a.jpg", "ok"), ("b.jpg", "error"), ("c.jpg", "no_face")]:
+            writer.append({**record, "input": name, "status": status})
+    with path.open("a") as f:
+        f.write('{"input": "d.jpg", "stat')          # killed mid-write
+    assert drop_records(path, {"b.jpg", "c.jpg", "d.jpg"}) == 2
+    assert [r["input"] for r in read_records(path)] == ["a.jpg"] and path.read_text().endswith("}\n")
+    assert drop_records(path, {"b.jpg"}) == 0
+
+
 def test_kill_dash_nine_then_resume_loses_and_repeats_nothing(tmp_path, eval_dir):
     src, out = tmp_path / "in", tmp_path / "out"
     good = photo_tree(src, eval_dir, 10)
@@ -96,6 +109,9 @@ def test_kill_dash_nine_then_resume_loses_and_repeats_nothing(tmp_path, eval_dir
     records = read_records(manifest)
     ok = Counter(r["input"] for r in records if r["status"] == "ok")
     assert set(ok) == set(good) and max(ok.values()) == 1                # all done, none twice
+    # grey.png runs first: it failed before the kill and again on --resume, and keeps one record
+    assert "grey.png" in {r["input"] for r in before}
+    assert Counter(r["input"] for r in records) == Counter(good + ["set0/broken.jpg", "grey.png"])
     assert all((out / Path(g).with_suffix("") / "face0.glb").is_file() for g in good)
     statuses = {r["input"]: r["status"] for r in records}
     assert statuses["set0/broken.jpg"] == "error" and statuses["grey.png"] == "no_face"

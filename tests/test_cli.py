@@ -85,3 +85,54 @@ def test_missing_model_is_one_line_not_a_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "ICT-FaceKit model not found" in result.stderr and "FACERECON_ICT_DIR" in result.stderr
+
+
+def fill_the_disk_after(monkeypatch, files: int) -> None:
+    """Every write after the first ``files`` fails as on a full disk."""
+    import errno
+
+    from facerecon import export
+    real, written = export.write_bytes, []
+
+    def write_bytes(path, data):
+        if len(written) >= files:
+            with export.atomic_path(path) as temporary:     # the part that fits, as a real disk does
+                temporary.write_bytes(data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        return real(path, data)
+
+    monkeypatch.setattr(export, "write_bytes", write_bytes)
+
+
+def test_a_full_disk_leaves_nothing_of_the_photos_output_set(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from facerecon.cli import app
+    out = tmp_path / "out"
+    earlier = out / "astronaut"
+    earlier.mkdir(parents=True)
+    (earlier / "face0.json").write_text("{}")       # an earlier run's set stays as it was
+    fill_the_disk_after(monkeypatch, files=3)
+    result = CliRunner().invoke(app, ["reconstruct", str(EXAMPLE), "-o", str(out), "--format", "obj,glb",
+                                      "--texture-size", "64"])
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut"]         # no temporary folder left
+    assert [p.name for p in earlier.iterdir()] == ["face0.json"] and (earlier / "face0.json").read_text() == "{}"
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, ["reconstruct", str(EXAMPLE), "-o", str(out), "--format", "glb",
+                                      "--texture-size", "64", "--no-overlay"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in earlier.iterdir()) == ["face0.glb", "face0.json"]
+
+
+def test_a_full_disk_fails_one_batch_photo_and_leaves_none_of_its_files(tmp_path, monkeypatch):
+    from facerecon.batch.runner import BatchOptions, Job, PhotoWorker
+    worker = PhotoWorker(BatchOptions(formats=("glb",), texture_size=64), threads=os.cpu_count() or 1)
+    try:
+        fill_the_disk_after(monkeypatch, files=1)
+        record = worker.process(Job(EXAMPLE, "a/astronaut.jpg", "a/astronaut"), str(tmp_path))
+    finally:
+        worker.run.close()
+    assert record["status"] == "error" and "No space left" in record["error"]
+    assert list((tmp_path / "a").iterdir()) == []

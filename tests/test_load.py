@@ -248,3 +248,23 @@ def test_a_photos_camera_comes_from_the_given_fov_else_exif_else_the_default(run
         assert given.source == "given" and given.fov_deg == pytest.approx(15.0)
     finally:
         run.fov_deg = None
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint32, np.uint64])
+def test_integer_arrays_with_8_bit_values_are_8_bit(photo, dtype):
+    # int16/32/64 photos were taken as 16-bit and came out black (then "no face found").
+    values = photo // 2 if dtype == np.int8 else photo     # int8 holds 0..127 only
+    assert np.array_equal(as_rgb8(values.astype(dtype)), values)
+
+
+def test_integer_arrays_beyond_8_bits_stay_16_bit_and_uint16_is_always_16_bit(photo):
+    wide = photo.astype(np.int32) * 257
+    assert np.array_equal(as_rgb8(wide), photo)
+    assert as_rgb8(photo.astype(np.uint16)).max() <= 1      # a declared 16-bit image: dark stays dark
+
+
+def test_a_dark_16_bit_file_stays_dark(tmp_path, photo):
+    # Pillow opens 16-bit files in its I;16 or 32-bit I mode: values under 256 there are still 16-bit.
+    path = tmp_path / "dark16.png"
+    cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.uint16))
+    assert load_image(path).max() <= 1

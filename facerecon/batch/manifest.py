@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import IO, Literal, TypedDict
 
+from ..export import write_bytes
+
 Status = Literal["ok", "error", "no_face"]
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -35,6 +37,16 @@ def read_records(path: Path) -> list[Record]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def drop_records(path: Path, inputs: set[str]) -> int:
+    """Rewrite the manifest (atomically) without the records of ``inputs``, and without a torn last
+    line; returns how many records went."""
+    records = read_records(path)
+    kept = [r for r in records if r["input"] not in inputs]
+    if path.is_file() and (len(kept) < len(records) or not path.read_bytes().endswith(b"\n")):
+        write_bytes(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept).encode())
+    return len(records) - len(kept)
 
 
 def done_inputs(path: Path) -> set[str]:

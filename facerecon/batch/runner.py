@@ -20,7 +20,7 @@ from typing import Literal
 
 from ..errors import FaceReconError, NoFaceError
 from ..pipeline import DEFAULT_FORMATS, DEFAULT_TEXTURE_SIZE
-from .manifest import MANIFEST_NAME, ManifestWriter, Record, done_inputs
+from .manifest import MANIFEST_NAME, ManifestWriter, Record, done_inputs, drop_records
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 Engine = Literal["local", "ray"]
@@ -86,20 +86,20 @@ class PhotoWorker:
 
     def process(self, job: Job, out_dir: str) -> Record:
         """Never raises for a bad photo: the failure goes into the record."""
-        from ..export import write_image
+        from ..export import atomic_folder, write_image
         from ..pipeline import draw_overlay
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         faces, status, error = 0, "ok", None
         try:
             found = self.run(job.source)
-            target = Path(out_dir) / job.output
-            for face in found:
-                face.save(target, formats=self.options.formats)
-                for stage, ms in face.timings_ms.items():
-                    timings[stage] = timings.get(stage, 0.0) + ms
-            if self.options.overlay:
-                write_image(target / "overlay.png", draw_overlay(found))
+            with atomic_folder(Path(out_dir) / job.output) as target:   # all of the photo's files, or none
+                for face in found:
+                    face.save(target, formats=self.options.formats)
+                    for stage, ms in face.timings_ms.items():
+                        timings[stage] = timings.get(stage, 0.0) + ms
+                if self.options.overlay:
+                    write_image(target / "overlay.png", draw_overlay(found))
             faces = len(found)
         except NoFaceError as exc:
             status, error = "no_face", str(exc)
@@ -189,6 +189,8 @@ def run_batch(input_dir: Path, out_dir: Path, options: BatchOptions = BatchOptio
     jobs = find_jobs(input_dir, out_dir)
     done = done_inputs(manifest) if resume else set()
     todo = [job for job in jobs if job.input not in done]
+    if resume:  # the failed photos run again: their old records go, so each photo keeps one
+        drop_records(manifest, {job.input for job in todo})
     summary = BatchSummary(found=len(jobs), skipped=len(jobs) - len(todo))
     if on_start is not None:
         on_start(len(todo))

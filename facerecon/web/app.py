@@ -1,8 +1,10 @@
 """The FastAPI app: upload photos, follow the job, download the head; the viewer is served at ``/``.
 
 Uploads are checked before a job is queued (size, pixel count, a full decode: the content decides,
-never the file name or content type), so a bad photo is a 4xx answer at once. Reconstruction runs
-in the worker pool; the event loop only ever waits on threads.
+never the file name or content type), so a bad photo is a 4xx answer at once. The decodes run in a
+small pool of their own (a 79 MP photo takes about 0.6 GB to decode: twelve at once took the server
+past 10 GB), reconstruction in the worker pool; the event loop only ever waits on threads. Limits on
+the request itself (size while it streams, time, HEAD) are in :mod:`.guards`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import shutil
 import time
 import warnings
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -20,19 +23,21 @@ from typing import Annotated, BinaryIO
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InputImageError
 from ..load import MAX_PIXELS, load_image
+from .guards import HeadAsGet, RefuseWhenFull, RequestLimits
 from .store import Job, JobStore, Status
-from .worker import ReconstructionPool, user_message
+from .worker import ReconstructionPool, release_free_memory, user_message
 
 STATIC = Path(__file__).parent / "static"
 THREE = STATIC / "vendor" / "three" / "build" / "three.module.min.js"
+SWAGGER = STATIC / "vendor" / "swagger-ui"    # /docs, served from here rather than a CDN
 log = logging.getLogger("facerecon.web")
 
 
@@ -45,6 +50,9 @@ class WebSettings:
     max_pixels: int = MAX_PIXELS
     max_photos: int = 8                 # photos of one person per upload (each is a view of the head)
     max_pending: int = 32               # queued + running jobs; more is 503 rather than an unbounded queue
+    decode_workers: int = 2             # uploads decoded at once (a 79 MP photo needs ~0.6 GB to decode)
+    header_timeout_s: float = 10.0      # from connecting to the end of the request head (guards.run_server)
+    body_timeout_s: float = 120.0       # for the whole request body (20 MB at 1.4 Mbit/s)
     ttl_s: float = 3600.0               # results are deleted this long after they finish
     cleanup_interval_s: float = 60.0
     temp_root: Path | None = None       # where the store's temp folder goes (default: the system's)
@@ -87,14 +95,16 @@ class UploadRejected(Exception):
 
 
 ERRORS = {400: {"model": ErrorBody, "description": "Not a readable image, or a malformed request"},
+          408: {"model": ErrorBody, "description": "The upload did not arrive in time"},
           413: {"model": ErrorBody, "description": "Over the upload size or pixel limit"},
           503: {"model": ErrorBody, "description": "Too many jobs pending; try again later"}}
 NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown (or expired) id, or no such file"}}
 
 
 def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
-    if not THREE.is_file():
-        raise RuntimeError(f"the viewer's three.js is missing ({THREE}); run scripts/setup.sh")
+    for asset in (THREE, SWAGGER / "swagger-ui-bundle.js"):
+        if not asset.is_file():
+            raise RuntimeError(f"the web app's vendored {asset.name} is missing ({asset}); run scripts/setup.sh")
     if settings.max_pixels > MAX_PIXELS:
         raise ValueError(f"max_pixels cannot exceed facerecon.load.MAX_PIXELS ({MAX_PIXELS})")
 
@@ -102,18 +112,29 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = JobStore(settings.ttl_s, settings.temp_root)
         pool = ReconstructionPool(store, settings.workers, settings.texture_size, settings.max_faces)
-        app.state.store, app.state.pool = store, pool
+        decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="facerecon-decode")
+        app.state.store, app.state.pool, app.state.decoder = store, pool, decoder
         cleaner = asyncio.create_task(_expire_periodically(store, settings.cleanup_interval_s))
         try:
             yield
         finally:
             cleaner.cancel()
+            await run_in_threadpool(decoder.shutdown)
             await run_in_threadpool(pool.close)  # waits for the running jobs, drops the queued ones
             store.close()
 
-    app = FastAPI(title="facerecon", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="facerecon", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Upload a photo, get a textured metric 3D head (ICT-FaceKit, cm) per face.")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)  # + multipart framing
+    app.add_middleware(RequestLimits, max_bytes=settings.max_upload_bytes + 64 * 1024,  # + multipart framing
+                       body_timeout_s=settings.body_timeout_s)
+    app.add_middleware(HeadAsGet)
+
+    def queue_full(app: FastAPI) -> str | None:
+        if app.state.store.pending() >= settings.max_pending:
+            return f"{settings.max_pending} jobs are pending; try again in a minute"
+        return None
+
+    app.add_middleware(RefuseWhenFull, path="/api/reconstructions", full=queue_full)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -133,8 +154,8 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         photos: Annotated[list[UploadFile], File(description="JPEG, PNG, WebP, BMP or TIFF. One photo: every face in it. Several: photos of one person, fused into one head")],
     ) -> JobView:
         store: JobStore = request.app.state.store
-        if store.pending() >= settings.max_pending:
-            raise HTTPException(503, f"{settings.max_pending} jobs are pending; try again in a minute")
+        if (full := queue_full(request.app)) is not None:
+            raise HTTPException(503, full)
         if len(photos) > settings.max_photos:
             raise HTTPException(400, f"{len(photos)} photos uploaded; at most {settings.max_photos} "
                                      "photos of one person at a time")
@@ -143,11 +164,13 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
             raise HTTPException(413, f"upload is {total / 2**20:.1f} MB, over the "
                                      f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
         names = [_display_name(photo.filename) for photo in photos]
-        job = store.create(names)
+        job = store.create(names)   # no await since the pending check: the limit cannot be overrun
         uploads = [job.folder / f"upload{k}" for k in range(len(photos))]
+        loop = asyncio.get_running_loop()
         try:
             for photo, upload, name in zip(photos, uploads, names):
-                await run_in_threadpool(_save_checked, photo.file, upload, name, settings.max_pixels)
+                await loop.run_in_executor(request.app.state.decoder, _save_checked, photo.file, upload, name,
+                                           settings.max_pixels)
         except UploadRejected as exc:
             store.discard(job)
             raise HTTPException(exc.status, exc.message) from None
@@ -177,27 +200,17 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        vendor = "/static/vendor/swagger-ui"
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="facerecon API",
+                                   swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{vendor}/swagger-ui.css",
+                                   swagger_favicon_url=f"{vendor}/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no validator badge fetched
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-class BodySizeLimit:
-    """Answers 413 before reading a body whose Content-Length is over the limit. A chunked body has
-    no length: the multipart parser spools it to disk and the endpoint checks the parts' sizes."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > self.max_bytes:
-                message = f"request body is over the {self.max_bytes / 2**20:.0f} MB limit"
-                if not length.isdigit():
-                    message = "invalid Content-Length header"
-                await JSONResponse({"detail": message}, 413 if length.isdigit() else 400)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 async def _expire_periodically(store: JobStore, interval_s: float) -> None:
@@ -224,6 +237,8 @@ def _save_checked(source: BinaryIO, target: Path, name: str, max_pixels: int) ->
         load_image(target)  # content sniffing: only what decodes is an image
     except InputImageError as exc:
         raise UploadRejected(400, f"{name}: {user_message(exc, target)}") from None
+    finally:
+        release_free_memory()
 
 
 def _check_pixels(path: Path, name: str, max_pixels: int) -> None:

@@ -6,6 +6,8 @@ the GIL, so threads keep the event loop responsive without a process pool's star
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 import zipfile
@@ -15,13 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputImageError, NoFaceError
+from ..errors import FitError, InputImageError, NoFaceError
 from ..export import atomic_path, write_image
 from ..multiview import reconstruct_same_person
 from ..pipeline import Reconstructor, draw_overlay
 from .store import Job, JobError, JobStore, Status
 
 log = logging.getLogger("facerecon.web")
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
 
 # What each face's downloads are called; the viewer reads the same keys.
 FACE_FILES = {"glb": "face{k}.glb", "json": "face{k}.json", "texture": "face{k}.png", "obj": "face{k}_obj.zip"}
@@ -72,8 +76,8 @@ class ReconstructionPool:
             for upload in uploads:
                 upload.unlink(missing_ok=True)
             store.update(job, status=Status.done, stage="done", faces=summaries, files=files)
-        except (NoFaceError, InputImageError) as exc:
-            status = 422 if isinstance(exc, NoFaceError) else 400
+        except (NoFaceError, FitError, InputImageError) as exc:
+            status = 400 if isinstance(exc, InputImageError) else 422   # a readable photo, but no head from it
             message = user_message(exc, uploads[0])
             if len(uploads) == 1:
                 message = f"{job.photos[0]}: {message}"
@@ -82,6 +86,8 @@ class ReconstructionPool:
             log.exception("job %s failed", job.id)
             store.update(job, status=Status.error, stage="error",
                          error=JobError(500, "internal error while reconstructing; see the server log"))
+        finally:
+            release_free_memory()
 
     def _single_photo(self, run: Reconstructor, job: Job, upload: Path) -> tuple[list[dict], dict[str, Path]]:
         """Every face in one photo."""
@@ -142,6 +148,14 @@ def _zip(archive: Path, members: list[Path]) -> None:
     with atomic_path(archive) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as z:
         for member in members:
             z.write(member, member.name)
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system after a big photo. glibc keeps them in each
+    thread's arena otherwise: after twelve 79 MP uploads and jobs the server stayed at 1.24 GB, not 0.39."""
+    trim = getattr(_LIBC, "malloc_trim", None)     # glibc only; elsewhere nothing to do
+    if trim is not None:
+        trim(0)
 
 
 def user_message(exc: Exception, upload: Path) -> str:
