@@ -67,6 +67,8 @@ def reconstruct(
     same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR.")] = False,
     method: Annotated[str, typer.Option(help="fit (landmarks + model fit), regress (CNN position map), guided (the CNN given the fit's landmarks too) or vrn (CNN volume).")] = "fit",
     fov: Annotated[Optional[float], typer.Option(help="The photos' field of view across the longer side, degrees (default: each photo's EXIF focal length, else 40).")] = None,
+    units: Annotated[str, typer.Option(help="Units of the OBJ and PLY files: m, cm or mm (the GLB is always in metres, as glTF requires).")] = "m",
+    morph_targets: Annotated[bool, typer.Option(help="The GLB carries the 53 ARKit-named expression shapes as morph targets and the pose; --no-morph-targets: a plain mesh.")] = True,
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
     chosen = _parse_formats(formats)
@@ -78,12 +80,14 @@ def reconstruct(
         _fail_usage(f"--method must be fit, regress, guided or vrn, got {method!r}")
     if fov is not None and not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
         _fail_usage(f"--fov must be between {MIN_FOV_DEG:g} and {MAX_FOV_DEG:g} degrees, got {fov:g}")
+    if units not in ("m", "cm", "mm"):
+        _fail_usage(f"--units must be m, cm or mm, got {units!r}")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
         from .multiview import same_person_command
         raise typer.Exit(same_person_command(photos, out_dir, chosen, texture_size, overlay, turntable,
                                              lambda line: err_console.print(line, markup=False, highlight=False),
-                                             fov_deg=fov))
+                                             fov_deg=fov, units=units, morph_targets=morph_targets))
 
     from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
     from .render.visualize import save_turntable, turntable_frames
@@ -102,7 +106,7 @@ def reconstruct(
                 faces = run(photo)
                 target = out_dir / name
                 for face in faces:
-                    face.save(target, formats=chosen)
+                    face.save(target, formats=chosen, units=units, morph_targets=morph_targets)
                     if turntable:
                         frames = turntable_frames(face.model, face.vertices, face.texture)
                         save_turntable(frames, target / f"face{face.index}_turntable.gif",
