@@ -221,9 +221,10 @@ def batch(
 @app.command()
 def video(
     clip: Annotated[Path, typer.Argument(help="A video (MP4, MOV, AVI, ...).", show_default=False)],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: frames.csv, frames.json, overlay.mp4.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: frames.csv, frames.json, overlay.mp4, head.glb.")],
     smoothing: Annotated[str, typer.Option(help="one-euro or none.")] = "one-euro",
     overlay: Annotated[bool, typer.Option(help="Write the clip with the head overlaid (overlay.mp4).")] = True,
+    glb: Annotated[bool, typer.Option(help="Write the textured head with its animation (head.glb, metres).")] = True,
 ) -> None:
     """Track the main face of a video: one identity, per-frame pose and ARKit weights."""
     if smoothing not in ("one-euro", "none"):
@@ -235,7 +236,7 @@ def video(
     try:
         with Reconstructor() as run:
             track = track_video(clip, run, smoothing)
-            write_outputs(track, run, clip, out_dir, overlay)
+            write_outputs(track, run, clip, out_dir, overlay, glb)
     except FaceReconError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1)
