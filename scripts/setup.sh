@@ -18,6 +18,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # The web viewer (facerecon serve): three.js from npm, copied into the package so the server never
 # reaches a CDN. Only the modules the viewer imports are copied.
 command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+# npm ci also installs the devDependency gltf-validator (Khronos), which the GLB tests run.
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
 VENDOR=facerecon/web/static/vendor/three
 rm -rf "$VENDOR" && mkdir -p "$VENDOR"
