@@ -177,3 +177,31 @@ def test_a_glb_opened_on_the_page_plays_its_animation(server: str, tmp_path):
             assert js_errors == []
         finally:
             browser.close()
+
+
+def test_an_uploaded_clip_plays_as_an_animated_head(server: str, tmp_path):
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    from test_video import make_clip
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, roll_deg=10, shift_px=0, noise=2)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            js_errors: list[str] = []
+            page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+            page.goto(server)
+            page.set_input_files("#file", str(clip))
+            page.wait_for_selector("#viewer[data-state=ready][data-animated=yes]", timeout=180_000)
+            assert page.locator("#images").is_hidden() and page.locator("#error").is_hidden()
+            assert "/files/head.glb" in page.locator("#dl-glb").get_attribute("href")
+            assert page.locator("#expression-groups input[type=range]").count() == 53
+            first = canvas_pixels(page)
+            assert skin_fraction(first) > 0.02, "no textured head on the canvas"
+            page.wait_for_timeout(250)   # the clip lasts 0.64 s and loops: its head rolls by 10 degrees
+            assert changed(first, canvas_pixels(page)) > 0.002, "the clip's animation does not move the head"
+            assert js_errors == []
+        finally:
+            browser.close()

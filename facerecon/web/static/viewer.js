@@ -209,12 +209,12 @@ function setProgress(text, fraction) {
 }
 
 // XMLHttpRequest rather than fetch: only it reports upload progress.
-function upload(files) {
+function upload(files, url = '/api/reconstructions', field = 'photos') {
   return new Promise((resolve, reject) => {
     const form = new FormData();
-    for (const file of files) form.append('photos', file, file.name);
+    for (const file of files) form.append(field, file, file.name);
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', '/api/reconstructions');
+    xhr.open('POST', url);
     xhr.responseType = 'json';
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) setProgress('uploading', e.loaded / e.total); };
     xhr.onload = () => xhr.status === 202 ? resolve(xhr.response)
@@ -246,7 +246,23 @@ function showFace(face) {
   viewer.show(face).catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
 }
 
+// A video job: its animated head (no photo, overlay or face tabs).
+function showAnimation(job) {
+  $('images').hidden = true;
+  $('result').hidden = false;
+  viewer ??= new Viewer($('viewer'));
+  viewer.resize();
+  $('tabs').replaceChildren();
+  $('dl-obj').removeAttribute('href');
+  $('dl-glb').href = job.links.animation;
+  $('dl-json').href = job.links.frames;
+  viewer.show({ index: 0, files: { glb: job.links.animation } })
+    .catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
+}
+
 function showResult(job) {
+  if (job.links.animation) { showAnimation(job); return; }
+  $('images').hidden = false;
   $('photo').src = job.links.photo;
   $('overlay').src = job.links.overlay;
   $('result').hidden = false;
@@ -265,8 +281,7 @@ function showResult(job) {
 
 // A GLB dropped or chosen on the page is shown here, without the server.
 function showLocalGlb(file) {
-  $('photo').removeAttribute('src');
-  $('overlay').removeAttribute('src');
+  $('images').hidden = true;
   $('result').hidden = false;
   viewer ??= new Viewer($('viewer'));
   viewer.clear();
@@ -288,9 +303,10 @@ async function start(files) {
   $('notes').replaceChildren();
   $('result').hidden = true;
   viewer?.clear();
+  const video = files.length === 1 && /^video\//.test(files[0].type);
   try {
     setProgress('uploading', 0);
-    const job = await follow(await upload(files));
+    const job = await follow(await (video ? upload(files, '/api/videos', 'video') : upload(files)));
     setProgress(null, null);
     $('notes').replaceChildren(...job.notes.map((note) => Object.assign(document.createElement('li'), { textContent: note })));
     showResult(job);
