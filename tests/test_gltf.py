@@ -3,6 +3,7 @@ weights rebuild the exported head, the pose on the head node, eyeballs as nodes,
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import trimesh
 from gltf_check import Glb, assert_valid, node_matrix
 from facerecon.blendshapes import arkit_name
 from facerecon.camera import FLIP_YZ, Camera, rotation_from_angles
-from facerecon.export import export_mesh
+from facerecon.export import encode_image, export_mesh
 from facerecon.gltf import Animation, Rig, head_glb
 from facerecon.model import EXPORTED_PARTS, load_model
 
@@ -133,7 +134,6 @@ def test_animation_validates_and_samples_every_frame(tmp_path, model, face):
     poses = np.repeat(rig.model_to_camera[None], t, axis=0)
     for k in range(t):   # turn through 40 degrees of yaw: a quaternion sign flip must not spin the head
         poses[k, :3, :3] = rotation_from_angles(-20 + 40 * k / (t - 1), 0, 0)
-    from facerecon.export import encode_image
     path = tmp_path / "anim.glb"
     path.write_bytes(head_glb(model, vertices, encode_image(texture), rig, Animation(times, expression, poses)))
     info = assert_valid(path)
@@ -169,3 +169,27 @@ def test_cli_units_and_plain_glb(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "facerecon", "reconstruct", str(EXAMPLE), "-o", str(out),
                           "--units", "inch"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--units" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_blender_imports_shape_keys_and_animation(tmp_path, model, face):
+    """Optional (Debian's ``blender`` package): 53 shape keys at the fitted weights, animated."""
+    blender = shutil.which("blender")
+    if blender is None:
+        pytest.skip("blender is not installed (optional: apt-get install blender python3-numpy)")
+    rig, vertices, texture = face
+    times = np.arange(4) / 25
+    poses = np.repeat(rig.model_to_camera[None], 4, axis=0)
+    path = tmp_path / "head.glb"
+    path.write_bytes(head_glb(model, vertices, encode_image(texture), rig,
+                              Animation(times, np.repeat(rig.expression[None], 4, axis=0), poses)))
+    script = Path(__file__).with_name("blender_import.py")
+    result = subprocess.run([blender, "-b", "--factory-startup", "--python", str(script), "--", str(path)],
+                            capture_output=True, text=True, timeout=300)
+    line = next((l for l in result.stdout.splitlines() if l.startswith("RESULT ")), None)
+    assert line is not None, result.stdout[-2000:] + result.stderr[-2000:]
+    objects = json.loads(line[len("RESULT "):])
+    head = objects["head"]
+    assert list(head["shape_keys"]) == [arkit_name(n) for n in model.expression_names]
+    assert np.allclose(list(head["shape_keys"].values()), rig.expression, atol=1e-5)
+    assert head["animated"] and head["keys_animated"] and 0.15 < head["height_m"] < 0.6
+    assert {"eye_left", "eye_right"} <= set(objects) and any(o["type"] == "CAMERA" for o in objects.values())
