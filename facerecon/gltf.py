@@ -14,7 +14,9 @@ glTF animation of the morph weights and the head node's pose over time.
 
 Targets that move few vertices are stored as sparse accessors. A vertex's displacement is dropped
 from a target where it is under ``DROP_M``; with 53 targets at weight <= 1 that keeps the posed
-mesh within 53 * DROP_M = 0.005 mm of the fitted one.
+mesh within 53 * DROP_M = 0.005 mm of the fitted one. The file is written here with the standard
+library (pygltflib's JSON serialisation alone took 0.23 s a head; this whole writer takes 0.02 s
+without targets).
 """
 from __future__ import annotations
 
@@ -102,9 +104,13 @@ class _Builder:
         self.blob.extend(data)
         return len(self.gltf["bufferViews"]) - 1
 
-    def _add(self, accessor: dict, values: np.ndarray, bounds: bool) -> int:
-        if bounds:   # required for positions and animation inputs
-            accessor.update(min=values.min(0).tolist(), max=values.max(0).tolist())
+    def _add(self, accessor: dict, values: np.ndarray, bounds: bool | tuple) -> int:
+        """``bounds``: True to compute min and max (positions and animation inputs need them), or
+        them precomputed."""
+        if bounds is True:
+            bounds = values.min(0), values.max(0)
+        if bounds is not False:
+            accessor.update(min=bounds[0].tolist(), max=bounds[1].tolist())
         self.gltf["accessors"].append(accessor)
         return len(self.gltf["accessors"]) - 1
 
@@ -115,15 +121,16 @@ class _Builder:
         return self._add({"bufferView": self.view(array.tobytes(), target), "componentType": COMPONENT[array.dtype.type],
                           "count": len(array), "type": KIND[flat.shape[1]]}, flat, bounds)
 
-    def delta(self, values: np.ndarray, keep: np.ndarray, bounds: bool) -> int:
+    def delta(self, values: np.ndarray, keep: np.ndarray, bounds: bool | tuple) -> int:
         """A morph-target attribute (K, 3), zero outside the rows ``keep``: sparse where smaller."""
-        if len(keep) * 14 >= values.size * 4:   # sparse: 12 bytes value + 2 index; dense: 12
+        index = np.uint16 if len(values) < 65536 else np.uint32
+        if len(keep) * (12 + index().itemsize) >= values.size * 4:   # sparse: value + index; dense: 12 bytes
             return self.accessor(values, ARRAY_BUFFER, bounds)
         accessor = {"componentType": FLOAT, "count": len(values), "type": "VEC3"}
         if len(keep):   # without any, the accessor is all zeros by definition
             accessor["sparse"] = {"count": len(keep),
-                                  "indices": {"bufferView": self.view(keep.astype(np.uint16).tobytes()),
-                                              "componentType": UNSIGNED_SHORT},
+                                  "indices": {"bufferView": self.view(keep.astype(index).tobytes()),
+                                              "componentType": COMPONENT[index]},
                                   "values": {"bufferView": self.view(values[keep].tobytes())}}
         return self._add(accessor, values, bounds)
 
@@ -144,12 +151,14 @@ def _trimmed(values: np.ndarray, drop: float) -> tuple[np.ndarray, np.ndarray]:
     return np.where(moved[..., None], values, 0).astype(np.float32), [np.flatnonzero(m) for m in moved]
 
 
-def _position_targets(model: HeadModel, used: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The skin's position deltas in metres: the same for every head, so trimmed once per model."""
+def _position_targets(model: HeadModel, used: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[tuple]]:
+    """The skin's position deltas in metres, their kept rows and bounds: the same for every head,
+    so computed once per model."""
     key = ("gltf_position_targets", used.tobytes())
     if key not in model.extra:
         vertex = model.export_topology[0]
-        model.extra[key] = _trimmed(model.expression_basis[:, vertex[used]] * CM_TO_M, DROP_M)
+        moves, rows = _trimmed(model.expression_basis[:, vertex[used]] * CM_TO_M, DROP_M)
+        model.extra[key] = moves, rows, [(m.min(0), m.max(0)) for m in moves]
     return model.extra[key]
 
 
@@ -193,9 +202,10 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, r
         "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.8}}]
 
     eye_parts = [EXPORTED_PARTS.index(p) for p in EYES.values()]
-    skin = faces[~np.isin(model.triangle_part, eye_parts)]
+    is_skin = ~np.isin(model.triangle_part, eye_parts)
+    skin = faces[is_skin]
     mesh = {"name": "head", "primitives": [_primitive(b, skin, positions, normals, uv_gltf,
-                                                      (model, base) if rig is not None else None)]}
+                                                      (model, base, is_skin) if rig is not None else None)]}
     if rig is not None:
         mesh["weights"] = np.clip(rig.expression, 0, 1).astype(float).round(6).tolist()
         mesh["extras"] = {"targetNames": target_names(model)}
@@ -227,9 +237,10 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, r
 
 
 def _primitive(b: _Builder, faces: np.ndarray, positions: np.ndarray, normals: np.ndarray, uv: np.ndarray,
-               morphs: tuple[HeadModel, np.ndarray] | None) -> dict:
-    """One primitive over the vertices ``faces`` uses (re-indexed); with ``morphs`` (the model and
-    the neutral head, cm) it carries the expression shapes as morph targets."""
+               morphs: tuple[HeadModel, np.ndarray, np.ndarray] | None) -> dict:
+    """One primitive over the vertices ``faces`` uses (re-indexed); with ``morphs`` (the model, the
+    neutral head in cm, and the mask of the model's triangles in this primitive) it carries the
+    expression shapes as morph targets."""
     used, local = np.unique(faces, return_inverse=True)
     index_type = np.uint16 if len(used) < 65536 else np.uint32
     primitive = {"attributes": {"POSITION": b.accessor(positions[used].astype(np.float32), ARRAY_BUFFER, True),
@@ -238,13 +249,15 @@ def _primitive(b: _Builder, faces: np.ndarray, positions: np.ndarray, normals: n
                  "indices": b.accessor(local.reshape(-1).astype(index_type), ELEMENT_ARRAY_BUFFER),
                  "material": 0}
     if morphs is not None:
-        model, base = morphs
-        moves, move_rows = _position_targets(model, used)
+        model, base, mine = morphs
+        moves, move_rows, move_bounds = _position_targets(model, used)
         source = model.export_topology[0][used]
-        turns, turn_rows = _trimmed(target_normals(base, model.expression_basis, model.triangles)[:, source]
+        # Only this primitive's triangles: its vertices have no others (the eyeballs are apart).
+        turns, turn_rows = _trimmed(target_normals(base, model.expression_basis, model.triangles[mine])[:, source]
                                     - normals[used], DROP_NORMAL)
-        primitive["targets"] = [{"POSITION": b.delta(move, move_keep, True), "NORMAL": b.delta(turn, turn_keep, False)}
-                                for move, move_keep, turn, turn_keep in zip(moves, move_rows, turns, turn_rows)]
+        primitive["targets"] = [{"POSITION": b.delta(move, move_keep, bounds), "NORMAL": b.delta(turn, turn_keep, False)}
+                                for move, move_keep, bounds, turn, turn_keep
+                                in zip(moves, move_rows, move_bounds, turns, turn_rows)]
     return primitive
 
 
