@@ -72,6 +72,8 @@ def reconstruct(
     same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR.")] = False,
     method: Annotated[str, typer.Option(help="fit (Face Mesh landmarks + model fit), dense (our ICT-surface landmark network + model fit), regress (CNN position map), guided (the CNN given the fit's landmarks too) or vrn (CNN volume).")] = "fit",
     fov: Annotated[Optional[float], typer.Option(help="The photos' field of view across the longer side, degrees (default: each photo's EXIF focal length, else 40).")] = None,
+    units: Annotated[str, typer.Option(help="Units of the OBJ and PLY files: m, cm or mm (the GLB is always in metres, as glTF requires).")] = "m",
+    morph_targets: Annotated[bool, typer.Option(help="The GLB carries the 53 ARKit-named expression shapes as morph targets and the pose; --no-morph-targets: a plain mesh.")] = True,
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
     chosen = _parse_formats(formats)
@@ -81,12 +83,14 @@ def reconstruct(
     if method not in METHODS:
         _fail_usage(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     _checked(check_fov_deg, fov, "--fov")
+    if units not in ("m", "cm", "mm"):
+        _fail_usage(f"--units must be m, cm or mm, got {units!r}")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
         from .multiview import same_person_command
         raise typer.Exit(same_person_command(photos, out_dir, chosen, texture_size, overlay, turntable,
                                              lambda line: err_console.print(line, markup=False, highlight=False),
-                                             fov_deg=fov))
+                                             fov_deg=fov, units=units, morph_targets=morph_targets))
 
     from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
     from .render.visualize import save_turntable, turntable_frames
@@ -105,7 +109,7 @@ def reconstruct(
                 faces = run(photo)
                 with atomic_folder(out_dir / name) as target:   # all of the photo's files, or none
                     for face in faces:
-                        face.save(target, formats=chosen)
+                        face.save(target, formats=chosen, units=units, morph_targets=morph_targets)
                         if turntable:
                             frames = turntable_frames(face.model, face.vertices, face.texture)
                             save_turntable(frames, target / f"face{face.index}_turntable.gif",
@@ -220,9 +224,10 @@ def batch(
 @app.command()
 def video(
     clip: Annotated[Path, typer.Argument(help="A video (MP4, MOV, AVI, ...).", show_default=False)],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: frames.csv, frames.json, overlay.mp4.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: frames.csv, frames.json, overlay.mp4, head.glb.")],
     smoothing: Annotated[str, typer.Option(help="one-euro or none.")] = "one-euro",
     overlay: Annotated[bool, typer.Option(help="Write the clip with the head overlaid (overlay.mp4).")] = True,
+    glb: Annotated[bool, typer.Option(help="Write the textured head with its animation (head.glb, metres).")] = True,
 ) -> None:
     """Track the main face of a video: one identity, per-frame pose and ARKit weights."""
     if smoothing not in ("one-euro", "none"):
@@ -234,7 +239,7 @@ def video(
     try:
         with Reconstructor() as run:
             track = track_video(clip, run, smoothing)
-            write_outputs(track, run, clip, out_dir, overlay)
+            write_outputs(track, run, clip, out_dir, overlay, glb)
     except FaceReconError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1)

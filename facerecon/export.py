@@ -1,9 +1,10 @@
 """Writing results: textured head meshes (OBJ + MTL + PNG, GLB, PLY) and JSON, each file atomically.
 
-Meshes use the model's export topology (vertices split at UV seams, ``HeadModel.export_topology``)
-and keep the model's units, centimetres. Texture coordinates are the atlas UVs with v up, as OBJ
+Meshes use the model's export topology (vertices split at UV seams, ``HeadModel.export_topology``).
+Units: the GLB is in metres, as glTF requires (``facerecon.gltf`` writes it); OBJ and PLY in
+``units`` (metres by default, or cm or mm). Texture coordinates are the atlas UVs with v up, as OBJ
 and trimesh expect (OBJ's ``vt`` origin is the image's bottom-left; the texture's row 0 is its top,
-v = 1); trimesh flips v itself for glTF, whose origin is the top-left.
+v = 1); the GLB flips v, as glTF's origin is the top-left.
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import trimesh
-from PIL import Image
 
+from .geometry import vertex_normals
+from .gltf import Rig, head_glb
 from .model import HeadModel
 from .texture import sample_image
 
 FORMATS = ("obj", "glb", "ply")
+UNITS = {"m": 0.01, "cm": 1.0, "mm": 10.0}   # the OBJ/PLY unit -> its size per model centimetre
+UNIT_NAMES = {"m": "metres", "cm": "centimetres", "mm": "millimetres"}
 
 
 @contextmanager
@@ -73,12 +77,17 @@ def write_bytes(path: Path, data: bytes) -> Path:
 def write_image(path: Path, image: np.ndarray) -> Path:
     """Write an RGB (H, W, 3) uint8 image; the format follows the suffix (.png, .jpg, ...)."""
     path = Path(path)
-    if not cv2.haveImageWriter(path.name):
-        raise ValueError(f"no image format for the suffix {path.suffix!r}")
-    ok, data = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return write_bytes(path, encode_image(image, path.suffix))
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """An RGB (H, W, 3) uint8 image encoded in the format of ``suffix``."""
+    if not cv2.haveImageWriter(f"image{suffix}"):
+        raise ValueError(f"no image format for the suffix {suffix!r}")
+    ok, data = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise ValueError(f"could not encode the image as {path.suffix!r}")
-    return write_bytes(path, data.tobytes())
+        raise ValueError(f"could not encode the image as {suffix!r}")
+    return data.tobytes()
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -97,33 +106,32 @@ def _plain(value):
 
 
 def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: np.ndarray,
-                model: HeadModel, formats: Sequence[str] = FORMATS) -> dict[str, Path]:
+                model: HeadModel, formats: Sequence[str] = FORMATS, units: str = "m",
+                rig: Rig | None = None) -> dict[str, Path]:
     """Write the head ``vertices_model`` (V, 3) cm with ``texture`` (S, S, 3) uint8 RGB as
-    ``out_dir/stem.*``. Returns the written paths by kind: "obj", "mtl", "png", "glb", "ply"."""
+    ``out_dir/stem.*``; OBJ and PLY in ``units`` (m, cm or mm), the GLB in metres, animatable with
+    ``rig`` (``facerecon.gltf``). Returns the written paths by kind: "obj", "mtl", "png", "glb", "ply"."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown mesh formats {sorted(unknown)}; choose from {FORMATS}")
+    if units not in UNITS:
+        raise ValueError(f"unknown units {units!r}; choose from {', '.join(UNITS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vertex, uv, faces = model.export_topology
-    positions = np.asarray(vertices_model, np.float32)[vertex]
-    normals = _vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
+    positions = np.asarray(vertices_model, np.float32)[vertex] * np.float32(UNITS[units])
+    normals = vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
     paths: dict[str, Path] = {}
+    png = encode_image(texture, ".png") if {"obj", "glb"} & set(formats) else b""
 
     if "obj" in formats:
         # Dependencies first, so that the OBJ never appears before its material and texture.
-        paths["png"] = write_image(out_dir / f"{stem}.png", texture)
+        paths["png"] = write_bytes(out_dir / f"{stem}.png", png)
         paths["mtl"] = write_bytes(out_dir / f"{stem}.mtl", _mtl(stem, paths["png"].name).encode())
         paths["obj"] = write_bytes(out_dir / f"{stem}.obj",
-                                   _obj(stem, paths["mtl"].name, positions, uv, normals, faces).encode())
+                                   _obj(stem, paths["mtl"].name, positions, uv, normals, faces, units).encode())
     if "glb" in formats:
-        material = trimesh.visual.material.PBRMaterial(
-            name=stem, baseColorTexture=Image.fromarray(texture), metallicFactor=0.0, roughnessFactor=0.8)
-        mesh = trimesh.Trimesh(positions, faces, vertex_normals=normals, process=False,
-                               visual=trimesh.visual.TextureVisuals(uv=uv, material=material))
-        # Without the normals three.js shades the head faceted.
-        glb = mesh.export(file_type="glb", include_normals=True)
-        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb)
+        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", head_glb(model, vertices_model, png, rig))
     if "ply" in formats:
         size = texture.shape[0]
         texel = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
@@ -133,13 +141,20 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
     return paths
 
 
-def _vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(V, 3) unit area-weighted vertex normals; computed before the UV split so seams stay smooth."""
-    a = vertices[triangles[:, 0]]
-    face = np.cross(vertices[triangles[:, 1]] - a, vertices[triangles[:, 2]] - a)
-    normals = np.stack([sum(np.bincount(triangles[:, k], face[:, c], len(vertices)) for k in range(3))
-                        for c in range(3)], axis=1)
-    return (normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+def mesh_info(formats: Sequence[str], units: str, rig: Rig | None, model: HeadModel) -> dict:
+    """What the JSON says about the mesh files: their units and what the GLB holds."""
+    info: dict = {"units": {f: ("m" if f == "glb" else units) for f in formats}}
+    if "glb" in formats:
+        info["glb"] = {"morph_targets": 0 if rig is None else model.n_expression,
+                       "eyes": "nodes eye_left and eye_right, pivoting at the eyeball centres; gaze is "
+                               "not estimated, so they stay at rest"}
+        if rig is not None:
+            info["glb"].update(
+                target_names="mesh.extras.targetNames: the ARKit names (browInnerUp and cheekPuff come in "
+                             "Left/Right halves, as in ICT); the default weights are the fitted expression_ict",
+                pose="the head node's transform is the fitted pose, seen from the camera node at the "
+                     "origin (glTF axes: x right, y up, looking down -z; metres)")
+    return info
 
 
 def _mtl(name: str, texture_file: str) -> str:
@@ -149,13 +164,14 @@ def _mtl(name: str, texture_file: str) -> str:
 
 
 def _obj(name: str, mtl_file: str, positions: np.ndarray, uv: np.ndarray, normals: np.ndarray,
-         faces: np.ndarray) -> str:
+         faces: np.ndarray, units: str) -> str:
     """OBJ text; position, uv and normal share one index per split vertex (1-based)."""
     k, t = len(positions), len(faces)
     corners = np.repeat(faces + 1, 3, axis=1).ravel()
+    digits = {"m": 7, "cm": 5, "mm": 4}[units]   # 0.1 micrometre in every unit
     return "".join([
-        f"# facerecon head, centimetres\nmtllib {mtl_file}\no {name}\n",
-        ("v %.5f %.5f %.5f\n" * k) % tuple(positions.ravel().tolist()),
+        f"# facerecon head, {UNIT_NAMES[units]}\nmtllib {mtl_file}\no {name}\n",
+        (f"v %.{digits}f %.{digits}f %.{digits}f\n" * k) % tuple(positions.ravel().tolist()),
         ("vt %.6f %.6f\n" * k) % tuple(uv.ravel().tolist()),
         ("vn %.4f %.4f %.4f\n" * k) % tuple(normals.ravel().tolist()),
         f"usemtl {name}\ns 1\n",

@@ -9,9 +9,9 @@ def vertex_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """(N, 3) unit area-weighted vertex normals (0 for unused vertices)."""
     face_n = np.cross(points[triangles[:, 1]] - points[triangles[:, 0]],
                       points[triangles[:, 2]] - points[triangles[:, 0]])
-    out = np.zeros(points.shape, np.float64)
-    for k in range(3):
-        np.add.at(out, triangles[:, k], face_n)
+    # bincount is several times faster than np.add.at; the GLB computes 54 sets per head.
+    out = np.stack([sum(np.bincount(triangles[:, k], face_n[:, c], len(points)) for k in range(3))
+                    for c in range(3)], axis=1)
     return (out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)).astype(points.dtype)
 
 

@@ -31,9 +31,10 @@ from .blendshapes import arkit_weights
 from .camera import Camera
 from .detect import Detection
 from .errors import FaceReconError, NoFaceError
-from .export import export_mesh, write_image, write_json
+from .export import export_mesh, mesh_info, write_image, write_json
 from .fit import LANDMARK_NOISE, LANDMARK_NOISE_YAW, N_FACE_POINTS, Fitter, FitResult, load_correspondence
 from .geometry import surface_points
+from .gltf import Rig
 from .landmarks import Landmarks
 from .load import as_rgb8, load_image
 from .model import PARTS, HeadModel
@@ -456,13 +457,18 @@ class MultiViewReconstruction:
         }
 
     def save(self, out_dir: str | Path, stem: str = "head", formats: tuple[str, ...] = ("obj", "glb", "ply"),
-             overlays: bool = True, turntable: bool = False) -> dict[str, Path]:
-        """``<stem>.obj/.glb/.ply`` (+ texture), ``<stem>.json``, ``overlay_<k>_<photo>.png`` per used
-        view and, on request, ``<stem>_turntable.gif/.mp4``."""
+             overlays: bool = True, turntable: bool = False, units: str = "m",
+             morph_targets: bool = True) -> dict[str, Path]:
+        """``<stem>.obj/.glb/.ply`` (+ texture; OBJ and PLY in ``units``, the GLB in metres and, with
+        ``morph_targets``, posed as the reference view), ``<stem>.json``, ``overlay_<k>_<photo>.png``
+        per used view and, on request, ``<stem>_turntable.gif/.mp4``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = export_mesh(out_dir, stem, self.vertices, self.texture, self.model, formats)
-        paths["json"] = write_json(out_dir / f"{stem}.json", self.to_dict())
+        ref = self.views[self.reference]
+        rig = Rig(self.identity, ref.fit.expression, ref.fit.pose_matrix, ref.camera) if morph_targets else None
+        paths = export_mesh(out_dir, stem, self.vertices, self.texture, self.model, formats, units, rig)
+        paths["json"] = write_json(out_dir / f"{stem}.json",
+                                   {**self.to_dict(), "mesh_files": mesh_info(formats, units, rig, self.model)})
         if overlays:
             for k, view in enumerate(self.views):
                 if view.status == "used":
@@ -546,7 +552,8 @@ def _atlas_mask(model: HeadModel, size: int) -> np.ndarray:
 
 
 def same_person_command(photos: list[Path], out_dir: Path, formats: tuple[str, ...], texture_size: int,
-                        overlays: bool, turntable: bool, warn, fov_deg: float | None = None) -> int:
+                        overlays: bool, turntable: bool, warn, fov_deg: float | None = None,
+                        units: str = "m", morph_targets: bool = True) -> int:
     """``facerecon reconstruct --same-person``: one head into ``out_dir``; each warning goes to
     ``warn`` as one line. Returns the exit code (0 written, 1 no usable face)."""
     photos = expand_photos(photos)
@@ -563,7 +570,8 @@ def same_person_command(photos: list[Path], out_dir: Path, formats: tuple[str, .
             return 1
         for line in result.warnings:
             warn(f"warning: {line}")
-        result.save(out_dir, formats=formats, overlays=overlays, turntable=turntable)
+        result.save(out_dir, formats=formats, overlays=overlays, turntable=turntable, units=units,
+                    morph_targets=morph_targets)
     used = result.used
     poses = ", ".join(f"{Path(v.source).name} yaw {v.fit.angles[0]:+.0f}" for v in used)
     print(f"facerecon: one head from {len(used)}/{len(photos)} photos ({poses}) in {out_dir}; "

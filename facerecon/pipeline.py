@@ -18,9 +18,10 @@ from .blendshapes import arkit_weights
 from .camera import Camera
 from .detect import Detection, DetectionResult, FaceDetector
 from .errors import FitError, NoFaceError
-from .export import export_mesh, write_json
+from .export import export_mesh, mesh_info, write_json
 from .fit import Correspondence, FitResult, FitSettings, Fitter, load_correspondence
 from .geometry import surface_points
+from .gltf import Rig
 from .landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks
 from .load import as_rgb8, exif_focal_35mm, load_image
 from .methods import DEFAULT_METHOD, METHODS
@@ -125,21 +126,27 @@ class FaceReconstruction:
                                     check_texture_size(size)).image
         self.timings_ms["texture"] = (time.perf_counter() - t0) * 1000
 
-    def save(self, out_dir: str | Path, stem: str | None = None,
-             formats: tuple[str, ...] = DEFAULT_FORMATS, texture_size: int = DEFAULT_TEXTURE_SIZE) -> dict[str, Path]:
-        """Write the mesh files and ``<stem>.json`` into ``out_dir``; returns the paths by kind. A face
-        reconstructed ``with_texture=False`` has its texture baked now, ``texture_size`` px square
-        (every format carries the texture)."""
+    def rig(self) -> Rig:
+        """The GLB's animation rig: the fitted identity, expression, pose and camera."""
+        return Rig(self.fit.identity, self.fit.expression, self.fit.pose_matrix, self.camera)
+
+    def save(self, out_dir: str | Path, stem: str | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
+             units: str = "m", morph_targets: bool = True, texture_size: int = DEFAULT_TEXTURE_SIZE) -> dict[str, Path]:
+        """Write the mesh files (OBJ and PLY in ``units``, the GLB in metres, with the expression
+        shapes as morph targets unless ``morph_targets`` is False) and ``<stem>.json`` into
+        ``out_dir``; returns the paths by kind. A face reconstructed ``with_texture=False`` has its
+        texture baked now, ``texture_size`` px square (every format carries the texture)."""
         if self.texture is None:
             self.bake_texture(texture_size)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = stem or f"face{self.index}"
         t0 = time.perf_counter()
-        paths = export_mesh(out_dir, stem, self.vertices, self.texture, self.model, formats)
+        rig = self.rig() if morph_targets else None
+        paths = export_mesh(out_dir, stem, self.vertices, self.texture, self.model, formats, units, rig)
         self.timings_ms["export"] = (time.perf_counter() - t0) * 1000
         paths["json"] = out_dir / f"{stem}.json"
-        write_json(paths["json"], self.to_dict())
+        write_json(paths["json"], {**self.to_dict(), "mesh_files": mesh_info(formats, units, rig, self.model)})
         return paths
 
 

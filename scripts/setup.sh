@@ -19,6 +19,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # reaches a CDN. Only the modules the viewer imports are copied.
 command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
 # --ignore-scripts: swagger-ui-dist's dependency @scarf/scarf would report the install to its maker.
+# npm ci also installs the devDependency gltf-validator (Khronos), which the GLB tests run.
 (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 VENDOR=facerecon/web/static/vendor/three
 rm -rf "$VENDOR" && mkdir -p "$VENDOR"

@@ -1,5 +1,5 @@
-"""Mesh and JSON export: files reload with trimesh with the right UVs, texture, colours and units,
-and a failed write leaves nothing behind."""
+"""Mesh and JSON export: files reload with trimesh with the right UVs, texture, colours and units
+(metres by default; OBJ and PLY in cm or mm on request), and a failed write leaves nothing behind."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 
 from conftest import read_rgb
 from facerecon.export import atomic_path, export_mesh, write_image, write_json
-from facerecon.model import HeadModel, load_model
+from facerecon.model import EXPORTED_PARTS, HeadModel, load_model
 from facerecon.texture import sample_image
 
 SIZE = 256
@@ -56,12 +56,16 @@ def assigned_colour(model, texture) -> np.ndarray:
     return texture_colour_at(texture, uv[k])
 
 
-def check_reloaded(mesh: trimesh.Trimesh, image: np.ndarray, model, head, texture):
-    vertex, _, _ = model.export_topology
+def check_reloaded(mesh: trimesh.Trimesh, image: np.ndarray, model, head, texture, scale: float = 0.01,
+                   rows: np.ndarray | None = None):
+    """``mesh`` holds the split vertices ``rows`` (default: all) of ``head`` (cm) times ``scale``."""
+    vertex = model.export_topology[0]
+    vertex = vertex if rows is None else vertex[rows]
+    head = head * scale
     assert len(mesh.vertices) == len(vertex)
-    assert np.allclose(mesh.bounds, [head[vertex].min(0), head[vertex].max(0)], atol=1e-3)
+    assert np.allclose(mesh.bounds, [head[vertex].min(0), head[vertex].max(0)], atol=1e-3 * scale)
     k = cKDTree(mesh.vertices).query(head[NOSE_TIP])[1]
-    assert np.linalg.norm(mesh.vertices[k] - head[NOSE_TIP]) < 1e-3
+    assert np.linalg.norm(mesh.vertices[k] - head[NOSE_TIP]) < 1e-3 * scale
     expected = assigned_colour(model, texture)
     got = texture_colour_at(np.asarray(image), mesh.visual.uv[k])
     # A V flip would move the green channel by ~ 255 * |1 - 2v| (v ~ 0.73 at the nose: ~ 120).
@@ -87,10 +91,12 @@ def test_obj_reloads_with_uvs_and_texture(exported, model, head, texture):
 
 def test_glb_reloads_with_uvs_texture_and_normals(exported, model, head, texture):
     scene = trimesh.load(exported["glb"], process=False)
-    (mesh,) = scene.geometry.values()
+    assert set(scene.geometry) == {"head", "eye_left", "eye_right"}   # eyeballs are their own nodes
+    mesh = scene.geometry["head"]
     image = mesh.visual.material.baseColorTexture.convert("RGB")
     assert np.array_equal(np.asarray(image), texture)
-    check_reloaded(mesh, image, model, head, texture)
+    eyes = np.isin(model.triangle_part, [EXPORTED_PARTS.index("eyeball_left"), EXPORTED_PARTS.index("eyeball_right")])
+    check_reloaded(mesh, image, model, head, texture, rows=np.unique(model.export_topology[2][~eyes]))
     data = exported["glb"].read_bytes()
     gltf = json.loads(data[20:20 + int.from_bytes(data[12:16], "little")])   # the GLB's JSON chunk
     assert "NORMAL" in gltf["meshes"][0]["primitives"][0]["attributes"]
@@ -100,8 +106,8 @@ def test_ply_has_vertex_colours_from_the_texture(exported, model, head, texture)
     mesh = trimesh.load(exported["ply"], process=False)
     vertex, _, _ = model.export_topology
     assert len(mesh.vertices) == len(vertex)
-    assert np.allclose(mesh.bounds, [head[vertex].min(0), head[vertex].max(0)], atol=1e-3)
-    k = cKDTree(mesh.vertices).query(head[NOSE_TIP])[1]
+    assert np.allclose(mesh.bounds, [head[vertex].min(0) / 100, head[vertex].max(0) / 100], atol=1e-5)
+    k = cKDTree(mesh.vertices).query(head[NOSE_TIP] / 100)[1]
     colour = mesh.visual.vertex_colors[k, :3].astype(np.float32)
     assert np.abs(colour - assigned_colour(model, texture)).max() <= 1
     assert len(np.unique(mesh.visual.vertex_colors[:, :3], axis=0)) > 1000
@@ -114,14 +120,30 @@ def test_selected_formats_only(tmp_path, model, head, texture):
         export_mesh(tmp_path, "bad", head, texture, model, formats=("fbx",))
 
 
+def test_obj_and_ply_units(tmp_path, model, head, texture):
+    """One unit per call, said in the OBJ's header; the same vertices at 1, 10 and 1000 per cm... m."""
+    extents = {}
+    for units, per_cm in (("m", 0.01), ("cm", 1.0), ("mm", 10.0)):
+        paths = export_mesh(tmp_path / units, "face", head, texture, model, ("obj", "ply"), units)
+        obj, ply = (trimesh.load(paths[k], process=False) for k in ("obj", "ply"))
+        assert np.allclose(obj.vertices, ply.vertices, atol=1e-4 * per_cm)
+        extents[units] = obj.extents / per_cm
+    assert np.allclose(extents["m"], extents["cm"], rtol=1e-5) and np.allclose(extents["mm"], extents["cm"], rtol=1e-5)
+    assert (tmp_path / "mm" / "face.obj").read_text().startswith("# facerecon head, millimetres")
+    with pytest.raises(ValueError):
+        export_mesh(tmp_path, "bad", head, texture, model, ("obj",), "inch")
+
+
 def test_failed_export_leaves_nothing(tmp_path, monkeypatch, model, head, texture):
-    def broken(self, *args, **kwargs):
+    def broken(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(trimesh.Trimesh, "export", broken)
-    with pytest.raises(OSError):
-        export_mesh(tmp_path, "face", head, texture, model, formats=("glb",))
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr("facerecon.export.head_glb", broken)
+    for formats in (("glb",), ("ply",)):
+        with pytest.raises(OSError):
+            export_mesh(tmp_path, "face", head, texture, model, formats=formats)
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_path(tmp_path):

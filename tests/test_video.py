@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gltf_check import Glb, assert_valid
 from facerecon.batch.smoothing import OneEuro
 from facerecon.batch.video import track_video
 
@@ -102,6 +103,25 @@ def test_video_command_writes_csv_json_overlay_and_smooths_a_still_face(tmp_path
         frames = [f for f in reader]
     assert len(frames) == FRAMES and frames[0].shape == (512, 512, 3)
     assert "smoothed" in result.stdout
+    check_animated_glb(out / "head.glb", data)
+
+
+def check_animated_glb(path, data):
+    """head.glb: valid, 53 targets, one key per frame at the video's times, the head node's track
+    is the per-frame pose (camera frame flipped to glTF axes, metres)."""
+    info = assert_valid(path)
+    assert info["animationCount"] == 1 and info["hasMorphTargets"] and info["hasTextures"]
+    glb = Glb(path.read_bytes())
+    assert len(glb.mesh_of("head")["primitives"][0]["targets"]) == 53
+    (animation,) = glb.json["animations"]
+    samplers = {c["target"]["path"]: animation["samplers"][c["sampler"]] for c in animation["channels"]}
+    assert np.allclose(glb.accessor(samplers["weights"]["input"])[:, 0], np.arange(FRAMES) / FPS, atol=1e-5)
+    weights = glb.accessor(samplers["weights"]["output"]).reshape(FRAMES, 53)
+    assert np.allclose(weights[0], glb.mesh_of("head")["weights"], atol=1e-6)
+    translation = glb.accessor(samplers["translation"]["output"])
+    expected = np.array([f["translation_cm"] for f in data["per_frame"]]) * [0.01, -0.01, -0.01]
+    assert np.abs(translation - expected).max() < 1e-5
+    assert data["glb"]["units"] == "m" and data["glb"]["texture_frame"] in data["identity_frames"]
 
 
 def test_video_without_a_face_fails_with_one_line(tmp_path):

@@ -71,7 +71,7 @@ def test_astronaut_reconstructs_and_downloads(client: TestClient):
     assert glb.headers["content-type"] == "model/gltf-binary"
     mesh = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
     assert len(mesh.vertices) > 10_000
-    assert 15 < mesh.extents[1] < 60  # a head and neck, in cm
+    assert 0.15 < mesh.extents[1] < 0.6  # a head and neck, in metres (glTF)
 
     with zipfile.ZipFile(io.BytesIO(client.get(face["files"]["obj"]).content)) as z:
         assert sorted(z.namelist()) == ["face0.mtl", "face0.obj", "face0.png"]
@@ -97,7 +97,7 @@ def test_several_photos_of_one_person_give_one_head(client: TestClient, eval_dir
     assert data["used"] == ["front.jpg", "left.jpg"] and len(data["views"]) == 2
     assert len(data["landmarks"]["ibug68"]["model_cm"]) == 68     # the viewer draws these
     mesh = trimesh.load(io.BytesIO(client.get(job["faces"][0]["files"]["glb"]).content), file_type="glb", force="mesh")
-    assert 15 < mesh.extents[1] < 60
+    assert 0.15 < mesh.extents[1] < 0.6
     photo = Image.open(io.BytesIO(client.get(job["links"]["photo"]).content))
     assert photo.width > photo.height     # the two views side by side
 

@@ -1,5 +1,6 @@
 """End to end in headless Chromium: upload the photo on the page, wait for the 3D viewer, check that
-WebGL drew the head (pixels, not just the DOM), toggle landmarks and wireframe, download the GLB."""
+WebGL drew the head (pixels, not just the DOM), toggle landmarks and wireframe, move an expression
+slider, download the GLB; and play the animation of a GLB opened on the page."""
 from __future__ import annotations
 
 import io
@@ -97,6 +98,22 @@ def test_upload_view_and_download_in_chromium(server: str):
             page.check("input[name=mode][value=wireframe]")
             page.wait_for_timeout(300)
             assert skin_fraction(canvas_pixels(page)) < skin_fraction(textured) / 3, "wireframe still textured"
+            page.check("input[name=mode][value=texture]")
+            page.uncheck("#landmarks")
+
+            # Expression sliders: the 53 ARKit-named targets in five groups; opening the jaw changes the face.
+            sliders = page.locator("#expression-groups input[type=range]")
+            assert sliders.count() == 53 and page.locator("#expression-groups fieldset").count() == 5
+            assert page.locator("#playback").is_hidden()   # a photo's head has no animation
+            page.wait_for_timeout(300)
+            before = canvas_pixels(page)
+            page.locator("input[data-target=jawOpen]").fill("1")
+            page.wait_for_timeout(300)
+            opened = canvas_pixels(page)
+            assert changed(before, opened) > 0.003, "the jawOpen slider did not change the canvas"
+            page.click("#fitted")
+            page.wait_for_timeout(300)
+            assert changed(before, canvas_pixels(page)) < 0.1 * changed(before, opened), "fitted did not restore"
 
             glb_url = page.locator("#dl-glb").get_attribute("href")
             assert js_errors == []
@@ -106,4 +123,85 @@ def test_upload_view_and_download_in_chromium(server: str):
     glb = httpx.get(server + glb_url, timeout=30)
     assert glb.status_code == 200
     mesh = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
-    assert len(mesh.vertices) > 10_000 and 15 < mesh.extents[1] < 60
+    assert len(mesh.vertices) > 10_000 and 0.15 < mesh.extents[1] < 0.6   # metres
+
+
+def changed(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the canvas's pixels that differ visibly."""
+    return float((np.abs(a - b).sum(axis=2) > 30).mean())
+
+
+def animated_glb(path: Path) -> Path:
+    """The mean head turning its yaw from -30 to 30 degrees and opening its jaw over two seconds."""
+    from facerecon.camera import Camera, rotation_from_angles
+    from facerecon.export import encode_image
+    from facerecon.gltf import Animation, Rig, head_glb
+    from facerecon.model import load_model
+    model = load_model()
+    times = np.linspace(0, 2, 21)
+    poses = np.repeat(np.eye(4)[None], len(times), axis=0)
+    poses[:, :3, 3] = [0, 0, 60]
+    expression = np.zeros((len(times), model.n_expression))
+    expression[:, model.expression_names.index("jawOpen")] = times / 2
+    for pose, t in zip(poses, times):
+        pose[:3, :3] = rotation_from_angles(-30 + 30 * t, 0, 0)
+    texture = np.full((64, 64, 3), (200, 150, 120), np.uint8)
+    rig = Rig(np.zeros(model.n_identity, np.float32), expression[0], poses[0], Camera.for_image(640, 480))
+    path.write_bytes(head_glb(model, model.neutral, encode_image(texture), rig, Animation(times, expression, poses)))
+    return path
+
+
+def test_a_glb_opened_on_the_page_plays_its_animation(server: str, tmp_path):
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    glb = animated_glb(tmp_path / "head.glb")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            js_errors: list[str] = []
+            page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+            page.goto(server)
+            page.set_input_files("#file", str(glb))
+            page.wait_for_selector("#viewer[data-state=ready][data-animated=yes]", timeout=60_000)
+            assert page.locator("#playback").is_visible()
+            first = canvas_pixels(page)
+            page.wait_for_timeout(700)
+            assert changed(first, canvas_pixels(page)) > 0.003, "the animation does not move the head"
+            page.click("#play")   # pause
+            paused = canvas_pixels(page)
+            page.wait_for_timeout(500)
+            assert changed(paused, canvas_pixels(page)) < 0.001, "a paused animation still moves"
+            assert page.locator("#play").text_content() == "play"
+            assert js_errors == []
+        finally:
+            browser.close()
+
+
+def test_an_uploaded_clip_plays_as_an_animated_head(server: str, tmp_path):
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    from test_video import make_clip
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, roll_deg=10, shift_px=0, noise=2)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            js_errors: list[str] = []
+            page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+            page.goto(server)
+            page.set_input_files("#file", str(clip))
+            page.wait_for_selector("#viewer[data-state=ready][data-animated=yes]", timeout=180_000)
+            assert page.locator("#images").is_hidden() and page.locator("#error").is_hidden()
+            assert "/files/head.glb" in page.locator("#dl-glb").get_attribute("href")
+            assert page.locator("#expression-groups input[type=range]").count() == 53
+            first = canvas_pixels(page)
+            assert skin_fraction(first) > 0.02, "no textured head on the canvas"
+            page.wait_for_timeout(250)   # the clip lasts 0.64 s and loops: its head rolls by 10 degrees
+            assert changed(first, canvas_pixels(page)) > 0.002, "the clip's animation does not move the head"
+            assert js_errors == []
+        finally:
+            browser.close()

@@ -5,7 +5,9 @@
 3. Every frame again with that identity held fixed: only pose and expression are solved, so the
    head keeps its shape and the per-frame noise goes into fewer unknowns.
 4. Pose and expression smoothed over time (One Euro), unless ``smoothing="none"``.
-Outputs: per-frame pose and ARKit weights as CSV and JSON, and an overlay MP4.
+Outputs: per-frame pose and ARKit weights as CSV and JSON, an overlay MP4, and ``head.glb``: the
+clip's head (metres) textured from its most frontal identity frame, with the expression shapes as
+morph targets and a glTF animation of their weights and the head's pose, one key per frame.
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ import numpy as np
 from ..blendshapes import arkit_weights
 from ..camera import Camera
 from ..errors import InputImageError, NoFaceError
-from ..export import atomic_path, write_bytes, write_json
+from ..export import atomic_path, encode_image, write_bytes, write_json
 from ..fit import FitResult
+from ..gltf import Animation, Rig, head_glb
 from ..pipeline import Reconstructor
+from ..texture import bake_texture
 from .smoothing import EXPRESSION_FILTER, TRANSLATION_FILTER, smooth_rotations
 
 Smoothing = Literal["one-euro", "none"]
@@ -47,7 +51,9 @@ def _largest(boxes: list) -> int:
     return int(np.argmax([(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in boxes]))
 
 
-def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro") -> VideoTrack:
+def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro",
+                max_frames: int | None = None) -> VideoTrack:
+    """Track the clip's main face; a clip over ``max_frames`` frames is refused (InputImageError)."""
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
     except Exception as exc:
@@ -57,6 +63,8 @@ def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro
     camera = None
     with reader:
         for frame in reader:
+            if max_frames is not None and len(landmarks) >= max_frames:
+                raise InputImageError(f"{path}: the clip is over {max_frames} frames")
             camera = camera or Camera.for_image(frame.shape[1], frame.shape[0])
             found = run.detect(frame).faces
             marks = run.estimator.estimate(frame, found[_largest(found)]) if found else None
@@ -124,7 +132,9 @@ def frame_rows(track: VideoTrack, run: Reconstructor) -> list[dict]:
 
 
 def write_outputs(track: VideoTrack, run: Reconstructor, source: Path, out_dir: Path,
-                  overlay: bool = True) -> dict[str, Path]:
+                  overlay: bool = True, glb: bool = True, label: str | None = None) -> dict[str, Path]:
+    """``label``: the clip's name in the outputs (default: its path)."""
+    label = label or str(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = frame_rows(track, run)
     names = list(arkit_weights(run.model.expression_names, np.zeros(run.model.n_expression)))
@@ -140,15 +150,45 @@ def write_outputs(track: VideoTrack, run: Reconstructor, source: Path, out_dir: 
         writer.writerow([row["frame"], row["time_s"], int(row["face"]), *values])
     paths = {"csv": write_bytes(out_dir / "frames.csv", text.getvalue().encode()),
              "json": write_json(out_dir / "frames.json", {
-                 "source": str(source), "fps": track.fps, "frames": len(rows),
+                 "source": label, "fps": track.fps, "frames": len(rows),
                  "camera": {"focal_px": track.camera.focal, "cx": track.camera.cx, "cy": track.camera.cy,
                             "width": track.camera.width, "height": track.camera.height},
                  "identity": track.identity.round(5), "identity_frames": track.identity_frames,
                  "jitter_mm": {k: round(v, 4) for k, v in track.jitter_mm.items()},
-                 "units": "cm", "per_frame": rows})}
+                 "units": "cm",
+                 **({"glb": {"file": "head.glb", "units": "m", "texture_frame": texture_frame(track),
+                             "morph_targets": run.model.n_expression,
+                             "animation": "morph weights and head-node pose at every frame with a face, linear "
+                                          "between; the camera node at the origin is the video's camera",
+                             "gaze": "not estimated: the eyeball nodes stay at rest"}} if glb else {}),
+                 "per_frame": rows})}
+    if glb:
+        paths["glb"] = write_animated_glb(track, run, source, out_dir / "head.glb", Path(label).name)
     if overlay:
         paths["overlay"] = write_overlay_video(track, run, source, out_dir / "overlay.mp4")
     return paths
+
+
+def texture_frame(track: VideoTrack) -> int:
+    """The most frontal of the frames that gave the identity: the animated head's texture."""
+    return min(track.identity_frames, key=lambda i: abs(track.fits[i].angles[0]) + abs(track.fits[i].angles[1]))
+
+
+def write_animated_glb(track: VideoTrack, run: Reconstructor, source: Path, path: Path,
+                       name: str | None = None) -> Path:
+    """The clip's head with its animation (the GLB's units are metres, its axes glTF's)."""
+    frames = [i for i, fit in enumerate(track.fits) if fit is not None]
+    best = texture_frame(track)
+    with imageio.get_reader(source, format="FFMPEG") as reader:
+        image = next(frame for i, frame in enumerate(reader) if i == best)
+    fit = track.fits[best]
+    vertices = fit.vertices(run.model)
+    texture = bake_texture(image, fit.to_camera(vertices), track.camera, run.model, run.texture_size).image
+    first = track.fits[frames[0]]
+    rig = Rig(track.identity, first.expression, first.pose_matrix, track.camera)
+    animation = Animation(track.times[frames], np.stack([track.fits[i].expression for i in frames]),
+                          np.stack([track.fits[i].pose_matrix for i in frames]), name=f"facerecon {name or source.name}")
+    return write_bytes(path, head_glb(run.model, first.vertices(run.model), encode_image(texture), rig, animation))
 
 
 def write_overlay_video(track: VideoTrack, run: Reconstructor, source: Path, path: Path) -> Path:

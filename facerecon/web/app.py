@@ -56,6 +56,7 @@ class WebSettings:
     ttl_s: float = 3600.0               # results are deleted this long after they finish
     cleanup_interval_s: float = 60.0
     temp_root: Path | None = None       # where the store's temp folder goes (default: the system's)
+    max_video_frames: int = 900         # a video upload's frames (30 s at 30 fps)
 
 
 class ErrorBody(BaseModel):
@@ -85,7 +86,7 @@ class JobView(BaseModel):
     notes: list[str]
     error: JobErrorView | None
     faces: list[FaceView]
-    links: dict[str, str]   # self; and photo, overlay once done
+    links: dict[str, str]   # self; once done: photo and overlay, or for a video animation, frames and frames_csv
 
 
 class UploadRejected(Exception):
@@ -94,6 +95,8 @@ class UploadRejected(Exception):
         self.status, self.message = status, message
 
 
+DONE_LINKS = {"photo": "photo.jpg", "overlay": "overlay.jpg", "animation": "head.glb", "frames": "frames.json",
+              "frames_csv": "frames.csv"}
 ERRORS = {400: {"model": ErrorBody, "description": "Not a readable image, or a malformed request"},
           408: {"model": ErrorBody, "description": "The upload did not arrive in time"},
           413: {"model": ErrorBody, "description": "Over the upload size or pixel limit"},
@@ -111,7 +114,8 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = JobStore(settings.ttl_s, settings.temp_root)
-        pool = ReconstructionPool(store, settings.workers, settings.texture_size, settings.max_faces)
+        pool = ReconstructionPool(store, settings.workers, settings.texture_size, settings.max_faces,
+                                  settings.max_video_frames)
         decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="facerecon-decode")
         app.state.store, app.state.pool, app.state.decoder = store, pool, decoder
         cleaner = asyncio.create_task(_expire_periodically(store, settings.cleanup_interval_s))
@@ -180,6 +184,33 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         request.app.state.pool.submit(job, uploads)
         return _view(store, job)
 
+    @app.post("/api/videos", status_code=202, responses=ERRORS, tags=["reconstructions"],
+              summary="Upload a video clip: its main face tracked, an animated GLB (links.animation)")
+    async def create_video(
+        request: Request,
+        video: Annotated[UploadFile, File(description="MP4, MOV, AVI, WebM, ...: one face, one identity, pose and expression per frame")],
+    ) -> JobView:
+        store: JobStore = request.app.state.store
+        if store.pending() >= settings.max_pending:
+            raise HTTPException(503, f"{settings.max_pending} jobs are pending; try again in a minute")
+        if (video.size or 0) > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload is {video.size / 2**20:.1f} MB, over the "
+                                     f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
+        name = _display_name(video.filename)
+        job = store.create([name])
+        # imageio picks its reader by the suffix; ffmpeg then probes the content, whatever the container.
+        upload = job.folder / "upload0.mp4"
+        try:
+            await run_in_threadpool(_save_checked_video, video.file, upload, name, settings.max_pixels)
+        except UploadRejected as exc:
+            store.discard(job)
+            raise HTTPException(exc.status, exc.message) from None
+        except BaseException:
+            store.discard(job)
+            raise
+        request.app.state.pool.submit_video(job, upload)
+        return _view(store, job)
+
     @app.get("/api/reconstructions/{job_id}", responses=NOT_FOUND, tags=["reconstructions"],
              summary="A job's status (queued, running, done, error), its faces and download links")
     async def get_reconstruction(request: Request, job_id: str) -> JobView:
@@ -241,6 +272,22 @@ def _save_checked(source: BinaryIO, target: Path, name: str, max_pixels: int) ->
         release_free_memory()
 
 
+def _save_checked_video(source: BinaryIO, target: Path, name: str, max_pixels: int) -> None:
+    """Copy the upload to ``target``; raise UploadRejected unless ffmpeg decodes a first frame
+    within the pixel limit (the frame count is checked while tracking)."""
+    import imageio.v2 as imageio
+    with open(target, "wb") as out:
+        shutil.copyfileobj(source, out)
+    try:
+        with imageio.get_reader(target, format="FFMPEG") as reader:
+            frame = reader.get_next_data()
+    except Exception:  # ffmpeg's many ways to refuse a file
+        raise UploadRejected(400, f"{name}: not a readable video") from None
+    if frame.shape[0] * frame.shape[1] > max_pixels:
+        raise UploadRejected(413, f"{name}: frames are {frame.shape[1]}x{frame.shape[0]} px, over the "
+                                  f"{max_pixels / 1e6:g} MP limit")
+
+
 def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
     """Reject an image over the pixel limit from its header alone, before anything decodes it."""
     too_big = UploadRejected(413, f"{name}: image is over the {max_pixels / 1e6:g} MP limit")
@@ -267,8 +314,8 @@ def _display_name(filename: str | None) -> str:
 def _view(store: JobStore, job: Job) -> JobView:
     base = f"/api/reconstructions/{job.id}"
     links = {"self": base}
-    if job.status is Status.done:
-        links.update(photo=f"{base}/files/photo.jpg", overlay=f"{base}/files/overlay.jpg")
+    if job.status is Status.done:   # a photo job's images, a video job's animated head and frames
+        links.update({kind: f"{base}/files/{name}" for kind, name in DONE_LINKS.items() if name in job.files})
     faces = [FaceView(**{**face, "files": {kind: f"{base}/files/{name}" for kind, name in face["files"].items()}})
              for face in job.faces]
     end = job.finished if job.finished is not None else time.time()

@@ -29,11 +29,15 @@ _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
 
 # What each face's downloads are called; the viewer reads the same keys.
 FACE_FILES = {"glb": "face{k}.glb", "json": "face{k}.json", "texture": "face{k}.png", "obj": "face{k}_obj.zip"}
+# A video job's downloads (batch.video's outputs; no overlay video, to keep the job short).
+VIDEO_FILES = ("head.glb", "frames.json", "frames.csv")
 
 
 class ReconstructionPool:
-    def __init__(self, store: JobStore, workers: int, texture_size: int, max_faces: int | None):
+    def __init__(self, store: JobStore, workers: int, texture_size: int, max_faces: int | None,
+                 max_video_frames: int | None = None):
         self.store = store
+        self.max_video_frames = max_video_frames
         self.texture_size = texture_size
         self.max_faces = max_faces
         self._local = threading.local()
@@ -43,6 +47,9 @@ class ReconstructionPool:
 
     def submit(self, job: Job, uploads: list[Path]) -> None:
         self._executor.submit(self._run, job, uploads)
+
+    def submit_video(self, job: Job, upload: Path) -> None:
+        self._executor.submit(self._run, job, [upload], video=True)
 
     def close(self) -> None:
         """Drop queued jobs, wait for running ones, then free the MediaPipe graphs."""
@@ -61,7 +68,7 @@ class ReconstructionPool:
                 self._reconstructors.append(run)
         return run
 
-    def _run(self, job: Job, uploads: list[Path]) -> None:
+    def _run(self, job: Job, uploads: list[Path], video: bool = False) -> None:
         store = self.store
         try:
             store.update(job, status=Status.running, stage="starting")
@@ -69,7 +76,9 @@ class ReconstructionPool:
             store.update(job, stage="reconstructing")
             # Every upload was decoded and checked on arrival (app._save_checked). The stages take
             # the files, not the pixels, so that each photo's EXIF focal length is read.
-            if len(uploads) == 1:
+            if video:
+                summaries, files = self._video(run, job, uploads[0])
+            elif len(uploads) == 1:
                 summaries, files = self._single_photo(run, job, uploads[0])
             else:
                 summaries, files = self._same_person(run, job, uploads)
@@ -105,6 +114,15 @@ class ReconstructionPool:
         files["photo.jpg"] = write_image(job.folder / "photo.jpg", image)
         files["overlay.jpg"] = write_image(job.folder / "overlay.jpg", draw_overlay(faces))
         return summaries, files
+
+    def _video(self, run: Reconstructor, job: Job, upload: Path) -> tuple[list[dict], dict[str, Path]]:
+        """The clip's main face tracked: its animated head and per-frame pose and weights (no faces
+        list: the job's links name the files)."""
+        from ..batch.video import track_video, write_outputs
+        track = track_video(upload, run, max_frames=self.max_video_frames)
+        self.store.update(job, stage="exporting")
+        write_outputs(track, run, upload, job.folder, overlay=False, glb=True, label=job.photos[0])
+        return [], {name: job.folder / name for name in VIDEO_FILES}
 
     def _same_person(self, run: Reconstructor, job: Job, uploads: list[Path]) -> tuple[list[dict], dict[str, Path]]:
         """One head fitted to several photos of one person; the views left out are job notes."""
