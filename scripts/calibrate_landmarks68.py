@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facerecon.assets import PACKAGE_DATA, shared_dir  # noqa: E402
 from facerecon.camera import Camera  # noqa: E402
-from facerecon.detect import Detection  # noqa: E402
+from facerecon.detect import box_detection  # noqa: E402
 from facerecon.fit import Fitter  # noqa: E402
 from facerecon.geometry import closest_on_surface, vertex_normals  # noqa: E402
 from facerecon.landmarks import LandmarkEstimator  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> None:
     for path, box, marked in annotated_faces(shared_dir() / "eval" / "photos-68pt" / "dlib"):
         image = load_image(path)
         height, width = image.shape[:2]
-        landmarks = estimator.estimate(image, Detection(box=box, score=1.0, keypoints=np.zeros((6, 2), np.float32)))
+        landmarks = estimator.estimate(image, box_detection(box))
         if landmarks is None:
             continue
         camera = Camera.for_image(width, height)

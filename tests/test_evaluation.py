@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facerecon.camera import FLIP_YZ, rotation_from_angles
-from facerecon.detect import Detection
+from facerecon.detect import box_detection
 from facerecon.evaluation.icp import icp
 from facerecon.evaluation.metrics import (Similarity, box_size, interocular, nme, rmse, umeyama,
                                           yaw_bin)
@@ -91,7 +91,7 @@ def test_surface_samples_cover_the_triangles():
 
 def test_detection_matching_needs_overlap_and_a_centre_inside():
     truth = np.array([100, 100, 200, 200], float)
-    det = lambda box: Detection(np.array(box, np.float32), 0.9, np.zeros((6, 2), np.float32))
+    det = lambda box: box_detection(np.array(box, np.float32), 0.9)
     good, off = det([90, 80, 210, 210]), det([190, 190, 300, 300])
     assert match_detection([off, good], truth) is good
     assert match_detection([off], truth) is None

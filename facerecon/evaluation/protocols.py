@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 
 from ..assets import shared_dir
 from ..camera import Camera
-from ..detect import Detection
+from ..detect import Detection, box_detection
 from ..geometry import surface_points
 from ..load import load_image
 from ..model import PARTS
@@ -68,10 +68,6 @@ class ProtocolResult:
     seconds: float = 0.0
     figures: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # name -> RGB uint8
     extra: dict = field(default_factory=dict, repr=False)                    # data for plots
-
-
-def _box_detection(box: np.ndarray) -> Detection:
-    return Detection(box=np.asarray(box, np.float32), score=1.0, keypoints=np.zeros((6, 2), np.float32))
 
 
 def _camera(image: np.ndarray) -> Camera:
@@ -178,7 +174,7 @@ def _aflw_run(ctx: Context, name: str, samples: list) -> ProtocolResult:
             return out
 
         for method in ctx.methods:
-            face = METHODS[method](ctx.run, image, _box_detection(s.box), camera)
+            face = METHODS[method](ctx.run, image, box_detection(s.box), camera)
             own = METHODS[method](ctx.run, image, detected, camera) if detected is not None else None
             row[method] = scores(points_3d_pixels(face) if face else None, points_3d_pixels(own) if own else None)
             if face is not None:
@@ -242,7 +238,7 @@ def _landmarks68_run(ctx: Context, name: str, samples: list, notes: list[str], h
                     "nme_box_own_box": nme(own, s.points, size) if own is not None else np.nan}
 
         for method in ctx.methods:
-            face = METHODS[method](ctx.run, image, _box_detection(s.box), _camera(image))
+            face = METHODS[method](ctx.run, image, box_detection(s.box), _camera(image))
             own = METHODS[method](ctx.run, image, detected, _camera(image)) if detected is not None else None
             row[method] = scores(face.landmarks68()[0] if face else None, own.landmarks68()[0] if own else None)
         if ctx.with_peer:
@@ -473,7 +469,7 @@ def hard(ctx: Context) -> ProtocolResult:
             row = {"image": s.image_path.name, "variant": variant,
                    "detected": match_detection(ctx.run.detect(image).faces, box) is not None}
             for name in ctx.methods:
-                face = METHODS[name](ctx.run, image, _box_detection(box), _camera(image))
+                face = METHODS[name](ctx.run, image, box_detection(box), _camera(image))
                 row[name] = nme(face.landmarks68()[0], points, size) if face else np.nan
             if ctx.with_peer:
                 row[PEER] = nme(peer_landmarks68(image, box)[:, :2], points, size)
