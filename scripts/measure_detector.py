@@ -4,7 +4,8 @@ Run: ``python scripts/measure_detector.py [--calibrate]``. A face counts as foun
 contains the centre of its ground-truth points' box; a kept box containing no annotated face's
 centre is a false hit.
 
-- helen_train (870 crops, one annotated face each; calibration): found rate, and the scores of the
+- helen_train (870 crops, one annotated face each; calibration): the 68-point box against YuNet's
+  box, the found rate, and the scores of the
   boxes that contain no annotated face (other people in a crop, or false hits).
 - synthetic ICT renders (calibration), 8 identities x yaw -80..80 x pitch -15/0/15 at 256 px:
   found rate by |yaw| (the box contains the projected face centre), the profile end of the range.
@@ -90,12 +91,35 @@ def synthetic_found(detector, n_identities: int = 8) -> dict[float, list[float |
     return found
 
 
+def box_map(faces) -> np.ndarray:
+    """Medians over faces of the 68-point box relative to YuNet's own box: width and height ratios,
+    centre offset (x, y) in YuNet box sides (for reference: ``detect.BOX_FROM_YUNET`` maps onto
+    MediaPipe's boxes, about 1.07 x the 68-point box's width and 1.09 x its height)."""
+    import facerecon.detect as detect
+    saved, detect.BOX_FROM_YUNET = detect.BOX_FROM_YUNET, (1.0, 1.0, 0.0)   # YuNet's raw boxes
+    try:
+        with detect.FaceDetector() as raw:
+            rows = []
+            for s in faces:
+                centre = 0.5 * (s.box[:2] + s.box[2:])
+                hits = [d.box.astype(np.float64) for d in raw.detect(load_image(s.image_path)) if _contains(d.box, centre)]
+                if hits:
+                    size = hits[0][2:] - hits[0][:2]
+                    rows.append([*((s.box[2:] - s.box[:2]) / size), *((centre - 0.5 * (hits[0][:2] + hits[0][2:])) / size)])
+    finally:
+        detect.BOX_FROM_YUNET = saved
+    return np.median(rows, axis=0)
+
+
 def calibrate(detector) -> None:
+    helen = ibug300w(subsets=("helen_train",))
+    print("helen_train: 68-point box / YuNet box: width, height, centre offset x, y (medians):",
+          np.round(box_map(helen), 3))
     synthetic_scores = synthetic_found(detector)
     print("synthetic renders: threshold, found per |yaw|")
     for t in THRESHOLDS:
         print(f"  {t:.2f}  " + ", ".join(f"{y:.0f}: {_rate(f, t)[0]}/{len(f)}" for y, f in sorted(synthetic_scores.items())))
-    found, false, rows = run_set(detector, ibug300w(subsets=("helen_train",)))
+    found, false, rows = run_set(detector, helen)
     print("helen_train (870 faces): threshold, found, boxes without an annotated face")
     for t in THRESHOLDS:
         n, total = _rate(found, t)

@@ -72,8 +72,8 @@ def test_mirrored_photo_gives_mirrored_boxes(detector, photos):
 
 def test_recall_on_dlib_group_photos(detector, eval_dir):
     """43 hand-marked faces of 29-105 px (68-point box) in nine 500 px PASCAL photos; found: a box
-    contains the centre of the face's points. YuNet finds all 43 (scores 0.86-0.95), three are under
-    MIN_FACE_PX; MediaPipe's detectors found 40 with no box elsewhere."""
+    contains the centre of the face's points. YuNet finds all 43 (scores 0.86-0.95), three are kept
+    out by MIN_FACE_PX; MediaPipe's detectors found 40 with no box elsewhere."""
     faces = [f for f in photos68(eval_dir / "photos-68pt") if f.group == "dlib"]
     found = extra = 0
     for path in dict.fromkeys(f.image_path for f in faces):
