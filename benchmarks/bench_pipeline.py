@@ -23,7 +23,7 @@ import numpy as np
 
 from facerecon.assets import shared_dir
 from facerecon.camera import Camera
-from facerecon.detect import Detection
+from facerecon.detect import box_detection
 from facerecon.evaluation.datasets import aflw2000_3d
 from facerecon.evaluation.metrics import nme, yaw_bin
 from facerecon.load import load_image
@@ -93,7 +93,7 @@ def accuracy(run: Reconstructor, peer) -> list[dict]:
     for sample in aflw2000_3d():
         image = load_image(sample.image_path)
         camera = Camera.for_image(image.shape[1], image.shape[0])
-        det = Detection(box=sample.box.astype(np.float32), score=1.0, keypoints=np.zeros((6, 2), np.float32))
+        det = box_detection(sample.box)
         face = run.reconstruct_face(image, det, camera, with_texture=False)
         size = float(np.sqrt(np.prod(sample.box[2:] - sample.box[:2])))
         ours = nme(face.landmarks68()[0], sample.points[:, :2], size) if face else float("nan")

@@ -1,65 +1,74 @@
-"""Finding every face in a photo with MediaPipe's two legacy BlazeFace detectors.
+"""Finding every face in a photo with YuNet (libfacedetection, Apache-2.0: data/yunet_s.onnx,
+licence and notice beside it), run by onnxruntime.
 
-Passes (chosen by measurements on the shared eval photos):
+Passes:
 
-1. Whole image, shrunk by an integer factor to a longer side of at most ``DETECT_MAX_SIDE`` (the
-   networks see 128 or 192 px anyway; area averaging avoids the aliasing of their internal bilinear
-   resize), through both models: short range (close-ups and strong yaw, which full range misses) and full range (faces down
-   to about 7 % of the longer side, which short range misses or covers with one box over several faces).
-2. Only for group or far shots (image longer side >= ``TILE_MIN_SIDE`` and no face found or the
-   smallest found face under ``TILE_IF_FACE_BELOW`` of the longer side): full range on 2x2 overlapping
-   tiles, finding faces down to about 4 % of the longer side. A portrait costs pass 1 only.
-
-No low-light pass: on 52 eval photos darkened by gamma 2.5/4 or -2/-4/-5/-6 EV, a CLAHE-on-luminance
-retry when nothing was found recovered no photo (gamma 4 left 3 photos faceless with or without it);
-the detectors are nearly invariant to global exposure.
+1. Whole image, shrunk by area averaging to a longer side of at most ``DETECT_MAX_SIDE`` (YuNet finds
+   faces of about 10 to 300 px; this keeps a close-up's face inside that range and the pass at most
+   640x640), zero-padded to a multiple of 32 (the network's coarsest stride).
+2. Only for group or far shots (the image was shrunk in pass 1 and no face was found or the
+   smallest found face is under ``TILE_IF_FACE_BELOW`` px there): the same on 2x2 overlapping tiles,
+   at up to twice the resolution.
 
 Detections are merged by non-maximum suppression: a box is dropped when it overlaps a higher-scoring one
 by IoU > ``NMS_IOU`` or when more than ``NMS_CONTAIN`` of the smaller box lies inside the other (half
-faces cut by a tile edge, short-range boxes spanning several small faces).
+faces cut by a tile edge). Boxes are mapped to MediaPipe-like boxes (``BOX_FROM_YUNET``).
 
-Thresholds: full range ``MIN_SCORE_FULL``; short range ``MIN_SCORE_SHORT`` (higher because its false
-hits on far faces, torsos and a dog scored up to 0.65). Faces whose box side is under ``MIN_FACE_PX``
-in the full image are dropped (too few pixels for landmarks or texture) but counted.
+``MIN_SCORE`` is calibrated on helen_train, synthetic renders and the unlabelled photos
+(scripts/measure_detector.py --calibrate).
+Faces whose box side is under ``MIN_FACE_PX`` in the full image are dropped (too few pixels for
+landmarks or texture) but counted.
 
-Coordinates: pixels in the full image, pixel centres at integers (MediaPipe's normalised x maps to
-x * W - 0.5). A FaceDetector is not thread-safe; use one per thread.
+Coordinates: pixels in the full image, pixel centres at integers. A FaceDetector is not
+thread-safe; use one per thread.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import cv2
-import mediapipe as mp
 import numpy as np
 
+from .assets import PACKAGE_DATA
 from .errors import NoFaceError
 from .load import as_rgb8
 
-DETECT_MAX_SIDE = 1280
-TILE_MIN_SIDE = 640
-TILE_IF_FACE_BELOW = 0.15
+YUNET_MODEL = "yunet_s.onnx"
+DETECT_MAX_SIDE = 640
+STRIDES = (8, 16, 32)
+TILE_IF_FACE_BELOW = 24.0
 TILE_OVERLAP = 0.25
-MIN_SCORE_FULL = 0.5
-MIN_SCORE_SHORT = 0.7
+MIN_SCORE = 0.5
 NMS_IOU = 0.3
 NMS_CONTAIN = 0.7
 MIN_FACE_PX = 32
+# YuNet's box spans forehead to chin. It is mapped onto the box MediaPipe's detectors gave, which the
+# stages after detection were calibrated with (the landmark crop, the regressors' training boxes, the
+# multi-view agreement test): on helen_train (290 faces, medians, measured before MediaPipe's removal)
+# that box is 1.10 x YuNet's width and 0.83 x its height, centred 0.08 of its height lower. (Mapped
+# onto the 68-point box instead, 1.03 / 0.76 / 0.115, the mvfnet front photo's leave-one-out ratio
+# rose from 1.05 to 1.45, beyond multiview.REJECT_RATIO; with this map it is 1.20.)
+BOX_FROM_YUNET = (1.10, 0.83, 0.08)   # width scale, height scale, centre shift down (x height)
 
-# MediaPipe's keypoint order (the subject's right eye is on the image's left in a frontal photo).
-KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+# YuNet's keypoint order: the subject's right eye (on the image's left in a frontal photo) first.
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "right_mouth_corner", "left_mouth_corner")
 
 
 @dataclass(frozen=True)
 class Detection:
     box: np.ndarray = field(repr=False)        # (4,) float32 [x0, y0, x1, y1], full-image pixels
     score: float                               # [0, 1]
-    keypoints: np.ndarray = field(repr=False)  # (6, 2) float32 x, y pixels, order KEYPOINT_NAMES
+    keypoints: np.ndarray = field(repr=False)  # (5, 2) float32 x, y pixels, order KEYPOINT_NAMES
 
     @property
     def size(self) -> float:
         """The box's longer side in pixels."""
         return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+def box_detection(box: np.ndarray, score: float = 1.0) -> Detection:
+    """A Detection from a known box (ground truth, a tracker), without keypoints (NaN)."""
+    return Detection(np.asarray(box, np.float32), score, np.full((len(KEYPOINT_NAMES), 2), np.nan, np.float32))
 
 
 @dataclass(frozen=True)
@@ -80,13 +89,15 @@ class DetectionResult:
 
 
 class FaceDetector:
-    """Both MediaPipe face detectors, loaded once. Use as a context manager or call close()."""
+    """YuNet, loaded once. Use as a context manager or call close()."""
 
-    def __init__(self) -> None:
-        solution = mp.solutions.face_detection
-        # The solutions filter at the lower of our two thresholds; _run applies each model's own.
-        self._short = solution.FaceDetection(model_selection=0, min_detection_confidence=MIN_SCORE_FULL)
-        self._full = solution.FaceDetection(model_selection=1, min_detection_confidence=MIN_SCORE_FULL)
+    def __init__(self, min_score: float = MIN_SCORE, threads: int = 1) -> None:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads   # one photo at a time; batch workers parallelise
+        self._session = ort.InferenceSession(str(PACKAGE_DATA / YUNET_MODEL), options,
+                                             providers=["CPUExecutionProvider"])
+        self.min_score = min_score
 
     def __enter__(self) -> "FaceDetector":
         return self
@@ -95,8 +106,7 @@ class FaceDetector:
         self.close()
 
     def close(self) -> None:
-        self._short.close()
-        self._full.close()
+        self._session = None
 
     def detect(self, image_rgb: np.ndarray, max_faces: int | None = None) -> list[Detection]:
         """Faces in an (H, W, 3) RGB image, best score first (at most max_faces)."""
@@ -105,17 +115,14 @@ class FaceDetector:
     def run(self, image_rgb: np.ndarray, max_faces: int | None = None) -> DetectionResult:
         """Like detect(), also counting the faces dropped as smaller than MIN_FACE_PX."""
         image = as_rgb8(image_rgb)
-        found = self._whole_image(image)
-        longer = max(image.shape[:2])
-        smallest = min((d.size for d in found), default=0.0)
-        if longer >= TILE_MIN_SIDE and smallest < TILE_IF_FACE_BELOW * longer:
+        scale = min(1.0, DETECT_MAX_SIDE / max(image.shape[:2]))
+        found = self._run(image)
+        smallest = min((d.size for d in found), default=0.0) * scale
+        if scale < 1.0 and smallest < TILE_IF_FACE_BELOW:
             found += self._tiles(image)
         merged = _nms(found)
         kept = [d for d in merged if d.size >= MIN_FACE_PX]
         return DetectionResult(kept[:max_faces], len(merged) - len(kept))
-
-    def _whole_image(self, image: np.ndarray) -> list[Detection]:
-        return _run(self._short, image, MIN_SCORE_SHORT) + _run(self._full, image, MIN_SCORE_FULL)
 
     def _tiles(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
@@ -123,30 +130,56 @@ class FaceDetector:
         found = []
         for y0 in (0, h - th):
             for x0 in (0, w - tw):
-                found += _run(self._full, image[y0:y0 + th, x0:x0 + tw], MIN_SCORE_FULL, (x0, y0))
+                found += self._run(image[y0:y0 + th, x0:x0 + tw], (x0, y0))
         return found
 
+    def _run(self, image: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[Detection]:
+        """YuNet on one (sub)image; boxes and keypoints in the coordinates of the image it was cut from."""
+        h, w = image.shape[:2]
+        if max(h, w) > DETECT_MAX_SIDE:
+            size = DETECT_MAX_SIDE / max(h, w)
+            image = cv2.resize(image, (round(w * size), round(h * size)), interpolation=cv2.INTER_AREA)
+        sh, sw = image.shape[:2]
+        scale = np.array([sw / w, sh / h])
+        pad = STRIDES[-1]
+        canvas = np.zeros((-(-sh // pad) * pad, -(-sw // pad) * pad, 3), np.float32)
+        canvas[:sh, :sw] = image[:, :, ::-1]       # YuNet takes BGR, 0-255
+        outputs = self._session.run(None, {"input": canvas.transpose(2, 0, 1)[None]})
+        boxes, scores, keypoints = _decode(outputs, canvas.shape[:2])
+        keep = scores >= self.min_score
+        boxes = _landmark_box(boxes[keep])
+        # Resized pixel centres u map to full-image centres (u + 0.5) / scale - 0.5.
+        shift = np.array(offset, np.float64) + 0.5 / scale - 0.5
+        boxes = boxes / np.tile(scale, 2) + np.tile(shift, 2)
+        keypoints = keypoints[keep] / scale + shift
+        return [Detection(b.astype(np.float32), float(s), k.astype(np.float32))
+                for b, s, k in zip(boxes, scores[keep], keypoints)]
 
-def _run(model, image: np.ndarray, min_score: float, offset: tuple[int, int] = (0, 0)) -> list[Detection]:
-    """One model on one (sub)image; boxes and keypoints in the coordinates of the image it was cut from."""
-    h, w = image.shape[:2]
-    factor = -(-max(h, w) // DETECT_MAX_SIDE)
-    if factor > 1:
-        # An integer factor given as fx/fy takes OpenCV's fast area-averaging path (1-4 ms, not 20).
-        image = cv2.resize(image, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
-    result = model.process(np.ascontiguousarray(image))
-    out = []
-    for det in result.detections or []:
-        score = float(det.score[0])
-        if score < min_score:
-            continue
-        rel = det.location_data.relative_bounding_box
-        box = np.array([rel.xmin, rel.ymin, rel.xmin + rel.width, rel.ymin + rel.height]) * [w, h, w, h]
-        kps = np.array([[k.x * w, k.y * h] for k in det.location_data.relative_keypoints])
-        shift = np.array(offset, np.float64) - 0.5  # pixel centres at integers
-        box, kps = (box + np.tile(shift, 2)).astype(np.float32), (kps + shift).astype(np.float32)
-        out.append(Detection(box, score, kps))
-    return out
+
+def _decode(outputs: list[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YuNet's raw outputs (cls, obj, bbox, kps per stride) -> (n, 4) boxes, (n,) scores, (n, 5, 2)
+    keypoints in input pixels, as OpenCV's FaceDetectorYN decodes them."""
+    boxes, scores, keypoints = [], [], []
+    n = len(STRIDES)
+    for i, stride in enumerate(STRIDES):
+        cols = shape[1] // stride
+        cls, obj, bbox, kps = outputs[i][0, :, 0], outputs[n + i][0, :, 0], outputs[2 * n + i][0], outputs[3 * n + i][0]
+        row, col = np.divmod(np.arange(len(cls)), cols)
+        centre = (np.c_[col, row] + bbox[:, :2]) * stride
+        half = np.exp(bbox[:, 2:]) * stride / 2
+        boxes.append(np.c_[centre - half, centre + half])
+        scores.append(np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1)))
+        keypoints.append((kps.reshape(-1, 5, 2) + np.c_[col, row][:, None]) * stride)
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(keypoints)
+
+
+def _landmark_box(boxes: np.ndarray) -> np.ndarray:
+    """(n, 4) YuNet boxes -> MediaPipe-like boxes (BOX_FROM_YUNET)."""
+    sx, sy, dy = BOX_FROM_YUNET
+    size = boxes[:, 2:] - boxes[:, :2]
+    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:]) + np.c_[np.zeros(len(boxes)), dy * size[:, 1]]
+    half = 0.5 * size * [sx, sy]
+    return np.c_[centre - half, centre + half]
 
 
 def _nms(detections: list[Detection]) -> list[Detection]:

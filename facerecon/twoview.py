@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import Camera, rotation_from_angles
-from .detect import Detection
+from .detect import Detection, box_detection
 from .fit import FitResult
 from .model import HeadModel
 from .posmap import detector_like_box
@@ -52,7 +52,7 @@ def synthetic_second_view(model: HeadModel, fit: FitResult, texture: np.ndarray,
                          ambient(1.0), background=background)
     image = np.clip(result.image * 255 + 0.5, 0, 255).astype(np.uint8)
     box = detector_like_box(other.to_camera(other.vertices(model)), camera, model).astype(np.float32)
-    return image, Detection(box, 1.0, np.zeros((6, 2), np.float32))
+    return image, box_detection(box)
 
 
 class TwoViewRegressor:

@@ -31,8 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facerecon.assets import PACKAGE_DATA  # noqa: E402
 from facerecon.camera import Camera  # noqa: E402
-from facerecon.detect import Detection  # noqa: E402
-from facerecon.evaluation.datasets import faces_300w  # noqa: E402
+from facerecon.detect import box_detection  # noqa: E402
+from facerecon.evaluation.datasets import ibug300w  # noqa: E402
 from facerecon.evaluation.metrics import box_size, nme  # noqa: E402
 from facerecon.geometry import surface_points  # noqa: E402
 from facerecon.fit import Fitter  # noqa: E402
@@ -60,11 +60,10 @@ def main() -> None:
     face = np.arange(face_last + 1)
     samples = [[] for _ in range(68)]
     faces, held_out = 0, []
-    for k, sample in enumerate(faces_300w("helen_train")):
+    for k, sample in enumerate(ibug300w(subsets=("helen_train",))):
         image, marked = load_image(sample.image_path), sample.points
         height, width = image.shape[:2]
-        detection = Detection(box=sample.box.astype(np.float32), score=1.0, keypoints=np.zeros((5, 2), np.float32))
-        landmarks = estimator.estimate(image, detection)
+        landmarks = estimator.estimate(image, box_detection(sample.box))
         if landmarks is None:
             continue
         camera = Camera.for_image(width, height)

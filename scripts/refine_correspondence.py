@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facerecon.assets import PACKAGE_DATA, shared_dir  # noqa: E402
 from facerecon.camera import Camera  # noqa: E402
-from facerecon.detect import Detection, FaceDetector  # noqa: E402
+from facerecon.detect import FaceDetector, box_detection  # noqa: E402
 from facerecon.fit import N_FACE_POINTS, Correspondence, Fitter  # noqa: E402
 from facerecon.geometry import closest_on_surface, surface_points  # noqa: E402
 from facerecon.landmarks import LandmarkEstimator  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> None:
     estimator, detector = LandmarkEstimator(), FaceDetector()
     faces = []
     for image, box in photos():
-        found = ([Detection(box=box, score=1.0, keypoints=np.zeros((6, 2), np.float32))] if box is not None
+        found = ([box_detection(box)] if box is not None
                  else detector.run(image, MAX_FACES).faces)
         for det in found:
             marks = estimator.estimate(image, det)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facerecon.camera import FLIP_YZ, rotation_from_angles
-from facerecon.detect import Detection
+from facerecon.detect import box_detection
 from facerecon.evaluation.icp import icp
 from facerecon.evaluation.metrics import (Similarity, box_size, interocular, nme, rmse, umeyama,
                                           yaw_bin)
@@ -91,7 +91,7 @@ def test_surface_samples_cover_the_triangles():
 
 def test_detection_matching_needs_overlap_and_a_centre_inside():
     truth = np.array([100, 100, 200, 200], float)
-    det = lambda box: Detection(np.array(box, np.float32), 0.9, np.zeros((6, 2), np.float32))
+    det = lambda box: box_detection(np.array(box, np.float32), 0.9)
     good, off = det([90, 80, 210, 210]), det([190, 190, 300, 300])
     assert match_detection([off, good], truth) is good
     assert match_detection([off], truth) is None
@@ -120,6 +120,37 @@ def test_photos68_and_scan_readers(eval_dir):
     assert np.linalg.norm(lm[39] - lm[42]) < 0.5 * np.linalg.norm(lm[36] - lm[45])
     assert 80 < interocular(lm) < 120                # millimetres
     assert len(scan.photos) == 2 and scan.photos[0].shape == scan.photos[1].shape
+
+
+def test_aflw2000_and_300w_readers(eval_dir):
+    from facerecon.evaluation.datasets import aflw2000_3d, ibug300w
+    faces = aflw2000_3d(eval_dir / "aflw2000-3d")
+    # the standard AFLW2000-3D yaw bins hold 1312 / 383 / 305 faces
+    assert [sum(yaw_bin(f.yaw_deg) == b for f in faces) for b in ("[0,30)", "[30,60)", "[60,90]")] == [1312, 383, 305]
+    assert all(f.points_reannotated.shape == (68, 2) for f in faces)
+    # the re-annotation moves points by a few percent of the face, never by a whole face
+    offsets = [np.linalg.norm(f.points_reannotated - f.points[:, :2], axis=1).mean() / box_size(f.points) for f in faces]
+    assert 0.01 < np.median(offsets) < 0.06
+    assert aflw2000_3d(eval_dir / "aflw2000-3d-16")[0].points_reannotated is None
+    test = ibug300w(eval_dir / "300w-helen-afw")
+    assert [sum(f.group == g for f in test) for g in ("helen_test", "afw")] == [330, 337]
+    assert all(f.points.shape == (68, 2) and f.points[36, 0] < f.points[45, 0] for f in test[:50])
+
+
+def test_evaluate_smoke_aflw2000_and_300w(tmp_path):
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "facerecon", "evaluate", "--smoke", "--protocol", "aflw2000",
+                             "--protocol", "300w", "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())["protocols"]
+    aflw, ibug = report["aflw2000"], report["300w"]
+    assert sorted(r["yaw_bin"] for r in aflw["rows"]) == ["[0,30)", "[30,60)", "[60,90]"]
+    for who in ("fit", "peer"):
+        summary = aflw["summary"][who]
+        for key in ("nme2d", "nme2d_re", "nme2d_own_box", "nme2d_re_own_box"):
+            assert 0 < summary[f"{key} mean of bins"] < 0.3, (who, key)
+        assert 0 < ibug["summary"][who]["nme_io helen_test"] < 0.3 and 0 < ibug["summary"][who]["nme_box afw"] < 0.3
+    assert {r["group"] for r in ibug["rows"]} == {"helen_test", "afw"}
 
 
 def test_scan_photos_field_of_view_is_calibrated_from_the_texture_mapping(eval_dir):

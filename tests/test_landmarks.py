@@ -153,7 +153,7 @@ def test_neighbour_in_crop_is_not_returned(eval_dir, detector, estimator):
     """Small faces packed together: each crop holds several faces; every mesh must sit in its own box."""
     image = load_image(eval_dir / "photos-68pt" / "dlib" / "2008_004176.jpg")
     result = landmarks_for_image(image, detector, estimator)
-    assert len(result) == 7
+    assert len(result) >= 7   # the seven people (YuNet also finds an Elvis picture on the wall)
     noses = np.array([lm.points[NOSE_TIP, :2] for lm in result])
     for lm in result:
         box = lm.detection.box

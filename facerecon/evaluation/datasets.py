@@ -21,19 +21,36 @@ class AnnotatedFace:
     box: np.ndarray           # (4,) x0, y0, x1, y1 of the ground-truth points
     yaw_deg: float | None = None
     group: str = ""           # sub-set name, e.g. "dlib" or "menpo+eos"
+    points_reannotated: np.ndarray | None = None  # (68, 2) AFLW2000-3D's re-annotated points, if known
+
+
+AFLW2000_REANNOTATED = "AFLW2000-3D-Reannotated.pts68.npy"
+AFLW2000_POSE = "AFLW2000-3D.pose.npy"
 
 
 def aflw2000_3d(folder: Path | None = None) -> list[AnnotatedFace]:
-    """AFLW2000-3D samples: ``pt3d_68`` (1-based in the .mat) and the yaw of ``Pose_Para``."""
+    """AFLW2000-3D samples: ``pt3d_68`` (1-based in the .mat) and the yaw of ``Pose_Para``.
+
+    The whole set (``aflw2000-3d``) also has, in file-name order, Bulat and Tzimiropoulos's
+    re-annotated 2D points (0-based: they sit 0.2 px from ``pt3d_68`` - 1 on average) and 3DDFA's
+    list of absolute yaws, which sets the standard yaw bins (it equals |Pose_Para yaw| but for a
+    few angles that ``Pose_Para`` stores wrapped past 180 degrees)."""
     folder = folder or shared_dir() / "eval" / "aflw2000-3d-16"
+    images = sorted(folder.glob("*.jpg"))
+    extra = (folder / AFLW2000_REANNOTATED).is_file()
+    reannotated = np.load(folder / AFLW2000_REANNOTATED).transpose(0, 2, 1) if extra else [None] * len(images)
+    yaws = np.load(folder / AFLW2000_POSE) if extra else [None] * len(images)
+    if len(reannotated) != len(images) or len(yaws) != len(images):
+        raise ValueError(f"{folder}: {len(images)} photos but {len(reannotated)} re-annotations, {len(yaws)} yaws")
     faces = []
-    for image in sorted(folder.glob("*.jpg")):
+    for image, points_re, yaw in zip(images, reannotated, yaws):
         mat = scipy.io.loadmat(image.with_suffix(".mat"))
         points = mat["pt3d_68"].T.astype(np.float64)
         points[:, :2] -= 1.0
-        yaw = math.degrees(float(mat["Pose_Para"][0, 1]))
-        box = np.r_[points[:, :2].min(0), points[:, :2].max(0)]
-        faces.append(AnnotatedFace(image, points, box, yaw))
+        if yaw is None:
+            yaw = math.degrees(float(mat["Pose_Para"][0, 1]))
+        faces.append(AnnotatedFace(image, points, _points_box(points), float(yaw),
+                                   points_reannotated=None if points_re is None else points_re.astype(np.float64)))
     return faces
 
 
@@ -45,6 +62,19 @@ def _read_pts(path: Path) -> np.ndarray:
     """An iBUG ``.pts`` file: x y per line between braces, 1-based pixels -> (n, 2) 0-based."""
     lines = path.read_text().split("{", 1)[1].split("}", 1)[0].split()
     return np.asarray(lines, np.float64).reshape(-1, 2) - 1.0
+
+
+def ibug300w(folder: Path | None = None, subsets: tuple[str, ...] = ("helen_test", "afw")) -> list[AnnotatedFace]:
+    """300-W faces (HELEN, AFW; one face per crop) with their 68 iBUG points; group = the subset."""
+    folder = folder or shared_dir() / "eval" / "300w-helen-afw"
+    faces = []
+    for subset in subsets:
+        for pts in sorted((folder / subset).glob("*.pts")):
+            points = _read_pts(pts)
+            faces.append(AnnotatedFace(pts.with_suffix(".jpg"), points, _points_box(points), group=subset))
+        if not any(f.group == subset for f in faces):
+            raise ValueError(f"{folder / subset}: no .pts files")
+    return faces
 
 
 def _read_ljson(path: Path) -> np.ndarray:
@@ -74,17 +104,6 @@ def photos68(folder: Path | None = None) -> list[AnnotatedFace]:
         points = _read_ljson(lj)[:, ::-1].copy()   # menpo stores (y, x)
         image = next(p for p in lj.parent.glob(lj.stem + ".*") if p.suffix != ".ljson")
         faces.append(AnnotatedFace(image, points, _points_box(points), group="menpo+eos"))
-    return faces
-
-
-def faces_300w(split: str, folder: Path | None = None) -> list[AnnotatedFace]:
-    """HELEN and AFW faces with 300-W's 68 hand-marked points: ``split`` is ``helen_train`` (for
-    training and calibration), ``helen_test`` or ``afw`` (test sets). Boxes are the points' boxes."""
-    folder = (folder or shared_dir() / "eval" / "300w-helen-afw") / split
-    faces = []
-    for pts in sorted(folder.glob("*.pts")):
-        points = _read_pts(pts)
-        faces.append(AnnotatedFace(pts.with_suffix(".jpg"), points, _points_box(points), group=split))
     return faces
 
 

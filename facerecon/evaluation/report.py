@@ -19,6 +19,8 @@ from .protocols import FACE_AREA, PEER, ProtocolResult
 
 HEADLINE_LABEL = {
     "aflw": "AFLW2000-3D-16 NME 2D, GT box (%)",
+    "aflw2000": "AFLW2000-3D NME 2D, own box, mean of yaw bins (%)",
+    "300w": "HELEN test NME / interocular, GT box (%)",
     "photos68": "held-out photos NME / interocular (%)",
     "synthetic": "synthetic dense RMSE (mm)",
     "scan": "scan RMSE after ICP (mm)",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..detect import Detection
+from ..detect import box_detection
 from ..fit import load_correspondence
 from ..geometry import surface_points
 from ..landmarks import N_POINTS, LandmarkEstimator, Roi, crop_roi, landmark_roi, mirror_permutation
@@ -46,13 +46,12 @@ def landmark_targets(cam_vertices: np.ndarray, camera, flipped: bool) -> np.ndar
 
 def real_faces(folder: Path) -> list[tuple[Path, Roi]]:
     """(photo, the estimator's final crop) for every hand-marked face in ``folder`` (300-W layout)."""
-    from ..evaluation.datasets import faces_300w
+    from ..evaluation.datasets import ibug300w
     faces = []
     with LandmarkEstimator() as estimator:
-        for sample in faces_300w(folder.name, folder.parent):
+        for sample in ibug300w(folder.parent, subsets=(folder.name,)):
             image = load_image(sample.image_path)
-            det = Detection(sample.box.astype(np.float32), 1.0, np.zeros((5, 2), np.float32))
-            marks = estimator.estimate(image, det)
+            marks = estimator.estimate(image, box_detection(sample.box))
             if marks is not None:
                 faces.append((sample.image_path, landmark_roi(marks.points)))
     return faces
