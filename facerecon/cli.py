@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import FaceReconError
+from .errors import FaceReconError, require
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Textured, metric 3D heads from ordinary photos.")
@@ -149,7 +149,7 @@ def serve(
         _fail_usage("--port must be between 1 and 65535")
     if workers < 1:
         _fail_usage("--workers must be at least 1")
-    import uvicorn  # the web stack loads only for this command
+    uvicorn = require("uvicorn", "web", "facerecon serve")  # the web stack loads only for this command
 
     from .web import WebSettings, create_app
     try:

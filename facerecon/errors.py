@@ -15,3 +15,17 @@ class NoFaceError(FaceReconError):
 
 class AssetError(FaceReconError):
     """A data asset (the ICT-FaceKit model) is missing or malformed."""
+
+
+class MissingExtraError(FaceReconError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str, what: str):
+    """Import and return ``module``; if it is missing, raise one line naming the pip extra."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{what} needs the [{extra}] extra: pip install 'facerecon[{extra}]' "
+                                f"({exc.name or module} is not installed)") from None

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .assets import PACKAGE_DATA
+from .errors import AssetError
 from .camera import Camera
 from .detect import Detection
 from .fit import FitResult, load_correspondence
@@ -57,6 +58,29 @@ class RegressSettings:
     stride: int = 2                  # fit every stride-th map vertex: neighbours carry the same information
 
 
+# What `facerecon train CONFIG` makes, for models that measured no better than the mean head and
+# so do not ship (MODEL_CARD.md); they are written where the loaders look.
+TRAIN_CONFIG = {"regressor_guided128.onnx": "configs/guided_cpu.yaml", "regressor_twoview128.onnx": "configs/twoview_cpu.yaml",
+                "regressor_vrn64.onnx": "configs/vrn_cpu.yaml", "regressor_uv128.onnx": "configs/cpu.yaml"}
+
+
+def onnx_session(path: str | Path, threads: int):
+    """An ONNX Runtime session on ``threads`` intra-op threads. The shipped models keep int8
+    weights behind DequantizeLinear nodes (``training.export.shrink_onnx``); turning off
+    ONNX Runtime's QDQ handling lets constant folding make them float32 once, at load, instead of
+    dequantising on every call."""
+    import onnxruntime as ort   # imported here: only the regressors need it
+    path = Path(path)
+    if not path.is_file():
+        config = TRAIN_CONFIG.get(path.name)
+        hint = f"; make it with `facerecon train {config}` (see MODEL_CARD.md)" if config else ""
+        raise AssetError(f"regressor model not found: {path}{hint}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Weighted Umeyama: (scale, R, t) minimising sum w |scale R source + t - target|^2."""
     w = weights / weights.sum()
@@ -76,10 +100,7 @@ class Regressor:
 
     def __init__(self, model: HeadModel, path: str | Path = DEFAULT_MODEL,
                  settings: RegressSettings = RegressSettings()):
-        import onnxruntime as ort   # imported here: only this method needs it
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, settings.threads)
         shape = self.session.get_inputs()[0].shape
         self.channels, self.size = int(shape[1]), int(shape[2])
         self.model, self.settings = model, settings

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import require
 from ..pipeline import Reconstructor
 from .multiview_protocol import multiview_protocol
 from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol
@@ -28,6 +29,7 @@ def evaluate(out_dir: Path, protocols: tuple[str, ...] = tuple(PROTOCOLS), metho
     unknown = [p for p in protocols if p not in PROTOCOLS] + [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown protocol or method: {', '.join(unknown)}")
+    require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run
     start = time.perf_counter()
     runners = {**PROTOCOLS, "synthetic": functools.partial(synthetic_protocol, n_identities=identities)}
     results = []

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, rotation_from_angles
-from ..model import PARTS, HeadModel
+from ..model import PARTS, HeadModel, sample_identity
 from ..render.lighting import random_lighting
 from ..render.renderer import render_head
 
@@ -70,7 +70,7 @@ def make_heads(model: HeadModel, base_texture: np.ndarray, n_identities: int) ->
     heads = []
     for k in range(n_identities):
         rng = np.random.default_rng(SEED_BASE + k)
-        identity = np.clip(rng.normal(0.0, 1.0, model.n_identity), -2.5, 2.5).astype(np.float32)
+        identity = sample_identity(rng, model)
         expression = np.zeros(model.n_expression, np.float32)
         active = rng.choice(model.n_expression, size=3, replace=False)
         expression[active] = rng.uniform(0.15, 0.6, 3)

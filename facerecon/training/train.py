@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..assets import shared_dir
+from ..errors import require
 from ..export import atomic_path
 from ..posmap import uv_layout
 from .data import DataSettings, SyntheticFaces, bake_real_textures, texture_library
@@ -119,7 +119,7 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def plot_losses(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "train", "facerecon train")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     steps = [int(r["step"]) for r in rows]
@@ -145,6 +145,8 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     """Run (or resume) the training described by a YAML config. ``max_steps`` overrides the
     config's step count (tests)."""
     console = console or Console(stderr=True)
+    for module in ("onnx", "matplotlib"):   # the export and the loss plot come last: fail before training
+        require(module, "train", "facerecon train")
     cfg = load_config(config_path)
     tcfg, mcfg = cfg["train"], cfg["model"]
     seed = int(cfg.get("seed", 0))
@@ -259,7 +261,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
                   f"validation {val_loss:.5f} ({val_mm:.2f} mm)")
     onnx_path = None
     if cfg.get("export"):
-        from .export import export_onnx
+        from .export import export_onnx, shrink_onnx
         onnx_path = export_onnx(net.cpu(), settings.input_size, out / "model.onnx",
                                 output_name="volume" if volume else "posmap",
                                 metadata={"kind": "volume" if volume else "posmap","config": Path(config_path).name, "steps": str(step),
@@ -267,8 +269,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
                                           "val_mm": f"{val_mm:.3f}"})
         target = Path(cfg["export"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            shutil.copyfile(onnx_path, tmp)
-        console.print(f"exported {target} ({target.stat().st_size / 1e6:.1f} MB)")
+        shrink_onnx(onnx_path, target)     # the shipped form: int8 weights, a quarter of the size
+        console.print(f"exported {target} ({target.stat().st_size / 1e6:.1f} MB, int8 weights)")
         onnx_path = target
     return TrainResult(step, elapsed(), float(running or np.nan), val_loss, val_mm, onnx_path)
