@@ -95,7 +95,7 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
                                    _obj(stem, paths["mtl"].name, positions, uv, normals, faces).encode())
     if "glb" in formats:
         material = trimesh.visual.material.PBRMaterial(
-            name=stem, baseColorTexture=Image.fromarray(texture), metallicFactor=0.0, roughnessFactor=0.8)
+            name=stem, baseColorTexture=_png_image(texture), metallicFactor=0.0, roughnessFactor=0.8)
         mesh = trimesh.Trimesh(positions, faces, vertex_normals=normals, process=False,
                                visual=trimesh.visual.TextureVisuals(uv=uv, material=material))
         # Without the normals three.js shades the head faceted.
@@ -108,6 +108,15 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
         mesh = trimesh.Trimesh(positions, faces, vertex_normals=normals, vertex_colors=colours, process=False)
         paths["ply"] = write_bytes(out_dir / f"{stem}.ply", mesh.export(file_type="ply"))
     return paths
+
+
+def _png_image(texture: np.ndarray) -> Image.Image:
+    """The texture as a PIL image that trimesh embeds as PNG at zlib level 1 (Pillow takes save
+    options from ``encoderinfo``): at its default level Pillow took 5x longer (813 against 169 ms
+    for a 1024 texture, the largest part of the main job) for a file 20 % smaller."""
+    image = Image.fromarray(texture)
+    image.encoderinfo = {"compress_level": 1}
+    return image
 
 
 def _vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:

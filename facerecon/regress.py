@@ -17,6 +17,7 @@ the 478 Face Mesh points are reported as projections of the fitted head.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def onnx_session(path: str | Path, threads: int):
         hint = f"; make it with `facerecon train {config}` (see MODEL_CARD.md)" if config else ""
         raise AssetError(f"regressor model not found: {path}{hint}")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    # a batch worker's share of the cores (batch.runner.worker_threads); ONNX Runtime ignores OpenMP's variable
+    options.intra_op_num_threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
     options.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
