@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import require
-from ..pipeline import Reconstructor
-from .multiview_protocol import multiview_protocol
-from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol
-from .report import write_report
+
+require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
+from ..pipeline import Reconstructor  # noqa: E402
+from .multiview_protocol import multiview_protocol  # noqa: E402
+from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol  # noqa: E402
+from .report import write_report  # noqa: E402
 
 PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol}
 
@@ -29,7 +31,6 @@ def evaluate(out_dir: Path, protocols: tuple[str, ...] = tuple(PROTOCOLS), metho
     unknown = [p for p in protocols if p not in PROTOCOLS] + [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown protocol or method: {', '.join(unknown)}")
-    require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run
     start = time.perf_counter()
     runners = {**PROTOCOLS, "synthetic": functools.partial(synthetic_protocol, n_identities=identities)}
     results = []
