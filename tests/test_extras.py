@@ -1,6 +1,7 @@
 """Commands whose optional dependencies are missing fail with one line naming the extra."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -43,3 +44,25 @@ def test_a_missing_extra_is_one_line(tmp_path, hidden, args, extra):
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert lines and f"needs the [{extra}] extra" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_portable_numba_target_only_where_the_cpu_has_it(tmp_path, monkeypatch):
+    from facerecon import _numba_target as target
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 " + " ".join(sorted(target.V3_FLAGS)) + "\n")
+    assert target.host_has_v3(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 sse4_1 sse4_2 popcnt\n")          # no AVX2
+    assert not target.host_has_v3(str(cpuinfo))
+    assert not target.host_has_v3(str(tmp_path / "missing"))
+    # once numba is loaded its target is fixed, so nothing may change
+    import numba  # noqa: F401
+    monkeypatch.delenv("NUMBA_CPU_NAME", raising=False)
+    before = dict(os.environ)
+    assert "numba" in sys.modules and target.use_portable_target() is False and dict(os.environ) == before
+
+
+def test_the_kernels_compile_for_the_portable_target():
+    import numba
+    from facerecon import _numba_target as target
+    if target.host_has_v3():      # facerecon set the target before numba loaded (see conftest's imports)
+        assert numba.config.CPU_NAME == target.TARGET and numba.config.CPU_FEATURES == ""
