@@ -9,8 +9,9 @@ expression then come from a fast linear fit, no landmarks and no iterations of a
 1. a similarity (Umeyama) of the mean head onto the regressed points sets the face's distance
    (metric model size <-> size in the crop), which lifts the map into camera-frame centimetres;
 2. three rounds of: similarity of the current head onto the points (the scale goes back into the
-   distance, so projections never move), then ridge least squares for the 100 identity and 53
-   expression coefficients in the rotated frame (expression clipped to [0, 1]).
+   distance, so projections never move), then ridge least squares for the model's identity (40
+   modes packaged; 100 measured the same) and 53 expression coefficients in the rotated frame
+   (expression clipped to [0, 1]).
 
 The result is a :class:`~facerecon.fit.FitResult`, so texturing, export and JSON are unchanged;
 the 478 Face Mesh points are reported as projections of the fitted head.

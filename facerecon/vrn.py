@@ -68,7 +68,7 @@ class VolumeRegressor:
             normals = -normals
         self.normals = normals[self.vertices]
         basis = np.concatenate([model.identity_basis[:, self.vertices], model.expression_basis[:, self.vertices]], 0)
-        self.basis = np.ascontiguousarray(np.moveaxis(basis, 0, -1), np.float64)   # (n, 3, 153)
+        self.basis = np.ascontiguousarray(np.moveaxis(basis, 0, -1), np.float64)   # (n, 3, identity + 53)
 
     @property
     def session(self):

@@ -66,3 +66,14 @@ def test_the_kernels_compile_for_the_portable_target():
     from facerecon import _numba_target as target
     if target.host_has_v3():      # facerecon set the target before numba loaded (see conftest's imports)
         assert numba.config.CPU_NAME == target.TARGET and numba.config.CPU_FEATURES == ""
+
+
+def test_the_tracked_tree_stays_under_20_mb():
+    """Issue 15: the repository plus a training run's data must fit the 64 MiB a GPU run carries."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout.split(b"\0")
+    paths = [root / n.decode() for n in names if n]
+    assert sum(p.stat().st_size for p in paths if p.is_file()) < 20e6
