@@ -3,7 +3,7 @@
 # environment (no system site-packages; the dependencies come from pip's configured index and
 # cache), then run the main job from an empty folder with no repository and no shared data folder,
 # twice. The wheel ships the numba kernels compiled (scripts/build_numba_cache.py), so the first run
-# must load them all, compile none. About 5-6 minutes here (the kernels' build and pip installing
+# must load them all, compile none. About 4-6 minutes here (the kernels' build and pip installing
 # the dependencies take most of it): too slow for the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
