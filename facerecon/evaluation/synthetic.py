@@ -43,7 +43,7 @@ class SyntheticSample:
 @dataclass(frozen=True)
 class SyntheticHead:
     index: int
-    identity: np.ndarray      # (100,) prior coefficients (standard normal)
+    identity: np.ndarray      # (n_identity,) prior coefficients (standard normal)
     expression: np.ndarray    # (53,) ICT weights in [0, 1], a few non-zero
     texture: np.ndarray       # (S, S, 3) uint8 atlas
 
