@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_PYTHON=${BUILD_PYTHON:-.venv/bin/python}     # needs `build` (the test extra)
 PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
