@@ -111,11 +111,12 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
 
 
 def _png_image(texture: np.ndarray) -> Image.Image:
-    """The texture as a PIL image that trimesh embeds as PNG at zlib level 1 (Pillow takes save
-    options from ``encoderinfo``): at its default level Pillow took 5x longer (813 against 169 ms
-    for a 1024 texture, the largest part of the main job) for a file 20 % smaller."""
+    """The texture as a PIL image that trimesh embeds as PNG at zlib level 1 with the RLE strategy
+    (Pillow takes save options from ``encoderinfo``). For a 1024 texture, alternating in one process:
+    89 ms, 474 kB, against 323 ms, 453 kB at Pillow's default (the largest part of the main job);
+    level 1 with the default strategy is as fast but 568 kB."""
     image = Image.fromarray(texture)
-    image.encoderinfo = {"compress_level": 1}
+    image.encoderinfo = {"compress_level": 1, "compress_type": 3}   # 3: zlib's Z_RLE
     return image
 
 
