@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._numba_target import use_portable_target
+
+use_portable_target()   # before any module loads numba: the kernels the wheel ships are for this target
+
 __version__ = "0.1.0"
 __all__ = ["reconstruct", "Reconstructor", "FaceReconstruction", "__version__"]
 

@@ -1,8 +1,9 @@
 """Where data assets live.
 
-The ICT-FaceKit model is not shipped with the package (it is kept in ``../shared`` beside the
-repository during development). ``FACERECON_ICT_DIR`` points at the folder holding
-``ict_face_model.npz``; ``FACERECON_SHARED`` points at the shared folder as a whole.
+The ICT-FaceKit model ships in ``facerecon/data/ict_facekit.npz`` (the parts facerecon uses,
+packed by ``scripts/pack_ict.py``). ``FACERECON_ICT_DIR``, when set, overrides it with a folder
+holding the full ``ict_face_model.npz`` and ``vertex_indices.json``. ``FACERECON_SHARED`` points at
+the shared folder of evaluation data (photos with ground truth, the peer).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .errors import AssetError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+ICT_PACKED = PACKAGE_DATA / "ict_facekit.npz"
 
 
 def shared_dir() -> Path:
@@ -20,12 +22,14 @@ def shared_dir() -> Path:
     return Path(os.environ.get("FACERECON_SHARED", REPO_ROOT.parent / "shared")).resolve()
 
 
-def ict_dir() -> Path:
-    """The ICT-FaceKit folder: ``$FACERECON_ICT_DIR``, else ``<shared>/assets/ict-facekit``."""
-    path = Path(os.environ.get("FACERECON_ICT_DIR", shared_dir() / "assets" / "ict-facekit"))
-    if not (path / "ict_face_model.npz").is_file():
+def ict_dir() -> Path | None:
+    """``$FACERECON_ICT_DIR`` when set (checked to hold the model), else None: the packaged model."""
+    if "FACERECON_ICT_DIR" not in os.environ:
+        return None
+    path = Path(os.environ["FACERECON_ICT_DIR"])
+    if not (path / "ict_face_model.npz").is_file() or not (path / "vertex_indices.json").is_file():
         raise AssetError(
-            f"ICT-FaceKit model not found at {path}/ict_face_model.npz; "
-            "set FACERECON_ICT_DIR to the folder that holds it"
+            f"ICT-FaceKit model not found at {path}/ict_face_model.npz (and vertex_indices.json); "
+            "set FACERECON_ICT_DIR to the folder that holds them, or unset it for the packaged model"
         )
     return path

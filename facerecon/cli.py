@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import FaceReconError
+from .errors import FaceReconError, require
 from .methods import METHODS
 from .options import check_fov_deg, check_max_faces, check_texture_size
 
@@ -156,7 +156,8 @@ def serve(
         _fail_usage("--port must be between 1 and 65535")
     if workers < 1:
         _fail_usage("--workers must be at least 1")
-    from .web import WebSettings, create_app  # the web stack loads only for this command
+    require("uvicorn", "web", "facerecon serve")  # the web stack loads only for this command
+    from .web import WebSettings, create_app
     from .web.guards import run_server
     settings = WebSettings(workers=workers, texture_size=texture_size)
     try:

@@ -20,3 +20,17 @@ class AssetError(FaceReconError):
 class FitError(FaceReconError, ValueError):
     """The model could not be fitted to a face's landmarks (degenerate or non-finite points).
     Also a ValueError, which the fitter raised before this class existed."""
+
+
+class MissingExtraError(FaceReconError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str, what: str):
+    """Import and return ``module``; if it is missing, raise one line naming the pip extra."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{what} needs the [{extra}] extra: pip install 'facerecon[{extra}]' "
+                                f"({exc.name or module} is not installed)") from None

@@ -74,6 +74,16 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return Path(path)
 
 
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """An RGB (H, W, 3) uint8 image encoded in the format of ``suffix`` (.png, .jpg, ...)."""
+    if not cv2.haveImageWriter(f"x{suffix}"):
+        raise ValueError(f"no image format for the suffix {suffix!r}")
+    ok, data = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode the image as {suffix!r}")
+    return data.tobytes()
+
+
 def write_image(path: Path, image: np.ndarray) -> Path:
     """Write an RGB (H, W, 3) uint8 image; the format follows the suffix (.png, .jpg, ...)."""
     path = Path(path)

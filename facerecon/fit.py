@@ -62,7 +62,7 @@ class FitSettings:
 class FitResult:
     """A fitted head. ``rotation``/``translation`` map model-frame cm to camera-frame cm."""
 
-    identity: np.ndarray        # (100,) float32
+    identity: np.ndarray        # (n_identity,) float32: 40 with the packaged model
     expression: np.ndarray      # (53,) float32 in [0, 1]
     rotation: np.ndarray        # (3, 3)
     translation: np.ndarray     # (3,) cm
@@ -219,7 +219,7 @@ class Fitter:
     def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None) -> FitResult:
         """Fit to (468, 2+) landmark pixels (Face Mesh order) seen by ``camera``.
 
-        ``identity`` (100,): hold the identity at these coefficients and solve only pose and
+        ``identity`` (n_identity,): hold the identity at these coefficients and solve only pose and
         expression (a video's one identity shared by all its frames)."""
         observed = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2])
         span = observed.max(0) - observed.min(0)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .assets import ict_dir
+from .assets import ICT_PACKED, ict_dir
 from .errors import AssetError
 
 # Vertex ranges [first, last] from ICT-FaceKit's README.
@@ -36,6 +37,7 @@ PARTS = {
 EXPORTED_PARTS = ("face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right",
                   "eyeball_left", "eyeball_right")
 NARROW_FACE_LAST_VERTEX = 6705
+ICT_IDENTITY_MODES = 100   # in ICT-FaceKit Light; the packaged model keeps the leading ones
 
 # Where each source UV tile lands in the square atlas: (u0, v0, scale), UV with v up.
 # The face tile gets two thirds of the width; head/neck/mouth/sockets and the eyeballs a third each.
@@ -48,10 +50,11 @@ ATLAS = {
 
 @dataclass(frozen=True)
 class HeadModel:
-    """ICT-FaceKit arrays (float32, cm). ``V`` = 26,719 vertices."""
+    """ICT-FaceKit arrays (float32, cm). ``V`` = 26,719 vertices; the packaged model has the
+    40 leading identity modes (``FACERECON_ICT_DIR``'s full one 100)."""
 
     neutral: np.ndarray            # (V, 3)
-    identity_basis: np.ndarray     # (100, V, 3), per unit coefficient
+    identity_basis: np.ndarray     # (n_identity, V, 3), per unit coefficient
     expression_basis: np.ndarray   # (53, V, 3), per unit weight
     expression_names: tuple[str, ...]
     landmarks68: np.ndarray        # (68,) vertex indices, Multi-PIE order
@@ -102,6 +105,12 @@ class HeadModel:
         return np.concatenate([np.arange(PARTS[n][0], PARTS[n][1] + 1) for n in names])
 
 
+def sample_identity(rng: np.random.Generator, model: HeadModel) -> np.ndarray:
+    """A random identity ~ N(0, 1) clipped to +-2.5 (synthetic renders, training data). Draws all
+    of ICT's modes and keeps the model's, so a seed gives the same heads with either model."""
+    return np.clip(rng.normal(0.0, 1.0, ICT_IDENTITY_MODES), -2.5, 2.5)[:model.n_identity].astype(np.float32)
+
+
 def _triangulate(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split ICT quads (with -1 padding for triangles) into triangles; returns vertex and uv indices."""
     quad = faces[:, 3, 0] >= 0
@@ -129,12 +138,9 @@ def _atlas_uv(uv: np.ndarray, tri_uv: np.ndarray, tri_part: np.ndarray) -> np.nd
     return out.astype(np.float32)
 
 
-@lru_cache(maxsize=1)
-def load_model() -> HeadModel:
-    """Load ICT-FaceKit from ``FACERECON_ICT_DIR`` (cached for the process)."""
-    folder = ict_dir()
-    data = np.load(folder / "ict_face_model.npz")
-    faces = data["faces"]
+def _build(arrays, landmarks68, rigid, fitting) -> HeadModel:
+    """A HeadModel from ICT's arrays (``ict_face_model.npz`` keys) and its vertex index lists."""
+    faces = arrays["faces"]
     tri_v, tri_uv, owner = _triangulate(faces)
     first_vertex = faces[owner, 0, 0]
     tri_part = np.full(len(tri_v), -1, np.int32)
@@ -143,22 +149,52 @@ def load_model() -> HeadModel:
         tri_part[(first_vertex >= lo) & (first_vertex <= hi)] = i
     keep = tri_part >= 0
     tri_v, tri_uv, tri_part = tri_v[keep], tri_uv[keep], tri_part[keep]
-    uv = _atlas_uv(data["uv"].astype(np.float64), tri_uv, tri_part)
-    with open(folder / "vertex_indices.json") as fh:
-        indices = json.load(fh)
-    landmarks68 = np.asarray(indices["idx_to_landmark_verts"], np.int32)
+    uv = _atlas_uv(arrays["uv"].astype(np.float64), tri_uv, tri_part)
+    landmarks68 = np.asarray(landmarks68, np.int32)
     if landmarks68.shape != (68,):
-        raise AssetError("vertex_indices.json: expected 68 landmark vertices")
+        raise AssetError("ICT-FaceKit: expected 68 landmark vertices")
     return HeadModel(
-        neutral=data["neutral"].astype(np.float32),
-        identity_basis=data["identity_basis"].astype(np.float32),
-        expression_basis=data["expression_basis"].astype(np.float32),
-        expression_names=tuple(str(n) for n in data["expression_names"]),
+        neutral=arrays["neutral"].astype(np.float32),
+        identity_basis=arrays["identity_basis"].astype(np.float32, copy=False),
+        expression_basis=arrays["expression_basis"].astype(np.float32, copy=False),
+        expression_names=tuple(str(n) for n in arrays["expression_names"]),
         landmarks68=landmarks68,
         triangles=tri_v.astype(np.int32),
         triangles_uv=tri_uv.astype(np.int32),
         uv=uv,
         triangle_part=tri_part,
-        extra={"rigid_vertices": np.asarray(indices["idx_to_rigid_verts"], np.int32),
-               "fitting_vertices": np.asarray(indices["idx_to_fitting_verts"], np.int32)},
+        extra={"rigid_vertices": np.asarray(rigid, np.int32), "fitting_vertices": np.asarray(fitting, np.int32)},
     )
+
+
+def load_packed(path: Path = ICT_PACKED) -> HeadModel:
+    """The compact model that ships in ``facerecon/data`` (made by ``scripts/pack_ict.py``): int16
+    bases at the vertices the exported parts use, expanded to float32 over all ICT vertices (the
+    others keep zero offsets, so every ICT vertex index stays valid)."""
+    if not path.is_file():
+        raise AssetError(f"ICT-FaceKit model not found at {path}; reinstall facerecon or set FACERECON_ICT_DIR")
+    data = np.load(path)
+    arrays = {k: data[k] for k in ("neutral", "uv", "faces", "expression_names")}
+    vertices = data["basis_vertices"]
+    for name in ("identity", "expression"):
+        q = data[f"{name}_q"]
+        full = np.zeros((len(q), len(arrays["neutral"]), 3), np.float32)
+        full[:, vertices] = q * data[f"{name}_scale"]
+        arrays[f"{name}_basis"] = full
+    return _build(arrays, data["landmarks68"], data["rigid_vertices"], data["fitting_vertices"])
+
+
+def load_folder(folder: Path) -> HeadModel:
+    """The full model from a folder with ``ict_face_model.npz`` and ``vertex_indices.json``."""
+    data = np.load(folder / "ict_face_model.npz")
+    with open(folder / "vertex_indices.json") as fh:
+        indices = json.load(fh)
+    return _build({k: data[k] for k in data.files}, indices["idx_to_landmark_verts"],
+                  indices["idx_to_rigid_verts"], indices["idx_to_fitting_verts"])
+
+
+@lru_cache(maxsize=1)
+def load_model() -> HeadModel:
+    """The packaged model, or the full one from ``$FACERECON_ICT_DIR`` when set (cached for the process)."""
+    folder = ict_dir()
+    return load_folder(folder) if folder is not None else load_packed()

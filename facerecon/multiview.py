@@ -75,7 +75,7 @@ SAME_PERSON_MM = 3.0
 # ------------------------------------------------------------------------------- joint fit
 @dataclass
 class JointFit:
-    identity: np.ndarray        # (100,) float32, shared by every view
+    identity: np.ndarray        # (n_identity,) float32, shared by every view
     fits: list[FitResult]       # per view: that identity with the view's pose and expression
     weights: np.ndarray         # (n,) the view weights used
     iterations: int
@@ -93,7 +93,7 @@ def joint_fit(fitter: Fitter, landmarks: list[np.ndarray], cameras: list[Camera]
     """Fit one identity and per-view pose and expression to several views' (468, 2+) landmarks.
 
     ``init``: single-view fits of the same views (start poses and expressions; the start identity is
-    their weighted mean). ``identity`` (100,): hold the identity there and solve only the views'
+    their weighted mean). ``identity`` (n_identity,): hold the identity there and solve only the views'
     pose and expression. The model, priors and settings are ``fitter``'s. The cost is the sum over
     views of the view weight times the single-view data term (robust, contour-weighted, normalised
     by the view's face size), plus the identity prior once and each view's expression prior.

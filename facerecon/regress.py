@@ -9,20 +9,23 @@ expression then come from a fast linear fit, no landmarks and no iterations of a
 1. a similarity (Umeyama) of the mean head onto the regressed points sets the face's distance
    (metric model size <-> size in the crop), which lifts the map into camera-frame centimetres;
 2. three rounds of: similarity of the current head onto the points (the scale goes back into the
-   distance, so projections never move), then ridge least squares for the 100 identity and 53
-   expression coefficients in the rotated frame (expression clipped to [0, 1]).
+   distance, so projections never move), then ridge least squares for the model's identity (40
+   modes packaged; 100 measured the same) and 53 expression coefficients in the rotated frame
+   (expression clipped to [0, 1]).
 
 The result is a :class:`~facerecon.fit.FitResult`, so texturing, export and JSON are unchanged;
 the 468 Face Mesh points are reported as projections of the fitted head.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .assets import PACKAGE_DATA
+from .errors import AssetError
 from .camera import Camera
 from .detect import Detection
 from .fit import FitResult, load_correspondence
@@ -57,6 +60,30 @@ class RegressSettings:
     stride: int = 2                  # fit every stride-th map vertex: neighbours carry the same information
 
 
+# What `facerecon train CONFIG` makes, for models that measured no better than the mean head and
+# so do not ship (MODEL_CARD.md); they are written where the loaders look.
+TRAIN_CONFIG = {"regressor_guided128.onnx": "configs/guided_cpu.yaml", "regressor_twoview128.onnx": "configs/twoview_cpu.yaml",
+                "regressor_vrn64.onnx": "configs/vrn_cpu.yaml", "regressor_uv128.onnx": "configs/cpu.yaml"}
+
+
+def onnx_session(path: str | Path, threads: int):
+    """An ONNX Runtime session on ``threads`` intra-op threads. The shipped models keep int8
+    weights behind DequantizeLinear nodes (``training.export.shrink_onnx``); turning off
+    ONNX Runtime's QDQ handling lets constant folding make them float32 once, at load, instead of
+    dequantising on every call."""
+    import onnxruntime as ort   # imported here: only the regressors need it
+    path = Path(path)
+    if not path.is_file():
+        config = TRAIN_CONFIG.get(path.name)
+        hint = f"; make it with `facerecon train {config}` (see MODEL_CARD.md)" if config else ""
+        raise AssetError(f"regressor model not found: {path}{hint}")
+    options = ort.SessionOptions()
+    # a batch worker's share of the cores (batch.runner.worker_threads); ONNX Runtime ignores OpenMP's variable
+    options.intra_op_num_threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Weighted Umeyama: (scale, R, t) minimising sum w |scale R source + t - target|^2."""
     w = weights / weights.sum()
@@ -76,10 +103,7 @@ class Regressor:
 
     def __init__(self, model: HeadModel, path: str | Path = DEFAULT_MODEL,
                  settings: RegressSettings = RegressSettings()):
-        import onnxruntime as ort   # imported here: only this method needs it
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, settings.threads)
         shape = self.session.get_inputs()[0].shape
         self.channels, self.size = int(shape[1]), int(shape[2])
         self.model, self.settings = model, settings

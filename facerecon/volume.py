@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import require
 from .model import HeadModel
 from .posmap import map_triangles
 from .render.raster import rasterize
@@ -58,7 +59,7 @@ def marching_cubes_surface(prob: np.ndarray, threshold: float = 0.5) -> np.ndarr
     """(D, R, R) occupancy probabilities -> (n, 3) crop-frame points: the vertices of the
     ``threshold`` iso-surface (scikit-image's marching cubes, as VRN extracts its mesh) whose outward
     normal faces the camera, i.e. the visible side of the surface."""
-    from skimage.measure import marching_cubes   # only --method vrn needs it
+    marching_cubes = require("skimage.measure", "eval", "--method vrn").marching_cubes   # only vrn needs it
     bins, res = prob.shape[0], prob.shape[1]
     if prob.max() < threshold or prob.min() >= threshold:
         return np.zeros((0, 3), np.float32)

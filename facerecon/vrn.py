@@ -33,7 +33,7 @@ from .geometry import vertex_normals
 from .landmarks import Landmarks
 from .model import PARTS, HeadModel
 from .posmap import crop_image, crop_window, from_crop_frame, uv_layout
-from .regress import RegressSettings, fitted_landmarks, similarity
+from .regress import RegressSettings, fitted_landmarks, onnx_session, similarity
 from .volume import front_surface, marching_cubes_surface
 
 DEFAULT_MODEL = PACKAGE_DATA / "regressor_vrn64.onnx"
@@ -54,14 +54,10 @@ class VolumeRegressor:
     def __init__(self, model: HeadModel, path: str | Path = DEFAULT_MODEL,
                  settings: RegressSettings = RegressSettings(), stride: int = 4,
                  extraction: str = DEFAULT_EXTRACTION):
-        import onnxruntime as ort
         if extraction not in EXTRACTIONS:
             raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
         self.extract = EXTRACTIONS[extraction]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.size = int(self.session.get_inputs()[0].shape[2])
+        self.path, self._session = path, None
         self.model, self.settings = model, settings
         layout = uv_layout(model, 128)
         self.vertices = layout.vertices[layout.reliable][::stride]     # face and head/neck, spread out
@@ -72,12 +68,19 @@ class VolumeRegressor:
             normals = -normals
         self.normals = normals[self.vertices]
         basis = np.concatenate([model.identity_basis[:, self.vertices], model.expression_basis[:, self.vertices]], 0)
-        self.basis = np.ascontiguousarray(np.moveaxis(basis, 0, -1), np.float64)   # (n, 3, 153)
+        self.basis = np.ascontiguousarray(np.moveaxis(basis, 0, -1), np.float64)   # (n, 3, identity + 53)
+
+    @property
+    def session(self):
+        """The network, loaded on first use (the registration alone needs none)."""
+        if self._session is None:
+            self._session = onnx_session(self.path, self.settings.threads)
+        return self._session
 
     def surface(self, image: np.ndarray, detection: Detection):
         """The predicted front surface (n, 3) in the crop frame, and the crop window."""
         window = crop_window(detection.box)
-        x = (crop_image(image, window, self.size).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        x = (crop_image(image, window, int(self.session.get_inputs()[0].shape[2])).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         logits = self.session.run(None, {"image": np.ascontiguousarray(x)})[0][0]
         return self.extract(1.0 / (1.0 + np.exp(-logits))), window
 

@@ -1,8 +1,9 @@
-"""Choose the landmark crop's size for the detector's boxes (``landmarks.CROP_SCALES``).
+"""Choose the first landmark crop's size for the detector's boxes (``landmarks.DETECTION_ROI_SCALES``).
 
-The crop is a square of ``CROP_SCALES[0]`` times the detection box's longer side, centred on the
-box, with ``CROP_SCALES[1:]`` tried when Face Mesh rejects the face. For each candidate first scale
-(the fallbacks keep their ratios to it, 0.7 and 1.3), on every 4th face of helen_train (calibration
+The first crop is a square of ``DETECTION_ROI_SCALES[0]`` times the detection box's longer side,
+centred on the box, with ``DETECTION_ROI_SCALES[1:]`` tried while the network is unsure of the face;
+the final crop then comes from the network's own points. For each candidate first scale (the
+fallbacks keep their ratios to it, 0.8 and 1.33), on every 4th face of helen_train (calibration
 only) detected by our detector: the share of faces Face Mesh accepts and the 68-point NME (outer
 interocular and box) of the fitted head; on synthetic renders at |yaw| 60 and 80 (8 identities,
 pitch 0): the share accepted. Run: ``python scripts/calibrate_crop.py``.
@@ -24,8 +25,8 @@ from facerecon.evaluation.protocols import _camera, base_texture, match_detectio
 from facerecon.load import load_image  # noqa: E402
 from facerecon.pipeline import Reconstructor  # noqa: E402
 
-CANDIDATES = (1.7, 1.85, 2.0, 2.3)
-FALLBACK_RATIOS = (0.7, 1.3)
+CANDIDATES = (1.2, 1.35, 1.5, 1.7)
+FALLBACK_RATIOS = (0.8, 1.33)
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
               f"renders: {len(renders)}, {sum(bool(f) for _, f in renders)} detected")
         results, accepted = {}, {}
         for first in CANDIDATES:
-            landmarks.CROP_SCALES = (first, *(first * r for r in FALLBACK_RATIOS))
+            landmarks.DETECTION_ROI_SCALES = (first, *(first * r for r in FALLBACK_RATIOS))
             scores = []
             for s, image, det in samples:
                 face = run.reconstruct_face(image, det, _camera(image), with_texture=False) if det else None

@@ -10,22 +10,18 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # train extra below finds it satisfied and pip never downloads a CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -c "import torch, sys; sys.exit(f'expected the CPU build of torch, got {torch.__version__}' if torch.version.cuda else 0)"
-.venv/bin/python -m pip install --quiet -e ".[test,train]"
+# Development: every extra (web, ray, eval, train) and the test tools. Users: `pip install .`
+.venv/bin/python -m pip install --quiet -e ".[all,test]"
 # mediapipe depends on opencv-contrib-python; both provide cv2, so keep them at the same pinned version.
 .venv/bin/python -m pip install --quiet "opencv-contrib-python==4.11.0.86"
 .venv/bin/python -c "import facerecon, cv2, mediapipe; print('facerecon set up: cv2', cv2.__version__)"
 
-# The web viewer (facerecon serve): three.js from npm, copied into the package so the server never
-# reaches a CDN. Only the modules the viewer imports are copied.
+# The web viewer's three.js is vendored in facerecon/web/static/vendor/three (scripts/vendor_three.sh
+# refreshes it); npm brings the browser tests' tools (web/package.json).
 command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
 # --ignore-scripts: swagger-ui-dist's dependency @scarf/scarf would report the install to its maker.
 # npm ci also installs the devDependency gltf-validator (Khronos), which the GLB tests run.
 (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-VENDOR=facerecon/web/static/vendor/three
-rm -rf "$VENDOR" && mkdir -p "$VENDOR"
-(cd web/node_modules/three && cp --parents LICENSE build/three.module.min.js \
-    examples/jsm/loaders/GLTFLoader.js examples/jsm/utils/BufferGeometryUtils.js \
-    examples/jsm/controls/OrbitControls.js "../../../$VENDOR/")
 # Swagger UI for /docs (FastAPI's default loads it from a CDN): the official npm build, served locally.
 SWAGGER=facerecon/web/static/vendor/swagger-ui
 rm -rf "$SWAGGER" && mkdir -p "$SWAGGER"

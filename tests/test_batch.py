@@ -135,3 +135,18 @@ def test_ray_engine_on_a_local_two_cpu_cluster(tmp_path, eval_dir):
         assert (folder / "face0.obj").is_file() and (folder / "overlay.png").is_file()
         assert json.loads((folder / "face0.json").read_text())["source"].endswith(g)
     assert len({r["worker"]["pid"] for r in seen}) == 2 and os.getpid() not in {r["worker"]["pid"] for r in seen}
+
+
+def test_workers_start_with_their_share_of_threads(monkeypatch):
+    """BLAS, OpenMP and numba size their pools from the environment at load: a spawned worker must
+    see its share there, and the parent's environment comes back afterwards."""
+    import subprocess
+    import sys
+    from facerecon.batch.runner import THREAD_VARIABLES, worker_threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with worker_threads(1):
+        seen = subprocess.run([sys.executable, "-c", f"import os; print(*(os.environ[n] for n in {THREAD_VARIABLES!r}))"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert seen == ["1"] * len(THREAD_VARIABLES)
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ

@@ -174,7 +174,7 @@ def test_model_floor_fits_the_scan_far_better_than_the_mean_head(eval_dir):
     mean_head = scan_rmse(model.neutral, scan, crop, face_tris)
     floor, identity = model_floor(model, scan, crop, face_tris, modes=20, iterations=5)
     assert floor < 0.75 * mean_head, (floor, mean_head)
-    assert identity.shape == (100,) and np.all(identity[20:] == 0)
+    assert identity.shape == (model.n_identity,) and np.all(identity[20:] == 0)
 
 
 def test_evaluate_smoke_writes_a_report(tmp_path):
@@ -190,7 +190,7 @@ def test_evaluate_smoke_writes_a_report(tmp_path):
     assert 0 < aflw["summary"]["fit"]["nme2d"] < 0.15 and 0 < aflw["summary"]["peer"]["nme2d"] < 0.15
     assert 0 < synth["summary"]["fit"]["rmse_mm"] < 10
     gt = np.load(out / "synthetic" / synth["rows"][0]["image"].replace(".png", ".npz"))
-    assert gt["vertices"].shape[1] == 3 and gt["identity"].shape == (100,)
+    assert gt["vertices"].shape[1] == 3 and gt["identity"].shape == (load_model().n_identity,)
     text = (out / "report.md").read_text()
     assert "| facerecon (fit) |" in text and "3DDFA_V2" in text
     assert "| facerecon (fit) |" in result.stdout

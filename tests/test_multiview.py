@@ -17,6 +17,7 @@ from facerecon.evaluation.protocols import base_texture, dense_error
 from facerecon.load import load_image
 from facerecon.multiview import joint_fit, prepare_views, reconstruct_same_person
 from facerecon.texture import bake_texture
+from facerecon.model import load_model
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_cli_same_person_writes_one_head_with_per_view_poses(tmp_path, eval_dir)
     assert set(yaw) == {"front.jpg", "left.jpg", "right.jpg"}
     assert np.sign(yaw["left.jpg"]) != np.sign(yaw["right.jpg"]) and min(abs(yaw["left.jpg"]), abs(yaw["right.jpg"])) > 10
     assert [r["status"] for r in data["rejected"]] == ["skipped"]
-    assert len(data["identity"]) == 100 and "jawOpen" in data["views"][0]["blendshapes_arkit"]
+    assert len(data["identity"]) == load_model().n_identity and "jawOpen" in data["views"][0]["blendshapes_arkit"]
 
 
 def test_two_photos_of_different_people_fall_back_to_one(run, mvfnet):

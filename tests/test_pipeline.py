@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from facerecon.load import load_image
+from facerecon.model import load_model
 
 REQUIRED_JSON = {
     "source", "face_index", "image_size", "box", "score", "landmarks", "pose", "camera",
@@ -68,7 +69,7 @@ def test_save_writes_every_file_and_every_json_field(run, portrait, tmp_path):
     assert {"yaw_deg", "pitch_deg", "roll_deg"} <= set(data["pose"])
     assert len(data["blendshapes_arkit"]) == 51 and "jawOpen" in data["blendshapes_arkit"]
     assert all(0.0 <= w <= 1.0 for w in data["blendshapes_arkit"].values())
-    assert len(data["identity"]) == 100
+    assert len(data["identity"]) == load_model().n_identity
     assert not list(tmp_path.glob("*.tmp*"))
 
 

@@ -9,18 +9,16 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ..errors import require
 from .manifest import Record
-from .runner import BatchError, BatchOptions, Job, PhotoWorker
+from .runner import BatchOptions, Job, PhotoWorker
 
 
 def run_ray(jobs: Sequence[Job], out_dir: Path, options: BatchOptions, workers: int,
             address: str | None = None) -> Iterator[Record]:
     """Records in the order the photos finish; Ray is shut down when the iterator ends."""
-    try:
-        import ray
-        from ray.util import ActorPool
-    except ImportError:
-        raise BatchError("--engine ray needs the ray package: pip install ray 'protobuf<5'") from None
+    ray = require("ray", "ray", "--engine ray")
+    from ray.util import ActorPool
     if not jobs:
         return
     # The workers' MediaPipe logs would otherwise stream through the driver over the progress bar.

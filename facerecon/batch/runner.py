@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -137,6 +138,26 @@ def _process(job: Job, out_dir: str) -> Record:
     return _worker.process(job, out_dir)
 
 
+# Thread pools that read their size from the environment when they load (BLAS, OpenMP, numba):
+# set for the spawned workers, so that N workers on N cores run one thread each instead of N.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@contextmanager
+def worker_threads(threads: int) -> Iterator[None]:
+    """Processes started inside see ``threads`` in :data:`THREAD_VARIABLES` (restored after)."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_local(jobs: Iterable[Job], out_dir: Path, options: BatchOptions, workers: int) -> Iterator[Record]:
     """Records in the order the photos finish. At most two photos per worker are queued at a time,
     so a killed run has little queued work to lose and results stream back at once."""
@@ -144,8 +165,8 @@ def run_local(jobs: Iterable[Job], out_dir: Path, options: BatchOptions, workers
     # spawn, not fork: the parent runs threads (the progress bar), and forking those is unsafe.
     context = multiprocessing.get_context("spawn")
     pending = iter(jobs)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(options, threads, os.getpid())) as pool:
+    with worker_threads(threads), ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                                      initargs=(options, threads, os.getpid())) as pool:
         inflight: set[Future[Record]] = set()
         while True:
             while len(inflight) < 2 * workers and (job := next(pending, None)) is not None:

@@ -42,7 +42,7 @@ class VideoTrack:
     camera: Camera
     times: np.ndarray                       # (T,) seconds
     fits: list[FitResult | None]            # final per-frame fits (None: no face in the frame)
-    identity: np.ndarray                    # (100,) the clip's one identity
+    identity: np.ndarray                    # (n_identity,) the clip's one identity
     identity_frames: list[int]              # the frames it came from
     jitter_mm: dict[str, float]             # mean frame-to-frame vertex motion, per fitting stage
 

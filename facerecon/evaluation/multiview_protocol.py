@@ -50,7 +50,7 @@ def model_floor(model, scan: Scan, crop: np.ndarray, face_tris: np.ndarray, mode
     """The best the model can do for this scan: the identity (leading ``modes``, neutral
     expression) fitted to the scan crop itself, by alternating the protocol's alignment with a
     point-to-plane least-squares step on the identity (ridge ``ridge_mm2`` per coefficient).
-    Returns its :func:`scan_rmse` and the identity (100,). Not a reconstruction: it sees the truth."""
+    Returns its :func:`scan_rmse` and the identity (n_identity,). Not a reconstruction: it sees the truth."""
     basis = model.identity_basis[:modes, FACE_AREA].astype(np.float64) * 10.0          # (S, F, 3) mm
     identity = np.zeros(model.n_identity)
     for _ in range(iterations):

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, rotation_from_angles
+from ..errors import require
 from ..model import HeadModel
 from ..pipeline import draw_overlay
 from ..render.lighting import frontal
@@ -82,7 +83,7 @@ def _summary_table(result: ProtocolResult) -> str:
 
 
 def plot_error_vs_yaw(results: dict[str, ProtocolResult], path: Path) -> bool:
-    import matplotlib
+    matplotlib = require("matplotlib", "eval", "facerecon evaluate")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -132,7 +133,7 @@ def worst_cases(result: ProtocolResult, path: Path) -> bool:
 
 def error_heatmap(model: HeadModel, vertex_error_mm: np.ndarray, path: Path, size: int = 512) -> bool:
     """Per-vertex mean error (mm) on the neutral face area, rendered frontally with a colour bar."""
-    import matplotlib
+    matplotlib = require("matplotlib", "eval", "facerecon evaluate")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline import Reconstructor
-from .multiview_protocol import multiview_protocol
-from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol
-from .report import write_report
+from ..errors import require
+
+require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
+from ..pipeline import Reconstructor  # noqa: E402
+from .multiview_protocol import multiview_protocol  # noqa: E402
+from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol  # noqa: E402
+from .report import write_report  # noqa: E402
 
 PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol}
 

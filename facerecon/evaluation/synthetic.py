@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, rotation_from_angles
-from ..model import PARTS, HeadModel
+from ..model import PARTS, HeadModel, sample_identity
 from ..render.lighting import random_lighting
 from ..render.renderer import render_head
 
@@ -43,7 +43,7 @@ class SyntheticSample:
 @dataclass(frozen=True)
 class SyntheticHead:
     index: int
-    identity: np.ndarray      # (100,) prior coefficients (standard normal)
+    identity: np.ndarray      # (n_identity,) prior coefficients (standard normal)
     expression: np.ndarray    # (53,) ICT weights in [0, 1], a few non-zero
     texture: np.ndarray       # (S, S, 3) uint8 atlas
 
@@ -72,7 +72,7 @@ def make_heads(model: HeadModel, base_texture: np.ndarray, n_identities: int, fi
     heads = []
     for k in range(first, first + n_identities):
         rng = np.random.default_rng(SEED_BASE + k)
-        identity = np.clip(rng.normal(0.0, 1.0, model.n_identity), -2.5, 2.5).astype(np.float32)
+        identity = sample_identity(rng, model)
         expression = np.zeros(model.n_expression, np.float32)
         active = rng.choice(model.n_expression, size=3, replace=False)
         expression[active] = rng.uniform(0.15, 0.6, 3)

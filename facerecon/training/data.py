@@ -26,7 +26,7 @@ import numpy as np
 from ..camera import Camera, rotation_from_angles
 from ..errors import FaceReconError
 from ..evaluation.synthetic import skin_texture   # the evaluation set's skin model, shared
-from ..model import PARTS, HeadModel, load_model
+from ..model import PARTS, HeadModel, load_model, sample_identity
 from ..posmap import CropWindow, crop_window, detector_like_box, landmark_heatmaps, to_crop_frame, uv_layout
 from ..render.lighting import random_lighting
 from ..render.renderer import render_head
@@ -146,7 +146,7 @@ class SyntheticFaces:
 
     def head(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         m = self.model
-        identity = np.clip(rng.normal(0.0, 1.0, m.n_identity), -2.5, 2.5).astype(np.float32)
+        identity = sample_identity(rng, m)
         expression = np.zeros(m.n_expression, np.float32)
         n = rng.integers(0, self.settings.max_expressions + 1)
         active = rng.choice(m.n_expression, size=n, replace=False)

@@ -46,3 +46,48 @@ def onnx_max_difference(net: torch.nn.Module, path: Path, x: torch.Tensor) -> fl
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image": x.numpy()})[0]
     return float(np.abs(got - expected).max())
+
+
+def shrink_onnx(source: str | Path, target: str | Path) -> Path:
+    """Write ``source`` with its convolution weights as int8 (symmetric, one scale per output
+    channel) behind DequantizeLinear nodes: a quarter of the size. Activations stay float32 and
+    ONNX Runtime folds the weights back to float32 when the session is built (``regress.onnx_session``),
+    so inference costs the same; only the weights' rounding (1/254 of each channel's range) moves
+    the output (measured in MODEL_CARD.md)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    model = onnx.load(str(source))
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    # weight input of Conv (axis 0 = output channels) and ConvTranspose ((C_in, C_out / g, kH, kW))
+    axes = {}
+    for node in graph.node:
+        if node.op_type in ("Conv", "ConvTranspose") and node.input[1] in inits:
+            axes[node.input[1]] = 0 if node.op_type == "Conv" else 1
+    nodes = []
+    for name, axis in axes.items():
+        weight = numpy_helper.to_array(inits[name]).astype(np.float64)
+        moved = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
+        scale = np.abs(moved).max(axis=1) / 127.0
+        scale[scale == 0] = 1.0
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+        graph.initializer.remove(inits[name])
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}_q"),
+                                  numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+                                  numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}_zero")])
+        nodes.append(helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_scale", f"{name}_zero"], [name],
+                                      axis=axis, name=f"{name}_dequantize"))
+    # before their users: ONNX wants the graph topologically sorted
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "weights", "int8 per channel"
+    onnx.checker.check_model(model)
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
+    return target
+
