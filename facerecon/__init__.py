@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-    # Lazy: `facerecon --help` and argument errors should not pay for loading MediaPipe.
+    # Lazy: `facerecon --help` and argument errors should not pay for loading the models.
     if name in {"reconstruct", "Reconstructor", "FaceReconstruction"}:
         from . import pipeline
         return getattr(pipeline, name)

@@ -1,7 +1,6 @@
 """Command line: ``facerecon reconstruct PHOTO... -o OUTDIR``. Thin: the work is in the pipeline."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -254,37 +253,23 @@ def video(
 def train(
     config: Annotated[Path, typer.Argument(help="Training config (YAML), e.g. configs/cpu.yaml.", show_default=False)],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last.pt.")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Stop at this step instead of the config's (with --resume at or below the checkpoint's step: validate and export it as it is).")] = None,
 ) -> None:
     """Train a network (position map, volume or landmarks; see the config) and export it to ONNX (needs the train extra)."""
     if not config.is_file():
         _fail_usage(f"{config} is not a file")
+    if steps is not None and steps < 1:
+        _fail_usage("--steps must be at least 1")
     try:
         from .training.train import train as run_training
     except ImportError as exc:
         _fail_usage(f"training needs the train extra (pip install -e '.[train]'): {exc}")
-    result = run_training(config, resume, err_console)
+    result = run_training(config, resume, err_console, max_steps=steps)
     print(f"facerecon train: {result.steps} steps, {result.elapsed_s / 60:.1f} min, loss {result.loss:.5f}, "
           f"validation {result.val_loss:.5f} ({result.val_mm:.2f} mm); model {result.onnx_path}")
 
 
-def _silence_native_logs() -> None:
-    """Send file descriptor 2 to /dev/null and keep Python's stderr on a copy of it.
-
-    MediaPipe's C++ code (TensorFlow Lite, absl) writes INFO/WARNING lines straight to fd 2 before
-    any log level can be set. Set FACERECON_NATIVE_LOGS=1 to see them.
-    """
-    if os.environ.get("FACERECON_NATIVE_LOGS") == "1":
-        return
-    sys.stderr.flush()
-    python_stderr = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    sys.stderr = os.fdopen(python_stderr, "w", buffering=1)
-
-
 def main() -> None:
-    _silence_native_logs()
     try:
         code = app()
     except FaceReconError as exc:  # e.g. the ICT model missing: one line, not a traceback

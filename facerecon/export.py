@@ -74,7 +74,7 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return Path(path)
 
 
-def encode_image(image: np.ndarray, suffix: str) -> bytes:
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
     """An RGB (H, W, 3) uint8 image encoded in the format of ``suffix`` (.png, .jpg, ...)."""
     if not cv2.haveImageWriter(f"x{suffix}"):
         raise ValueError(f"no image format for the suffix {suffix!r}")
@@ -88,16 +88,6 @@ def write_image(path: Path, image: np.ndarray) -> Path:
     """Write an RGB (H, W, 3) uint8 image; the format follows the suffix (.png, .jpg, ...)."""
     path = Path(path)
     return write_bytes(path, encode_image(image, path.suffix))
-
-
-def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
-    """An RGB (H, W, 3) uint8 image encoded in the format of ``suffix``."""
-    if not cv2.haveImageWriter(f"image{suffix}"):
-        raise ValueError(f"no image format for the suffix {suffix!r}")
-    ok, data = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"could not encode the image as {suffix!r}")
-    return data.tobytes()
 
 
 def write_json(path: Path, data: dict) -> Path:

@@ -350,7 +350,7 @@ def draw_overlay(faces: list[FaceReconstruction]) -> np.ndarray:
 
 
 # reconstruct()'s one Reconstructor, for the last options it was called with. The lock makes the
-# function safe to call from several threads (MediaPipe graphs are not): calls run one at a time;
+# function safe to call from several threads (a Reconstructor is not): calls run one at a time;
 # for parallel work give each thread its own Reconstructor.
 _default: dict[tuple, Reconstructor] = {}
 _default_lock = threading.Lock()

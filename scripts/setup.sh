@@ -12,9 +12,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -c "import torch, sys; sys.exit(f'expected the CPU build of torch, got {torch.__version__}' if torch.version.cuda else 0)"
 # Development: every extra (web, ray, eval, train) and the test tools. Users: `pip install .`
 .venv/bin/python -m pip install --quiet -e ".[all,test]"
-# mediapipe depends on opencv-contrib-python; both provide cv2, so keep them at the same pinned version.
-.venv/bin/python -m pip install --quiet "opencv-contrib-python==4.11.0.86"
-.venv/bin/python -c "import facerecon, cv2, mediapipe; print('facerecon set up: cv2', cv2.__version__)"
+.venv/bin/python -c "import facerecon, cv2, numpy; print('facerecon set up: cv2', cv2.__version__, 'numpy', numpy.__version__)"
 
 # The web viewer's three.js is vendored in facerecon/web/static/vendor/three (scripts/vendor_three.sh
 # refreshes it); npm brings the browser tests' tools (web/package.json).

@@ -171,8 +171,9 @@ def test_no_face_in_crop_gives_none(estimator):
 
 def test_near_profile_faces(tmp_path, detector, estimator):
     """Synthetic heads at 80 degrees of yaw (roll within 5): most are accepted, and every final crop
-    is upright (within 30 degrees). A profile's eye keypoints cross over, and a crop levelled on
-    them was turned upside down, with the points then off by half the box or more. How close the
+    is upright (within 60 degrees: a profile's forehead-to-chin line leans by up to about 30). A
+    profile's eye keypoints cross over, and a crop levelled on them was turned upside down (180),
+    with the points then off by half the box or more. How close the
     points come at this yaw is measured by the evaluation, not here (the network's error there is
     bimodal: 0.03-0.1 of the box width on about half the faces, 0.2-0.9 on the rest)."""
     from facerecon.evaluation import synthetic
@@ -188,4 +189,4 @@ def test_near_profile_faces(tmp_path, detector, estimator):
     accepted = [lm for lm in found if lm is not None]
     assert len(accepted) >= 0.75 * len(samples), (len(accepted), len(samples))
     angles = [np.degrees(landmark_roi(lm.points).angle) for lm in accepted]
-    assert max(abs(a) for a in angles) < 30.0, np.round(angles, 1)
+    assert max(abs(a) for a in angles) < 60.0, np.round(angles, 1)

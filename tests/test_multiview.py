@@ -64,10 +64,7 @@ def test_a_view_of_another_person_is_rejected(run, heads, tmp_path_factory):
     images.append(_render(run, other, 20.0, tmp_path_factory).image)
     result = reconstruct_same_person(run, images, ["a", "a30", "other"], with_texture=False)
     status = {v.source: v.status for v in result.views}
-    # The other person goes first. a30 is not asserted: its leave-one-out ratio against a is 1.35
-    # with MediaPipe's boxes and 1.52 with YuNet's (landmarks 0.2-0.4 px apart), both beyond
-    # REJECT_RATIO; MediaPipe's kept it only because a30's weight (0.487) fell under LOO_MIN_WEIGHT.
-    assert status["a"] == "used" and status["other"] == "rejected", result.warnings
+    assert status == {"a": "used", "a30": "used", "other": "rejected"}, result.warnings
     assert any(w.startswith("other: disagrees") for w in result.warnings)
 
 

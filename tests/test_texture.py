@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facerecon.camera import Camera, rotation_from_angles
-from facerecon.model import EXPORTED_PARTS, PARTS, HeadModel, load_model
+from facerecon.model import EXPORTED_PARTS, HeadModel, load_model
 from facerecon.render.raster import interpolate, rasterize
 from facerecon.texture import bake_texture
 

@@ -21,7 +21,7 @@ def run_ray(jobs: Sequence[Job], out_dir: Path, options: BatchOptions, workers: 
     from ray.util import ActorPool
     if not jobs:
         return
-    # The workers' MediaPipe logs would otherwise stream through the driver over the progress bar.
+    # The workers' own log lines would otherwise stream through the driver over the progress bar.
     kwargs = dict(log_to_driver=False, logging_level=logging.WARNING)
     if address is None:
         ray.init(num_cpus=workers, include_dashboard=False, **kwargs)

@@ -123,8 +123,9 @@ def evaluate_landmarks(net, images, targets, mm_per_px) -> tuple[float, float]:
     """(loss, mean 2D point error in mm at the head's depth) on the validation set."""
     import torch
     net.eval()
+    device = next(net.parameters()).device
     with torch.no_grad():
-        pred = torch.cat([net(torch.from_numpy(images[i:i + 16])) for i in range(0, len(images), 16)])
+        pred = torch.cat([net(torch.from_numpy(images[i:i + 16]).to(device)).cpu() for i in range(0, len(images), 16)])
     net.train()
     target = torch.from_numpy(targets)
     loss = float(landmark_loss(pred, target))

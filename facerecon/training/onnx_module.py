@@ -37,7 +37,8 @@ class OnnxModule(nn.Module):
             self.consts[init.name] = numpy_helper.to_array(init)
         trainable = {name for node in graph.node if node.op_type in ("Conv", "Mul") for name in node.input[1:]}
         self._keys: dict[str, str] = {}
-        for name in trainable & self.consts.keys():
+        # parameters in the graph's initialiser order, so that checkpoints map back in any process
+        for name in [i.name for i in graph.initializer if i.name in trainable]:
             key = f"p{len(self._keys)}"
             self._keys[name] = key
             self.params[key] = nn.Parameter(torch.from_numpy(self.consts[name].astype(np.float32).copy()))

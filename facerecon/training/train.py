@@ -276,6 +276,9 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
                 _save_checkpoint(ckpt_path, net, opt, step, elapsed(), dropped, cfg)
                 _write_log(log_path, rows)
             progress.update(task, completed=step, loss=running, val=val_mm, lr=opt.param_groups[0]["lr"])
+    if not np.isfinite(val_loss):   # a resumed run already at its last step: score what it exports
+        val_loss, val_mm = validate()
+    running = float("nan") if running is None else running
     _save_checkpoint(ckpt_path, net, opt, step, elapsed(), dropped, cfg)
     _write_log(log_path, rows)
     plot_losses(rows, out / "loss.png")

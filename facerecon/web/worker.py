@@ -1,7 +1,7 @@
 """The worker pool: reconstruction jobs run on threads, each with its own Reconstructor.
 
-MediaPipe graphs are not thread-safe, so every worker thread builds one Reconstructor on first use
-and keeps it; the pool's queue is the executor's. The heavy work (MediaPipe, numba, numpy) releases
+A Reconstructor keeps per-call state (the fitter's), so every worker thread builds one on first use
+and keeps it; the pool's queue is the executor's. The heavy work (ONNX Runtime, numba, numpy) releases
 the GIL, so threads keep the event loop responsive without a process pool's start-up and copies.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ReconstructionPool:
         self._executor.submit(self._run, job, [upload], video=True)
 
     def close(self) -> None:
-        """Drop queued jobs, wait for running ones, then free the MediaPipe graphs."""
+        """Drop queued jobs, wait for running ones, then free the models."""
         self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             for run in self._reconstructors:

@@ -1,0 +1,49 @@
+"""--method dense: the fine-tuned landmark network, a fit without sliding contour points, and the
+fallback to Face Mesh when the network is unsure."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import facerecon.pipeline as pipeline
+from facerecon.assets import PACKAGE_DATA
+from facerecon.load import load_image
+
+EXAMPLE = PACKAGE_DATA.parent / "examples" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_image(EXAMPLE)
+
+
+def test_dense_reconstructs_with_fixed_surface_points(run, photo):
+    (det,) = run.detect(photo).faces
+    face = run.reconstruct_face(photo, det, run.camera_for(photo), with_texture=False, method="dense")
+    data = face.to_dict()
+    assert data["fit"]["method"] == "dense" and "fallback" not in data["fit"]
+    assert data["fit"]["landmark_presence"] > 0.5
+    assert len(data["landmarks"]["facemesh468"]["pixels"]) == 468
+    _, fitter = run.dense
+    assert len(fitter.contour_landmarks) == 0          # every point is a fixed surface point
+    # its points and the fitted head agree (a few pixels on a 100 px face)
+    assert face.fit.residual_px < 3.0
+    # and the head is where Face Mesh's fit puts it
+    plain = run.reconstruct_face(photo, det, run.camera_for(photo), with_texture=False, method="fit")
+    nose = run.model.landmarks68[30]
+    assert np.linalg.norm(face.vertices_camera[nose] - plain.vertices_camera[nose]) < 1.5   # cm
+
+
+def test_unsure_network_falls_back_to_face_mesh(run, photo, monkeypatch):
+    monkeypatch.setattr(pipeline, "DENSE_MIN_PRESENCE", 1.01)    # no crop is ever sure enough
+    (det,) = run.detect(photo).faces
+    face = run.reconstruct_face(photo, det, run.camera_for(photo), with_texture=False, method="dense")
+    data = face.to_dict()
+    assert data["fit"]["method"] == "fit"
+    assert data["fit"]["fallback"].startswith("dense landmarks unsure")
+
+
+def test_unknown_method_is_an_error(run, photo):
+    (det,) = run.detect(photo).faces
+    with pytest.raises(ValueError, match="method must be one of"):
+        run.reconstruct_face(photo, det, run.camera_for(photo), method="fitt")
