@@ -84,14 +84,16 @@ def test_head_is_answered_on_every_get_route(no_jobs_run, tmp_path: Path):
         done = store.create(["b.png"])
         (done.folder / "face0.glb").write_bytes(b"glTF" + bytes(100))
         store.update(done, status=Status.done, files={"face0.glb": done.folder / "face0.glb"})
+        # a finished job's status (a pending one's elapsed_s ticks between the GET and the HEAD)
         routes = ["/", "/docs", "/openapi.json", "/static/vendor/three/build/three.module.min.js",
-                  f"/api/reconstructions/{job['id']}", f"/api/reconstructions/{done.id}/files/face0.glb"]
+                  f"/api/reconstructions/{done.id}", f"/api/reconstructions/{done.id}/files/face0.glb"]
         for route in routes:
             get, head = client.get(route), client.head(route)
             assert get.status_code == head.status_code == 200, route
             assert head.content == b"" and len(get.content) > 0, route
             assert head.headers["content-type"] == get.headers["content-type"], route
             assert head.headers["content-length"] == str(len(get.content)), route
+        assert client.head(f"/api/reconstructions/{job['id']}").status_code == 200
         assert client.head("/api/reconstructions/nope").status_code == 404
         assert client.head("/api/reconstructions").status_code == 405    # a POST-only route
 
