@@ -1,16 +1,17 @@
 """Dense 468-point landmarks for each detected face: MediaPipe Face Mesh's network, run by ONNX Runtime.
 
 ``data/face_landmark.onnx`` is MediaPipe 0.10.21's ``face_landmark.tflite`` (Apache-2.0, see
-``data/NOTICE``) converted by ``scripts/convert_mediapipe.py``; it maps a 192 x 192 crop of an
+``data/NOTICE.md``) converted by ``scripts/convert_mediapipe.py``; it maps a 192 x 192 crop of an
 upright face to 468 points and a face-presence logit. The graph MediaPipe wrapped around it is
 written here:
 
 1. A region of interest from the detection: the box centre, turned so that the eyes (the
-   detection's first two keypoints) are level, a square ``DETECTION_ROI_SCALE`` times the box's
-   longer side.
+   detection's first two keypoints) are level (upright when they are too close to tell, near
+   profile), a square ``DETECTION_ROI_SCALES[0]`` times the box's longer side.
 2. The network on that crop; then a second region from its own points, as MediaPipe's tracking
-   does (the landmarks' box in the eye-levelled frame, ``LANDMARK_ROI_SCALE`` times its longer
-   side, the size the network was trained on), and the network again.
+   does (the landmarks' box in the frame where the face's forehead-to-chin axis is vertical,
+   ``LANDMARK_ROI_SCALE`` times its longer side, the size the network was trained on), and the
+   network again.
 3. The last pass runs on the crop and on its mirror image, and the two meshes are averaged (each
    point with its left-right partner): that evens out the network's bias at large yaw and makes a
    mirrored photo give exactly mirrored landmarks.
@@ -128,13 +129,7 @@ class LandmarkEstimator:
         raw, flag = self._net.run(None, {"image": batch.transpose(0, 3, 1, 2).astype(np.float32) / 255.0})
         raw = raw.reshape(len(batch), N_POINTS, 3).astype(np.float64)
         presence = 1.0 / (1.0 + np.exp(-flag[:, 0].astype(np.float64)))
-        if mirror:
-            # continuous coordinates flip exactly (x -> S - x); the mirror's point i is point i's partner
-            flipped = raw[1].copy()
-            flipped[:, 0] = INPUT_SIZE - flipped[:, 0]
-            raw = 0.5 * (raw[0] + flipped[mirror_permutation()])
-        else:
-            raw = raw[0]
+        raw = 0.5 * (raw[0] + mirror_points(raw[1], INPUT_SIZE)) if mirror else raw[0]
         matrix = roi.to_image()
         xy = raw[:, :2] @ matrix[:, :2].T + matrix[:, 2] - 0.5  # pixel centres at integers
         z = raw[:, 2] * roi.side / INPUT_SIZE
@@ -155,7 +150,7 @@ def landmark_roi(points: np.ndarray) -> Roi:
     down = points[CHIN, :2] - points[FOREHEAD, :2]
     angle = _level_angle(np.zeros(2), np.array([down[1], -down[0]]))  # the down axis turned to the right
     c, s = math.cos(angle), math.sin(angle)
-    to_level = np.array([[c, -s], [s, c]])  # turns the eye line horizontal
+    to_level = np.array([[c, -s], [s, c]])  # turns the face's axis vertical
     level = points[:, :2] @ to_level.T
     lo, hi = level.min(axis=0), level.max(axis=0)
     centre = to_level.T @ (0.5 * (lo + hi)) + 0.5
@@ -182,6 +177,14 @@ def crop_roi(image: np.ndarray, roi: Roi) -> np.ndarray:
     matrix[:, 2] += to_image[:, :2] @ np.full(2, 0.5) - 0.5
     return cv2.warpAffine(image, matrix, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def mirror_points(points: np.ndarray, width: float) -> np.ndarray:
+    """(468, 3) points seen in a left-right mirrored crop of ``width`` px, as points of the original:
+    continuous x flips exactly (x -> width - x) and the mirror's point i is point i's partner."""
+    out = points[mirror_permutation()].copy()
+    out[:, 0] = width - out[:, 0]
+    return out
 
 
 @lru_cache(maxsize=1)

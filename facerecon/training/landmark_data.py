@@ -25,7 +25,7 @@ import numpy as np
 from ..detect import box_detection
 from ..fit import load_correspondence
 from ..geometry import surface_points
-from ..landmarks import N_POINTS, LandmarkEstimator, Roi, crop_roi, landmark_roi, mirror_permutation
+from ..landmarks import N_POINTS, LandmarkEstimator, Roi, crop_roi, landmark_roi, mirror_points
 from ..load import load_image
 from .data import DataSettings, SyntheticFaces, colour_augment
 
@@ -39,8 +39,7 @@ def landmark_targets(cam_vertices: np.ndarray, camera, flipped: bool) -> np.ndar
     z = (depth - depth.mean()) * camera.focal / depth.mean()
     target = np.column_stack([xy, z])
     if flipped:
-        target = target[mirror_permutation()]
-        target[:, 0] = camera.width - target[:, 0]
+        target = mirror_points(target, camera.width)
     return target.astype(np.float32)
 
 

@@ -48,10 +48,6 @@ class OnnxModule(nn.Module):
         if unknown:
             raise ValueError(f"{path}: unsupported ONNX operators {sorted(unknown)}")
 
-    @property
-    def in_channels(self) -> int:
-        return 3
-
     def value(self, name: str, env: dict[str, torch.Tensor]) -> torch.Tensor:
         if name in env:
             return env[name]
