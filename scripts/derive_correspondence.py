@@ -33,6 +33,7 @@ from scipy.spatial import cKDTree
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facerecon.camera import Camera, rotation_from_angles  # noqa: E402
 from facerecon.detect import FaceDetector  # noqa: E402
+from facerecon.geometry import vertex_normals  # noqa: E402
 from facerecon.landmarks import N_POINTS, LandmarkEstimator  # noqa: E402
 from facerecon.model import FACE_AREA, PARTS, face_area_triangles, in_face_area, load_model  # noqa: E402
 from facerecon.render.raster import interpolate, rasterize  # noqa: E402
@@ -46,14 +47,6 @@ SKIN = (0.85, 0.66, 0.55)
 # Face Mesh's face-oval points (MediaPipe's FACEMESH_FACE_OVAL connections).
 OVAL = np.array([10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
                  284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454])
-
-
-def vertex_normals(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    n = np.cross(points[tris[:, 1]] - points[tris[:, 0]], points[tris[:, 2]] - points[tris[:, 0]])
-    out = np.zeros_like(points)
-    for k in range(3):
-        np.add.at(out, tris[:, k], n)
-    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)
 
 
 def render(points_cam, tris, colors, camera):

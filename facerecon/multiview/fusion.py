@@ -2,8 +2,6 @@
 then blended by ``texture.fuse_textures``."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..texture import atlas_texels, fuse_textures, view_samples
 from .result import MultiViewReconstruction
 

@@ -48,5 +48,3 @@ def reconstruct_same_person(run: Reconstructor, photos: list, names: list[str] |
         add_fused_texture(result, run.texture_size)
         result.timings_ms["texture"] = (time.perf_counter() - t2) * 1000
     return result
-
-

@@ -143,5 +143,3 @@ def _choose_faces(model: HeadModel, views: list[View]) -> None:
         view.reason = (f"{view.faces} faces: took face {pick} (box {box}), whose identity is "
                        f"{dist[pick]:.2f} mm from the other photos' (others: "
                        + ", ".join(f"{d:.2f}" for i, d in enumerate(dist) if i != pick) + " mm)")
-
-
