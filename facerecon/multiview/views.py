@@ -51,13 +51,8 @@ class View:
 
 
 def view_weight(solo: FitResult) -> float:
-    """Weight of a view from how well its landmarks fit alone."""
-    return float(min(1.0, (RESIDUAL_REF / max(solo.residual, 1e-9)) ** 2))
-
-
-def pose_weight(solo: FitResult) -> float:
-    """Relative landmark confidence of a view from its yaw (``fit.landmark_weight``)."""
-    return landmark_weight(solo.angles[0])
+    """Weight of a view: how well its landmarks fit alone, times their confidence at its yaw."""
+    return float(min(1.0, (RESIDUAL_REF / max(solo.residual, 1e-9)) ** 2)) * landmark_weight(solo.angles[0])
 
 
 def identity_distance_mm(model: HeadModel, a: np.ndarray, b: np.ndarray) -> float:
@@ -119,7 +114,7 @@ def prepare_views(run: Reconstructor, photos: list, names: list[str] | None = No
                 view.reason = (f"landmarks failed: they fit the head model to {100 * view.solo.residual:.1f}% of "
                                f"the face size (limit {100 * FAILED_RESIDUAL:.0f}%)")
             else:
-                view.weight = view_weight(view.solo) * pose_weight(view.solo)
+                view.weight = view_weight(view.solo)
     return views
 
 
