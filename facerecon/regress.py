@@ -29,9 +29,9 @@ from .errors import AssetError
 from .camera import Camera
 from .detect import Detection
 from .fit import FitResult, load_correspondence
-from .geometry import surface_points
+from .geometry import surface_points, umeyama
 from .landmarks import Landmarks
-from .model import PARTS, HeadModel
+from .model import HeadModel, in_face_area
 from .posmap import CropWindow, crop_image, crop_window, from_crop_frame, landmark_heatmaps, uv_layout
 
 DEFAULT_MODEL = PACKAGE_DATA / "regressor_uv128.onnx"
@@ -42,7 +42,6 @@ N_HEATMAPS = 68
 KINDS = {3: "image", 3 + N_HEATMAPS: "guided", 6: "twoview"}
 METHOD_OF_KIND = {"image": "regress", "guided": "guided", "twoview": "twoview"}
 HEATMAP_SIGMA = 2.0   # crop pixels, as in training (DataSettings.heatmap_sigma)
-FACE_LAST = PARTS["face"][1]
 
 
 @dataclass(frozen=True)
@@ -84,20 +83,6 @@ def onnx_session(path: str | Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Weighted Umeyama: (scale, R, t) minimising sum w |scale R source + t - target|^2."""
-    w = weights / weights.sum()
-    mu_s, mu_t = w @ source, w @ target
-    s, t = source - mu_s, target - mu_t
-    cov = (t * w[:, None]).T @ s
-    u, d, vt = np.linalg.svd(cov)
-    fix = np.eye(3)
-    fix[2, 2] = np.sign(np.linalg.det(u @ vt))
-    rotation = u @ fix @ vt
-    scale = float(np.trace(np.diag(d) @ fix) / (w @ np.sum(s ** 2, axis=1)))
-    return scale, rotation, mu_t - scale * rotation @ mu_s
-
-
 class Regressor:
     """Loads the ONNX position-map network once; :meth:`fit` reconstructs one detected face."""
 
@@ -112,7 +97,7 @@ class Regressor:
         self.use = np.flatnonzero(layout.reliable)[::settings.stride]  # rows of layout.vertices
         vertices = layout.vertices[self.use]
         self.vertices = vertices
-        self.weights = np.where(vertices <= FACE_LAST, settings.weight_face, settings.weight_head)
+        self.weights = np.where(in_face_area(vertices), settings.weight_face, settings.weight_head)
         self.mean = model.neutral[vertices].astype(np.float64)
         basis = np.concatenate([model.identity_basis[:, vertices], model.expression_basis[:, vertices]], 0)
         self.basis = basis.reshape(len(basis), -1).T.astype(np.float64)  # (3n, 153)
@@ -156,24 +141,26 @@ class Regressor:
         """The linear model fit to regressed crop-frame points (see the module docstring)."""
         m, s = self.model, self.settings
         half = window.side / 2
-        scale, _, _ = similarity(self.mean, points_crop.astype(np.float64), self.weights)
+        scale = umeyama(self.mean, points_crop.astype(np.float64), weights=self.weights).scale
         ref_depth = camera.focal / (scale * half)            # scale = crop units per cm at that depth
         target = from_crop_frame(points_crop.astype(np.float64), camera.focal, camera.cx, camera.cy, window, ref_depth)
         shape = self.mean
         coeffs = np.zeros(m.n_identity + m.n_expression)
         for _ in range(s.rounds):
-            k, rotation, translation = similarity(shape, target, self.weights)
-            target, translation = target / k, translation / k   # a farther or nearer head, same projection
+            placed = umeyama(shape, target, weights=self.weights)
+            rotation = placed.rotation   # the scale goes into the distance: same projection
+            target, translation = target / placed.scale, placed.translation / placed.scale
             local = (target - translation) @ rotation - self.mean
             coeffs = self.solve_matrix @ local.ravel()
             coeffs[m.n_identity:] = np.clip(coeffs[m.n_identity:], 0.0, 1.0)
             shape = self.mean + (self.basis @ coeffs).reshape(-1, 3)
-        k, rotation, translation = similarity(shape, target, self.weights)
-        target, translation = target / k, translation / k
+        placed = umeyama(shape, target, weights=self.weights)
+        rotation = placed.rotation
+        target, translation = target / placed.scale, placed.translation / placed.scale
         fitted = shape @ rotation.T + translation
         pixels = camera.project(fitted)
         observed = camera.project(target)
-        err = np.linalg.norm(pixels - observed, axis=1)[self.vertices <= FACE_LAST]
+        err = np.linalg.norm(pixels - observed, axis=1)[in_face_area(self.vertices)]
         size = float(np.sqrt(np.prod(observed.max(0) - observed.min(0))))
         return FitResult(identity=coeffs[:m.n_identity].astype(np.float32),
                          expression=coeffs[m.n_identity:].astype(np.float32),

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import FaceReconError, NoFaceError
+from ..load import PHOTO_SUFFIXES
 from ..pipeline import DEFAULT_FORMATS, DEFAULT_TEXTURE_SIZE
 from .manifest import MANIFEST_NAME, ManifestWriter, Record, done_inputs, drop_records
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 Engine = Literal["local", "ray"]
 
 
