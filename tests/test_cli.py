@@ -127,8 +127,9 @@ def test_a_full_disk_leaves_nothing_of_the_photos_output_set(tmp_path, monkeypat
 
 
 def test_a_full_disk_fails_one_batch_photo_and_leaves_none_of_its_files(tmp_path, monkeypatch):
-    from facerecon.batch.runner import BatchOptions, Job, PhotoWorker
-    worker = PhotoWorker(BatchOptions(formats=("glb",), texture_size=64), threads=os.cpu_count() or 1)
+    from facerecon.batch.runner import Job, PhotoWorker
+    from facerecon.options import ReconstructOptions
+    worker = PhotoWorker(ReconstructOptions(formats=("glb",), texture_size=64), threads=os.cpu_count() or 1)
     try:
         fill_the_disk_after(monkeypatch, files=1)
         record = worker.process(Job(EXAMPLE, "a/astronaut.jpg", "a/astronaut"), str(tmp_path))

@@ -1,6 +1,7 @@
 """``facerecon video``: the main (largest) face of every frame, one identity for the whole clip.
 
-1. Every frame: detect, take the largest face, place its landmarks and fit freely.
+1. Every frame: detect, take the largest face, place its landmarks (the Reconstructor's method:
+   a landmark method, fit or dense) and fit freely.
 2. The clip's identity: the median identity of the best frames (near-frontal, lowest residual).
 3. Every frame again with that identity held fixed: only pose and expression are solved, so the
    head keeps its shape and the per-frame noise goes into fewer unknowns.
@@ -21,6 +22,7 @@ from typing import Literal
 import imageio.v2 as imageio
 import numpy as np
 
+from .. import methods
 from ..blendshapes import arkit_weights
 from ..camera import Camera
 from ..errors import InputImageError, NoFaceError
@@ -53,7 +55,12 @@ def _largest(boxes: list) -> int:
 
 def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro",
                 max_frames: int | None = None) -> VideoTrack:
-    """Track the clip's main face; a clip over ``max_frames`` frames is refused (InputImageError)."""
+    """Track the clip's main face; a clip over ``max_frames`` frames is refused (InputImageError).
+    ``run``'s method must be a landmark method (``methods.names(fits_landmarks=True)``), else ValueError."""
+    if run.method not in methods.names(fits_landmarks=True):
+        raise ValueError(f"video tracking needs a landmark method ({', '.join(methods.names(fits_landmarks=True))}), "
+                         f"not {run.method!r}")
+    method = run.get_method()
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
     except Exception as exc:
@@ -65,18 +72,18 @@ def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro
         for frame in reader:
             if max_frames is not None and len(landmarks) >= max_frames:
                 raise InputImageError(f"{path}: the clip is over {max_frames} frames")
-            camera = camera or Camera.for_image(frame.shape[1], frame.shape[0])
+            camera = camera or run.camera_for(frame)
             found = run.detect(frame).faces
-            marks = run.estimator.estimate(frame, found[_largest(found)]) if found else None
+            marks = method.place(frame, found[_largest(found)]) if found else None
             landmarks.append(None if marks is None else marks.points)
     seen = [i for i, m in enumerate(landmarks) if m is not None]
     if not seen:
         raise NoFaceError(f"{path}: no face in any of its {len(landmarks)} frames")
     times = np.arange(len(landmarks)) / fps
 
-    free = {i: run.fitter.fit(landmarks[i], camera) for i in seen}
+    free = {i: method.fitter.fit(landmarks[i], camera) for i in seen}
     identity, identity_frames = shared_identity(free)
-    fixed = {i: run.fitter.fit(landmarks[i], camera, identity=identity) for i in seen}
+    fixed = {i: method.fitter.fit(landmarks[i], camera, identity=identity) for i in seen}
     final = smooth_fits(fixed, times) if smoothing == "one-euro" else fixed
     jitter = {"free_identity": jitter_mm(run, free), "shared_identity": jitter_mm(run, fixed),
               "smoothed": jitter_mm(run, final)}

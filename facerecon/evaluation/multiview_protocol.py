@@ -97,7 +97,7 @@ class Networks:
             return None
         det, camera = face
         if second is None:
-            fit = run.regressor.fit(first, det, camera)[0]
+            fit = run.get_method("regress").regressor.fit(first, det, camera)[0]
         elif isinstance(second, str):
             made = run.reconstruct_face(first, det, camera, method="fit")
             if made is None:
