@@ -176,7 +176,7 @@ class Reconstructor:
 
     def get_method(self, name: str | None = None) -> methods.Method:
         """The method ``name`` (default: this Reconstructor's), made on first use and kept."""
-        name = name or self.method
+        name = self.method if name is None else name
         method = self._methods.get(name)
         if method is None:
             method = self._methods[name] = methods.create(name, methods.Shared(self.model, self.estimator, self.fitter))
