@@ -48,7 +48,7 @@ def _texture_size_in_range(value: int) -> int:
 # The options of ReconstructOptions, written once for every command that takes them.
 TextureSize = Annotated[int, typer.Option(callback=_texture_size_in_range,
                                           help="Texture width and height in pixels (64-4096).")]
-Formats = Annotated[str, typer.Option("--format", help="Mesh formats: obj,glb,ply.")]
+Formats = Annotated[str, typer.Option("--format", help=f"Mesh formats: {','.join(FORMATS)}.")]
 MaxFaces = Annotated[Optional[int], typer.Option(help="At most this many faces per photo (best first).")]
 Turntable = Annotated[bool, typer.Option("--turntable", help="Also write a turntable GIF and MP4 per face.")]
 Overlay = Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")]

@@ -14,23 +14,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import methods
 from .assets import PACKAGE_DATA
 from .blendshapes import arkit_weights
 from .camera import Camera
 from .detect import Detection, DetectionResult, FaceDetector
 from .errors import FitError, NoFaceError
 from .export import export_mesh, mesh_info, write_json
-from . import methods
 from .fit import FitResult, Fitter, load_correspondence
 from .geometry import surface_points
 from .gltf import Rig
 from .landmarks import LandmarkEstimator, Landmarks
 from .load import as_rgb8, exif_focal_35mm, load_image
 from .model import HeadModel, load_model
-from .options import DEFAULT_TEXTURE_SIZE, FORMATS, ReconstructOptions, check_fov_deg, check_max_faces, check_texture_size
+from .options import (DEFAULT_TEXTURE_SIZE, FORMATS, ReconstructOptions, check_fov_deg, check_max_faces,
+                      check_texture_size)
 from .texture import bake_texture
-
-DEFAULT_FORMATS = FORMATS
 
 
 @lru_cache(maxsize=1)
@@ -126,7 +125,7 @@ class FaceReconstruction:
         """The GLB's animation rig: the fitted identity, expression, pose and camera."""
         return Rig(self.fit.identity, self.fit.expression, self.fit.pose_matrix, self.camera)
 
-    def save(self, out_dir: str | Path, stem: str | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
+    def save(self, out_dir: str | Path, stem: str | None = None, formats: tuple[str, ...] = FORMATS,
              units: str = "m", morph_targets: bool = True, texture_size: int = DEFAULT_TEXTURE_SIZE) -> dict[str, Path]:
         """Write the mesh files (OBJ and PLY in ``units``, the GLB in metres, with the expression
         shapes as morph targets unless ``morph_targets`` is False) and ``<stem>.json`` into
