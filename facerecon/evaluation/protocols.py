@@ -39,6 +39,7 @@ SCAN_CROP_MM = 95.0
 # contour, whose 3D position depends on the view.
 INNER68 = np.arange(17, 68)
 
+
 def reconstruct(run: Reconstructor, method: str, image: np.ndarray, detection: Detection,
                 camera: Camera) -> FaceReconstruction | None:
     """One face by ``method`` (a name in the registry, ``facerecon.methods``), untextured: what the protocols score."""
