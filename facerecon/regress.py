@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import GUIDED_MODEL, REGRESSOR_MODEL, TWOVIEW_MODEL, missing_network
+from .assets import REGRESSOR_MODEL, missing_network
 from .errors import AssetError
 from .camera import Camera
 from .detect import Detection

@@ -13,11 +13,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..assets import shared_dir
+from ..assets import TWOVIEW_MODEL, shared_dir
 from ..geometry import vertex_normals
 from ..multiview import MultiViewReconstruction, expand_photos, joint_fit_views, reconstruct_same_person
 from ..camera import Camera
-from ..regress import TWOVIEW_MODEL
 from . import synthetic
 from .datasets import Scan, james_scan
 from .protocols import (FACE_AREA, SCAN_CROP_MM, Context, ProtocolResult, _mean, base_texture, dense_error,
