@@ -62,6 +62,12 @@ def test_the_methods_that_ship_are_made_once_per_reconstructor(run):
     assert all(run.get_method(name) is m for name, m in made.items())
     assert run.get_method() is run.get_method(run.method)
     assert run.get_method("fit").fitter is run.fitter        # the shared fitter, not a second one
+    regress = made["regress"]
+    assert "regressor" not in regress.__dict__                # made, but its network not yet loaded
+    regress.load()
+    network = regress.regressor
+    regress.load()
+    assert regress.regressor is network                        # loaded once
 
 
 def test_options_are_checked_named_by_flag_and_travel_to_workers():
@@ -76,3 +82,38 @@ def test_options_are_checked_named_by_flag_and_travel_to_workers():
             ReconstructOptions(**{field: value}, names={field: message})
         with pytest.raises(ValueError, match=field):
             ReconstructOptions(**{field: value})
+
+
+def test_guided_gives_its_network_the_fits_68_points_and_vrn_passes_on_an_empty_volume(run):
+    """The two methods whose networks do not ship, with stand-ins for the networks: what they are given and return."""
+    import numpy as np
+
+    from facerecon.assets import PACKAGE_DATA
+    from facerecon.load import load_image
+    from facerecon.methods.guided import GuidedRegression
+    from facerecon.methods.vrn import VolumetricRegression
+    image = load_image(PACKAGE_DATA.parent / "examples" / "astronaut.jpg")
+    (det,) = run.detect(image).faces
+    camera = run.camera_for(image)
+    shared = methods.Shared(run.model, run.estimator, run.fitter)
+    given = {}
+
+    class Network:
+        def fit(self, image, detection, camera, landmarks68=None):
+            given["landmarks68"] = landmarks68
+            return run.get_method("fit").estimate(image, detection, camera).fit, None
+
+        def fit_volume(self, image, detection, camera):
+            return None
+
+    guided = GuidedRegression(shared)
+    guided.__dict__["regressor"] = Network()
+    found = guided.estimate(image, det, camera)
+    plain = run.reconstruct_face(image, det, camera, with_texture=False, method="fit")
+    corners = plain.vertices_camera[run.model.landmarks68]     # the model's 68 landmark vertices
+    assert np.allclose(given["landmarks68"], camera.project(corners), atol=1e-3)
+    assert given["landmarks68"].shape == (68, 2)
+    assert np.allclose(found.landmarks.points, plain.landmarks.points) and found.landmarks_ms > 0
+    vrn = VolumetricRegression(shared)
+    vrn.__dict__["regressor"] = type("Volume", (), {"fit": Network.fit_volume})()
+    assert vrn.estimate(image, det, camera) is None
