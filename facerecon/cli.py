@@ -265,9 +265,10 @@ def video(
     method: Annotated[str, typer.Option(help=f"The landmark method that tracks the face: {', '.join(VIDEO_METHODS)}.")] = methods.DEFAULT_METHOD,
     fov: Annotated[Optional[float], typer.Option(help="The video's field of view across the longer side, degrees (default 40).")] = None,
     texture_size: TextureSize = 1024,
+    turntable: Annotated[bool, typer.Option("--turntable", help="Also write the head turning (head_turntable.gif and .mp4).")] = False,
 ) -> None:
     """Track the main face of a video: one identity, per-frame pose and ARKit weights."""
-    options = _options(method=method, fov_deg=fov, texture_size=texture_size)
+    options = _options(method=method, fov_deg=fov, texture_size=texture_size, turntable=turntable)
     if options.method not in VIDEO_METHODS:
         _fail_usage(f"--method for a video must be one of {', '.join(VIDEO_METHODS)} (a landmark method), got {method!r}")
     if smoothing not in ("one-euro", "none"):
@@ -279,7 +280,7 @@ def video(
     try:
         with Reconstructor.for_options(options) as run:
             track = track_video(clip, run, smoothing)
-            write_outputs(track, run, clip, out_dir, overlay, glb)
+            write_outputs(track, run, clip, out_dir, overlay, glb, turntable=options.turntable)
     except FaceReconError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1)
