@@ -86,14 +86,18 @@ class MethodSpec:
     networks: tuple[Path, ...] = ()     # the files it needs that may not be there (not shipped)
     fits_landmarks: bool = False        # a LandmarkMethod (video tracking takes these)
 
+    def missing(self) -> Path | None:
+        """The first of its networks that is not there, if any."""
+        return next((path for path in self.networks if missing_network(path) is not None), None)
+
     def unavailable(self) -> str | None:
         """None where the method can run here, else one line saying what is missing and how to make it."""
-        for path in self.networks:
-            if missing_network(path) is not None:
-                config = TRAIN_CONFIG.get(path.name)
-                how = f"make it with `facerecon train {config}`" if config else f"put it at {path}"
-                return f"method {self.name!r} needs the network {path.name}, which is not installed: {how} (see MODEL_CARD.md)"
-        return None
+        path = self.missing()
+        if path is None:
+            return None
+        config = TRAIN_CONFIG.get(path.name)
+        how = f"make it with `facerecon train {config}`" if config else f"put it at {path}"
+        return f"method {self.name!r} needs the network {path.name}, which is not installed: {how} (see MODEL_CARD.md)"
 
 
 REGISTRY: dict[str, MethodSpec] = {}
@@ -149,7 +153,8 @@ def describe() -> str:
     """The methods in one paragraph, each with its availability (for --help)."""
     parts = []
     for s in REGISTRY.values():
-        missing = next((p for p in s.networks if missing_network(p) is not None), None)
-        note = "" if missing is None else f" (not shipped: `facerecon train {TRAIN_CONFIG[missing.name]}` makes it)"
+        missing = s.missing()
+        config = TRAIN_CONFIG.get(missing.name) if missing is not None else None
+        note = "" if missing is None else f" (not installed: `facerecon train {config}` makes it)" if config else " (not installed)"
         parts.append(f"{s.name}: {s.summary}{note}")
     return "; ".join(parts) + "."
