@@ -153,8 +153,9 @@ def describe() -> str:
     """The methods in one paragraph, each with its availability (for --help)."""
     parts = []
     for s in REGISTRY.values():
-        missing = s.missing()
-        config = TRAIN_CONFIG.get(missing.name) if missing is not None else None
-        note = "" if missing is None else f" (not installed: `facerecon train {config}` makes it)" if config else " (not installed)"
+        missing, note = s.missing(), ""
+        if missing is not None:
+            config = TRAIN_CONFIG.get(missing.name)
+            note = f" (not installed: `facerecon train {config}` makes it)" if config else " (not installed)"
         parts.append(f"{s.name}: {s.summary}{note}")
     return "; ".join(parts) + "."
