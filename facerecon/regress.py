@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import PACKAGE_DATA
+from .assets import REGRESSOR_MODEL, missing_network
 from .errors import AssetError
 from .camera import Camera
 from .detect import Detection
@@ -34,9 +34,7 @@ from .landmarks import Landmarks
 from .model import HeadModel, in_face_area
 from .posmap import CropWindow, crop_image, crop_window, from_crop_frame, landmark_heatmaps, uv_layout
 
-DEFAULT_MODEL = PACKAGE_DATA / "regressor_uv128.onnx"
-GUIDED_MODEL = PACKAGE_DATA / "regressor_guided128.onnx"     # configs/guided_cpu.yaml
-TWOVIEW_MODEL = PACKAGE_DATA / "regressor_twoview128.onnx"   # configs/twoview_cpu.yaml
+DEFAULT_MODEL = REGRESSOR_MODEL
 N_HEATMAPS = 68
 # input channels -> the model's kind, and the method name a fit by it reports
 KINDS = {3: "image", 3 + N_HEATMAPS: "guided", 6: "twoview"}
@@ -59,23 +57,15 @@ class RegressSettings:
     stride: int = 2                  # fit every stride-th map vertex: neighbours carry the same information
 
 
-# What `facerecon train CONFIG` makes, for models that measured no better than the mean head and
-# so do not ship (MODEL_CARD.md); they are written where the loaders look.
-TRAIN_CONFIG = {"regressor_guided128.onnx": "configs/guided_cpu.yaml", "regressor_twoview128.onnx": "configs/twoview_cpu.yaml",
-                "regressor_vrn64.onnx": "configs/vrn_cpu.yaml", "regressor_uv128.onnx": "configs/cpu.yaml"}
-
-
 def onnx_session(path: str | Path, threads: int):
     """An ONNX Runtime session on ``threads`` intra-op threads. The shipped models keep int8
     weights behind DequantizeLinear nodes (``training.export.shrink_onnx``); turning off
     ONNX Runtime's QDQ handling lets constant folding make them float32 once, at load, instead of
     dequantising on every call."""
     import onnxruntime as ort   # imported here: only the regressors need it
-    path = Path(path)
-    if not path.is_file():
-        config = TRAIN_CONFIG.get(path.name)
-        hint = f"; make it with `facerecon train {config}` (see MODEL_CARD.md)" if config else ""
-        raise AssetError(f"regressor model not found: {path}{hint}")
+    missing = missing_network(path)
+    if missing is not None:
+        raise AssetError(missing)
     options = ort.SessionOptions()
     # a batch worker's share of the cores (batch.runner.worker_threads); ONNX Runtime ignores OpenMP's variable
     options.intra_op_num_threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .assets import PACKAGE_DATA
+from .assets import VRN_MODEL
 from .camera import Camera, rotation_from_angles
 from .detect import Detection
 from .fit import FitResult
@@ -36,7 +36,7 @@ from .posmap import crop_image, crop_window, from_crop_frame, uv_layout
 from .regress import RegressSettings, fitted_landmarks, onnx_session
 from .volume import front_surface, marching_cubes_surface
 
-DEFAULT_MODEL = PACKAGE_DATA / "regressor_vrn64.onnx"
+DEFAULT_MODEL = VRN_MODEL
 YAW_STARTS = (-70.0, -35.0, 0.0, 35.0, 70.0)
 ICP_ITERATIONS = 10
 SHAPE_ROUNDS = 4

@@ -72,7 +72,8 @@ def test_only_the_regress_model_ships_and_it_is_int8():
 
 def test_a_model_that_does_not_ship_is_one_line_naming_its_config():
     from facerecon.errors import AssetError
-    from facerecon.regress import GUIDED_MODEL, onnx_session
+    from facerecon.assets import GUIDED_MODEL
+    from facerecon.regress import onnx_session
     from facerecon.vrn import DEFAULT_MODEL as VRN_MODEL
     for path, config in ((GUIDED_MODEL, "configs/guided_cpu.yaml"), (VRN_MODEL, "configs/vrn_cpu.yaml")):
         if path.exists():

@@ -13,12 +13,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..assets import shared_dir
+from ..assets import TWOVIEW_MODEL, shared_dir
 from ..geometry import vertex_normals
 from ..model import FACE_AREA, face_area_triangles
 from ..multiview import MultiViewReconstruction, expand_photos, joint_fit_views, reconstruct_same_person
 from ..camera import Camera
-from ..regress import TWOVIEW_MODEL
 from . import synthetic
 from .datasets import Scan, james_scan
 from .metrics import finite_mean
@@ -98,7 +97,7 @@ class Networks:
             return None
         det, camera = face
         if second is None:
-            fit = run.regressor.fit(first, det, camera)[0]
+            fit = run.get_method("regress").regressor.fit(first, det, camera)[0]
         elif isinstance(second, str):
             made = run.reconstruct_face(first, det, camera, method="fit")
             if made is None:

@@ -5,7 +5,6 @@ sense, the 3DDFA_V2 peer on exactly the same inputs (same images, same boxes).
 """
 from __future__ import annotations
 
-import functools
 import resource
 import tempfile
 import time
@@ -23,7 +22,6 @@ from ..detect import Detection, box_detection, box_iou
 from ..geometry import Similarity, surface_points, umeyama
 from ..load import PHOTO_SUFFIXES, load_image
 from ..model import FACE_AREA, face_area_triangles
-from ..methods import METHODS as PIPELINE_METHODS
 from ..pipeline import FaceReconstruction, Reconstructor, load_landmarks68
 from ..texture import bake_texture
 from . import synthetic
@@ -39,11 +37,11 @@ SCAN_CROP_MM = 95.0
 # contour, whose 3D position depends on the view.
 INNER68 = np.arange(17, 68)
 
-Method = Callable[[Reconstructor, np.ndarray, Detection, Camera], "FaceReconstruction | None"]
-METHODS: dict[str, Method] = {
-    name: functools.partial(lambda run, image, det, cam, method: run.reconstruct_face(
-        image, det, cam, with_texture=False, method=method), method=name)
-    for name in PIPELINE_METHODS}
+
+def reconstruct(run: Reconstructor, method: str, image: np.ndarray, detection: Detection,
+                camera: Camera) -> FaceReconstruction | None:
+    """One face by ``method`` (a name in the registry, ``facerecon.methods``), untextured: what the protocols score."""
+    return run.reconstruct_face(image, detection, camera, with_texture=False, method=method)
 
 
 @dataclass
@@ -159,8 +157,8 @@ def _aflw_run(ctx: Context, name: str, samples: list) -> ProtocolResult:
             return out
 
         for method in ctx.methods:
-            face = METHODS[method](ctx.run, image, box_detection(s.box), camera)
-            own = METHODS[method](ctx.run, image, detected, camera) if detected is not None else None
+            face = reconstruct(ctx.run, method, image, box_detection(s.box), camera)
+            own = reconstruct(ctx.run, method, image, detected, camera) if detected is not None else None
             row[method] = scores(points_3d_pixels(face) if face else None, points_3d_pixels(own) if own else None)
             if face is not None:
                 faces[(method, s.image_path.name)] = (face, s.points)
@@ -223,8 +221,8 @@ def _landmarks68_run(ctx: Context, name: str, samples: list, notes: list[str], h
                     "nme_box_own_box": nme(own, s.points, size) if own is not None else np.nan}
 
         for method in ctx.methods:
-            face = METHODS[method](ctx.run, image, box_detection(s.box), _camera(image))
-            own = METHODS[method](ctx.run, image, detected, _camera(image)) if detected is not None else None
+            face = reconstruct(ctx.run, method, image, box_detection(s.box), _camera(image))
+            own = reconstruct(ctx.run, method, image, detected, _camera(image)) if detected is not None else None
             row[method] = scores(face.landmarks68()[0] if face else None, own.landmarks68()[0] if own else None)
         if ctx.with_peer:
             row[PEER] = scores(peer_landmarks68(image, s.box)[:, :2],
@@ -303,7 +301,7 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
                     dets = run.detect(s.image).faces
                     face = None
                     for name in ctx.methods:
-                        face = METHODS[name](run, s.image, dets[0], s.camera) if dets else None
+                        face = reconstruct(run, name, s.image, dets[0], s.camera) if dets else None
                         if face is None:
                             row[name] = {"detected": bool(dets), "rmse_mm": np.nan, "nme_diag": np.nan,
                                          "nme_io": np.nan}
@@ -390,7 +388,7 @@ def scan_protocol(ctx: Context) -> ProtocolResult:
     for name in ctx.methods:
         for k, photo in enumerate(scan.photos):
             dets = ctx.run.detect(photo).faces
-            face = METHODS[name](ctx.run, photo, dets[0], _camera(photo)) if dets else None
+            face = reconstruct(ctx.run, name, photo, dets[0], _camera(photo)) if dets else None
             if face is None:
                 rows.append({"photo": k, "method": name, "reconstructed": False})
                 continue
@@ -454,7 +452,7 @@ def hard(ctx: Context) -> ProtocolResult:
             row = {"image": s.image_path.name, "variant": variant,
                    "detected": match_detection(ctx.run.detect(image).faces, box) is not None}
             for name in ctx.methods:
-                face = METHODS[name](ctx.run, image, box_detection(box), _camera(image))
+                face = reconstruct(ctx.run, name, image, box_detection(box), _camera(image))
                 row[name] = nme(face.landmarks68()[0], points, size) if face else np.nan
             if ctx.with_peer:
                 row[PEER] = nme(peer_landmarks68(image, box)[:, :2], points, size)
