@@ -283,7 +283,7 @@ def video(
             write_outputs(track, run, clip, out_dir, overlay, glb, turntable=options.turntable)
     except FaceReconError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     found = sum(fit is not None for fit in track.fits)
     jitter = ", ".join(f"{k} {v:.3f}" for k, v in track.jitter_mm.items())
     print(f"facerecon video: the face in {found}/{len(track.fits)} frames written to {out_dir}; "

@@ -90,7 +90,8 @@ def test_surface_samples_cover_the_triangles():
 
 def test_detection_matching_needs_overlap_and_a_centre_inside():
     truth = np.array([100, 100, 200, 200], float)
-    det = lambda box: box_detection(np.array(box, np.float32), 0.9)
+    def det(box):
+        return box_detection(np.array(box, np.float32), 0.9)
     good, off = det([90, 80, 210, 210]), det([190, 190, 300, 300])
     assert match_detection([off, good], truth) is good
     assert match_detection([off], truth) is None
