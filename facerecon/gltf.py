@@ -25,8 +25,8 @@ import math
 import struct
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from scipy import sparse
 from scipy.spatial.transform import Rotation
 
 from .blendshapes import arkit_name
@@ -121,18 +121,18 @@ class _Builder:
         return self._add({"bufferView": self.view(array.tobytes(), target), "componentType": COMPONENT[array.dtype.type],
                           "count": len(array), "type": KIND[flat.shape[1]]}, flat, bounds)
 
-    def delta(self, values: np.ndarray, keep: np.ndarray, bounds: bool | tuple) -> int:
-        """A morph-target attribute (K, 3), zero outside the rows ``keep``: sparse where smaller."""
-        index = np.uint16 if len(values) < 65536 else np.uint32
-        if len(keep) * (12 + index().itemsize) >= values.size * 4:   # sparse: value + index; dense: 12 bytes
-            return self.accessor(values, ARRAY_BUFFER, bounds)
-        accessor = {"componentType": FLOAT, "count": len(values), "type": "VEC3"}
-        if len(keep):   # without any, the accessor is all zeros by definition
-            accessor["sparse"] = {"count": len(keep),
-                                  "indices": {"bufferView": self.view(keep.astype(index).tobytes()),
-                                              "componentType": COMPONENT[index]},
-                                  "values": {"bufferView": self.view(values[keep].tobytes())}}
-        return self._add(accessor, values, bounds)
+    def delta(self, delta: "_Delta") -> int:
+        """One encoded morph-target attribute (see ``_encode_deltas``)."""
+        if delta.indices is None:
+            return self._add({"bufferView": self.view(delta.values, ARRAY_BUFFER), "componentType": FLOAT,
+                              "count": delta.count, "type": "VEC3"}, None, delta.bounds or False)
+        accessor = {"componentType": FLOAT, "count": delta.count, "type": "VEC3"}
+        if delta.kept:   # without any, the accessor is all zeros by definition
+            accessor["sparse"] = {"count": delta.kept,
+                                  "indices": {"bufferView": self.view(delta.indices),
+                                              "componentType": COMPONENT[delta.index_type]},
+                                  "values": {"bufferView": self.view(delta.values)}}
+        return self._add(accessor, None, delta.bounds or False)
 
     def glb(self) -> bytes:
         """The GLB container: header, JSON chunk (space-padded), BIN chunk (zero-padded)."""
@@ -145,38 +145,90 @@ class _Builder:
                          struct.pack("<I4s", len(self.blob), b"BIN\0"), bytes(self.blob)])
 
 
-def _trimmed(values: np.ndarray, drop: float) -> tuple[np.ndarray, np.ndarray]:
-    """(K, N, 3) deltas with the rows under ``drop`` zeroed, and each target's kept rows."""
-    moved = np.einsum("knc,knc->kn", values, values) >= drop * drop
-    return np.where(moved[..., None], values, 0).astype(np.float32), [np.flatnonzero(m) for m in moved]
+@dataclass(frozen=True)
+class _Delta:
+    """One morph-target attribute (count, 3) float32, encoded: dense (``indices`` None, ``values``
+    all rows) or sparse (``kept`` rows: their indices and values)."""
+
+    count: int
+    values: bytes | memoryview
+    indices: bytes | memoryview | None
+    kept: int
+    index_type: type
+    bounds: tuple[np.ndarray, np.ndarray] | None   # min and max (positions need them)
 
 
-def _position_targets(model: HeadModel, used: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[tuple]]:
-    """The skin's position deltas in metres, their kept rows and bounds: the same for every head,
-    so computed once per model."""
+def _encode_deltas(values: np.ndarray, drop: float, bounds: bool) -> list[_Delta]:
+    """(K, N, 3) deltas -> K attributes, rows moving under ``drop`` left out (zeroed where
+    dense); each sparse where that is smaller (value + index against 12 bytes a row)."""
+    k, n, _ = values.shape
+    index_type = np.uint16 if n < 65536 else np.uint32
+    keep = np.einsum("knc,knc->kn", values, values) >= drop * drop
+    counts = keep.sum(1)
+    sparse = counts * (12 + np.dtype(index_type).itemsize) < n * 12
+    # All sparse targets' indices and values in one gather each, sliced per target below.
+    rows = np.nonzero(keep & sparse[:, None])[1]
+    index_bytes = memoryview(rows.astype(index_type).tobytes())
+    value_bytes = memoryview(np.ascontiguousarray(values[keep & sparse[:, None]], np.float32).tobytes())
+    isize, out, start = np.dtype(index_type).itemsize, [], 0
+    for i in range(k):
+        trimmed = None
+        if bounds or not sparse[i]:
+            trimmed = np.where(keep[i, :, None], values[i], 0).astype(np.float32)
+        box = (trimmed.min(0), trimmed.max(0)) if bounds else None
+        if sparse[i]:
+            end = start + int(counts[i])
+            out.append(_Delta(n, value_bytes[12 * start:12 * end], index_bytes[isize * start:isize * end],
+                              int(counts[i]), index_type, box))
+            start = end
+        else:
+            out.append(_Delta(n, trimmed.tobytes(), None, int(counts[i]), index_type, box))
+    return out
+
+
+def _position_targets(model: HeadModel, used: np.ndarray) -> list[_Delta]:
+    """The skin's encoded position deltas in metres: the same for every head, so encoded once
+    per model."""
     key = ("gltf_position_targets", used.tobytes())
     if key not in model.extra:
         vertex = model.export_topology[0]
-        moves, rows = _trimmed(model.expression_basis[:, vertex[used]] * CM_TO_M, DROP_M)
-        model.extra[key] = moves, rows, [(m.min(0), m.max(0)) for m in moves]
+        model.extra[key] = _encode_deltas(model.expression_basis[:, vertex[used]] * CM_TO_M, DROP_M, True)
     return model.extra[key]
 
 
-def target_normals(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(K, V, 3) unit vertex normals of ``base + shapes[k]`` for every k at once: one sparse
-    vertex-by-triangle sum over all targets (several times faster than K separate ones)."""
-    k, v, t = len(shapes), len(base), len(triangles)
-    points = base[:, None] + shapes.transpose(1, 0, 2)                       # (V, K, 3)
-    a, b, c = (points[triangles[:, i]] for i in range(3))                    # (T, K, 3)
-    e1, e2 = b - a, c - a
-    face = np.empty_like(e1)
-    for i, j, m in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):                         # the cross product
-        face[..., i] = e1[..., j] * e2[..., m] - e1[..., m] * e2[..., j]
-    incidence = sparse.csr_matrix((np.ones(3 * t, np.float32), (triangles.T.ravel(), np.tile(np.arange(t), 3))),
-                                  shape=(v, t))
-    summed = (incidence @ face.reshape(t, -1)).reshape(v, k, 3)
-    summed /= np.sqrt(np.einsum("vkc,vkc->vk", summed, summed))[..., None] + 1e-12
-    return summed.transpose(1, 0, 2)
+def target_normals(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(K, n, 3) unit vertex normals of ``base + shapes[k]`` (V, 3) cm over ``triangles`` (T, 3)
+    at the vertices ``rows`` (n,), for every k."""
+    out = np.empty((len(shapes), len(rows), 3), np.float32)
+    _target_normals(np.ascontiguousarray(base, np.float32), shapes, np.ascontiguousarray(triangles, np.int64),
+                    np.ascontiguousarray(rows, np.int64), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _target_normals(base, shapes, triangles, rows, out):
+    total = np.zeros((base.shape[0], 3), np.float64)
+    for k in range(shapes.shape[0]):
+        total[:] = 0.0
+        for t in range(triangles.shape[0]):
+            a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+            ax, ay, az = base[a, 0] + shapes[k, a, 0], base[a, 1] + shapes[k, a, 1], base[a, 2] + shapes[k, a, 2]
+            ux = base[b, 0] + shapes[k, b, 0] - ax
+            uy = base[b, 1] + shapes[k, b, 1] - ay
+            uz = base[b, 2] + shapes[k, b, 2] - az
+            vx = base[c, 0] + shapes[k, c, 0] - ax
+            vy = base[c, 1] + shapes[k, c, 1] - ay
+            vz = base[c, 2] + shapes[k, c, 2] - az
+            nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+            for v in (a, b, c):   # area-weighted: the cross product's length is twice the area
+                total[v, 0] += nx
+                total[v, 1] += ny
+                total[v, 2] += nz
+        for i in range(rows.shape[0]):
+            v = rows[i]
+            length = np.sqrt(total[v, 0] ** 2 + total[v, 1] ** 2 + total[v, 2] ** 2) + 1e-12
+            for j in range(3):
+                out[k, i, j] = total[v, j] / length
 
 
 def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, rig: Rig | None = None,
@@ -250,14 +302,11 @@ def _primitive(b: _Builder, faces: np.ndarray, positions: np.ndarray, normals: n
                  "material": 0}
     if morphs is not None:
         model, base, mine = morphs
-        moves, move_rows, move_bounds = _position_targets(model, used)
         source = model.export_topology[0][used]
         # Only this primitive's triangles: its vertices have no others (the eyeballs are apart).
-        turns, turn_rows = _trimmed(target_normals(base, model.expression_basis, model.triangles[mine])[:, source]
-                                    - normals[used], DROP_NORMAL)
-        primitive["targets"] = [{"POSITION": b.delta(move, move_keep, bounds), "NORMAL": b.delta(turn, turn_keep, False)}
-                                for move, move_keep, bounds, turn, turn_keep
-                                in zip(moves, move_rows, move_bounds, turns, turn_rows)]
+        turns = target_normals(base, model.expression_basis, model.triangles[mine], source) - normals[used]
+        primitive["targets"] = [{"POSITION": b.delta(move), "NORMAL": b.delta(turn)} for move, turn
+                                in zip(_position_targets(model, used), _encode_deltas(turns, DROP_NORMAL, False))]
     return primitive
 
 
