@@ -128,8 +128,7 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
         # Dependencies first, so that the OBJ never appears before its material and texture.
         paths["png"] = write_bytes(out_dir / f"{stem}.png", png)
         paths["mtl"] = write_bytes(out_dir / f"{stem}.mtl", _mtl(stem, paths["png"].name).encode())
-        paths["obj"] = write_bytes(out_dir / f"{stem}.obj",
-                                   _obj(stem, paths["mtl"].name, positions, uv, normals, faces, units).encode())
+        paths["obj"] = write_bytes(out_dir / f"{stem}.obj", _obj(stem, paths["mtl"].name, positions, normals, model, units))
     if "glb" in formats:
         paths["glb"] = write_bytes(out_dir / f"{stem}.glb", head_glb(model, vertices_model, png, rig))
     if "ply" in formats:
@@ -163,17 +162,27 @@ def _mtl(name: str, texture_file: str) -> str:
             f"d 1.0\nillum 1\nmap_Kd {texture_file}\n")
 
 
-def _obj(name: str, mtl_file: str, positions: np.ndarray, uv: np.ndarray, normals: np.ndarray,
-         faces: np.ndarray, units: str) -> str:
+def _obj(name: str, mtl_file: str, positions: np.ndarray, normals: np.ndarray, model: HeadModel, units: str) -> bytes:
     """OBJ text; position, uv and normal share one index per split vertex (1-based)."""
-    k, t = len(positions), len(faces)
-    corners = np.repeat(faces + 1, 3, axis=1).ravel()
+    k = len(positions)
     digits = {"m": 7, "cm": 5, "mm": 4}[units]   # 0.1 micrometre in every unit
-    return "".join([
-        f"# facerecon head, {UNIT_NAMES[units]}\nmtllib {mtl_file}\no {name}\n",
-        (f"v %.{digits}f %.{digits}f %.{digits}f\n" * k) % tuple(positions.ravel().tolist()),
-        ("vt %.6f %.6f\n" * k) % tuple(uv.ravel().tolist()),
-        ("vn %.4f %.4f %.4f\n" * k) % tuple(normals.ravel().tolist()),
-        f"usemtl {name}\ns 1\n",
-        ("f %d/%d/%d %d/%d/%d %d/%d/%d\n" * t) % tuple(corners.tolist()),
+    uv_lines, face_lines = _obj_topology(model)
+    return b"".join([
+        f"# facerecon head, {UNIT_NAMES[units]}\nmtllib {mtl_file}\no {name}\n".encode(),
+        ((f"v %.{digits}f %.{digits}f %.{digits}f\n" * k) % tuple(positions.ravel().tolist())).encode(),
+        uv_lines,
+        (("vn %.4f %.4f %.4f\n" * k) % tuple(normals.ravel().tolist())).encode(),
+        f"usemtl {name}\ns 1\n".encode(),
+        face_lines,
     ])
+
+
+def _obj_topology(model: HeadModel) -> tuple[bytes, bytes]:
+    """The OBJ's ``vt`` and ``f`` lines: the same for every head, so formatted once per model."""
+    key = ("obj_topology",)
+    if key not in model.extra:
+        _, uv, faces = model.export_topology
+        corners = np.repeat(faces + 1, 3, axis=1).ravel()
+        model.extra[key] = ((("vt %.6f %.6f\n" * len(uv)) % tuple(uv.ravel().tolist())).encode(),
+                            (("f %d/%d/%d %d/%d/%d %d/%d/%d\n" * len(faces)) % tuple(corners.tolist())).encode())
+    return model.extra[key]
