@@ -158,56 +158,63 @@ class _Delta:
     bounds: tuple[np.ndarray, np.ndarray] | None   # min and max (positions need them)
 
 
-def _encode_deltas(values: np.ndarray, drop: float, bounds: bool) -> list[_Delta]:
-    """(K, N, 3) deltas -> K attributes, rows moving under ``drop`` left out (zeroed where
-    dense); each sparse where that is smaller (value + index against 12 bytes a row)."""
-    k, n, _ = values.shape
+def _encode_deltas(n: int, counts: np.ndarray, rows: np.ndarray, values: np.ndarray,
+                   bounds: list[tuple[np.ndarray, np.ndarray]] | None = None) -> list[_Delta]:
+    """Morph-target attributes of (n, 3), zero but in their kept rows: ``counts`` (K,) of them,
+    then the rows (M,) and their values (M, 3), target after target. Each is sparse where that is
+    smaller (value + index against 12 bytes a row)."""
     index_type = np.uint16 if n < 65536 else np.uint32
-    keep = np.einsum("knc,knc->kn", values, values) >= drop * drop
-    counts = keep.sum(1)
-    sparse = counts * (12 + np.dtype(index_type).itemsize) < n * 12
-    # All sparse targets' indices and values in one gather each, sliced per target below.
-    rows = np.nonzero(keep & sparse[:, None])[1]
+    isize = np.dtype(index_type).itemsize
     index_bytes = memoryview(rows.astype(index_type).tobytes())
-    value_bytes = memoryview(np.ascontiguousarray(values[keep & sparse[:, None]], np.float32).tobytes())
-    isize, out, start = np.dtype(index_type).itemsize, [], 0
-    for i in range(k):
-        trimmed = None
-        if bounds or not sparse[i]:
-            trimmed = np.where(keep[i, :, None], values[i], 0).astype(np.float32)
-        box = (trimmed.min(0), trimmed.max(0)) if bounds else None
-        if sparse[i]:
-            end = start + int(counts[i])
+    value_bytes = memoryview(values.astype(np.float32).tobytes())
+    out, start = [], 0
+    for i, count in enumerate(counts.tolist()):
+        end = start + count
+        box = bounds[i] if bounds is not None else None
+        if count * (12 + isize) < n * 12:
             out.append(_Delta(n, value_bytes[12 * start:12 * end], index_bytes[isize * start:isize * end],
-                              int(counts[i]), index_type, box))
-            start = end
+                              count, index_type, box))
         else:
-            out.append(_Delta(n, trimmed.tobytes(), None, int(counts[i]), index_type, box))
+            dense = np.zeros((n, 3), np.float32)
+            dense[rows[start:end]] = values[start:end]
+            out.append(_Delta(n, dense.tobytes(), None, count, index_type, box))
+        start = end
     return out
 
 
 def _position_targets(model: HeadModel, used: np.ndarray) -> list[_Delta]:
-    """The skin's encoded position deltas in metres: the same for every head, so encoded once
-    per model."""
+    """The skin's encoded position deltas in metres, rows moving under DROP_M left out: the same
+    for every head, so encoded once per model."""
     key = ("gltf_position_targets", used.tobytes())
     if key not in model.extra:
-        vertex = model.export_topology[0]
-        model.extra[key] = _encode_deltas(model.expression_basis[:, vertex[used]] * CM_TO_M, DROP_M, True)
+        moves = model.expression_basis[:, model.export_topology[0][used]] * CM_TO_M
+        keep = np.einsum("knc,knc->kn", moves, moves) >= DROP_M * DROP_M
+        trimmed = np.where(keep[..., None], moves, 0)
+        model.extra[key] = _encode_deltas(len(used), keep.sum(1), np.nonzero(keep)[1], moves[keep],
+                                          [(m.min(0), m.max(0)) for m in trimmed])
     return model.extra[key]
 
 
-def target_normals(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(K, n, 3) unit vertex normals of ``base + shapes[k]`` (V, 3) cm over ``triangles`` (T, 3)
-    at the vertices ``rows`` (n,), for every k."""
-    out = np.empty((len(shapes), len(rows), 3), np.float32)
-    _target_normals(np.ascontiguousarray(base, np.float32), shapes, np.ascontiguousarray(triangles, np.int64),
-                    np.ascontiguousarray(rows, np.int64), out)
-    return out
+def normal_deltas(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray,
+                  normals: np.ndarray, drop: float = DROP_NORMAL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The NORMAL morph targets: for each shape k, the unit vertex normals of ``base + shapes[k]``
+    (V, 3) cm, summed over ``triangles`` (T, 3), at the vertices ``rows`` (n,), minus ``normals``
+    (n, 3) (the base's), where that moves by at least ``drop``. Returns the count of such rows per
+    shape (K,), then the rows (M,) (positions in ``rows``) and their deltas (M, 3), shape by shape."""
+    k, n = len(shapes), len(rows)
+    counts = np.zeros(k, np.int64)
+    kept = np.empty(k * n, np.int32)
+    deltas = np.empty((k * n, 3), np.float32)
+    total = _normal_deltas(np.ascontiguousarray(base, np.float32), shapes, np.ascontiguousarray(triangles, np.int64),
+                           np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(normals, np.float32),
+                           np.float32(drop), counts, kept, deltas)
+    return counts, kept[:total], deltas[:total]
 
 
 @numba.njit(cache=True, nogil=True)
-def _target_normals(base, shapes, triangles, rows, out):
+def _normal_deltas(base, shapes, triangles, rows, normals, drop, counts, kept, deltas):
     total = np.zeros((base.shape[0], 3), np.float64)
+    m = 0
     for k in range(shapes.shape[0]):
         total[:] = 0.0
         for t in range(triangles.shape[0]):
@@ -227,8 +234,15 @@ def _target_normals(base, shapes, triangles, rows, out):
         for i in range(rows.shape[0]):
             v = rows[i]
             length = np.sqrt(total[v, 0] ** 2 + total[v, 1] ** 2 + total[v, 2] ** 2) + 1e-12
-            for j in range(3):
-                out[k, i, j] = total[v, j] / length
+            dx = total[v, 0] / length - normals[i, 0]
+            dy = total[v, 1] / length - normals[i, 1]
+            dz = total[v, 2] / length - normals[i, 2]
+            if dx * dx + dy * dy + dz * dz >= drop * drop:
+                kept[m] = i
+                deltas[m, 0], deltas[m, 1], deltas[m, 2] = dx, dy, dz
+                m += 1
+                counts[k] += 1
+    return m
 
 
 def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, rig: Rig | None = None,
@@ -304,9 +318,10 @@ def _primitive(b: _Builder, faces: np.ndarray, positions: np.ndarray, normals: n
         model, base, mine = morphs
         source = model.export_topology[0][used]
         # Only this primitive's triangles: its vertices have no others (the eyeballs are apart).
-        turns = target_normals(base, model.expression_basis, model.triangles[mine], source) - normals[used]
-        primitive["targets"] = [{"POSITION": b.delta(move), "NORMAL": b.delta(turn)} for move, turn
-                                in zip(_position_targets(model, used), _encode_deltas(turns, DROP_NORMAL, False))]
+        turns = _encode_deltas(len(used), *normal_deltas(base, model.expression_basis, model.triangles[mine], source,
+                                                         normals[used]))
+        primitive["targets"] = [{"POSITION": b.delta(move), "NORMAL": b.delta(turn)}
+                                for move, turn in zip(_position_targets(model, used), turns)]
     return primitive
 
 
