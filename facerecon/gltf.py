@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -245,11 +246,12 @@ def _normal_deltas(base, shapes, triangles, rows, normals, drop, counts, kept, d
     return m
 
 
-def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, rig: Rig | None = None,
-             animation: Animation | None = None) -> bytes:
-    """The GLB bytes of the head ``vertices_model`` (V, 3) cm with its atlas texture (PNG bytes).
-    With ``rig`` the skin is the neutral head plus morph targets (``vertices_model`` is then the
-    fitted head they reproduce); ``animation`` needs ``rig``."""
+def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes | Callable[[], bytes],
+             rig: Rig | None = None, animation: Animation | None = None) -> bytes:
+    """The GLB bytes of the head ``vertices_model`` (V, 3) cm with its atlas texture: PNG bytes, or
+    a function that returns them, called once the rest is built (the PNG may be encoding in
+    another thread meanwhile). With ``rig`` the skin is the neutral head plus morph targets
+    (``vertices_model`` is then the fitted head they reproduce); ``animation`` needs ``rig``."""
     if animation is not None and rig is None:
         raise ValueError("an animation needs a rig (the morph targets it drives)")
     base = model.shape(rig.identity) if rig is not None else np.asarray(vertices_model, np.float32)
@@ -260,7 +262,6 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, r
 
     b = _Builder()
     g = b.gltf
-    g["images"] = [{"bufferView": b.view(texture_png), "mimeType": "image/png"}]
     g["samplers"] = [{"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": CLAMP_TO_EDGE,
                       "wrapT": CLAMP_TO_EDGE}]
     g["textures"] = [{"source": 0, "sampler": 0}]
@@ -299,6 +300,8 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, r
     g["scenes"] = [{"nodes": roots}]
     if animation is not None:
         _animate(b, animation)
+    g["images"] = [{"bufferView": b.view(texture_png if isinstance(texture_png, bytes) else texture_png()),
+                    "mimeType": "image/png"}]
     return b.glb()
 
 
