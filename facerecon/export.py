@@ -125,19 +125,20 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
     positions = np.asarray(vertices_model, np.float32)[vertex] * np.float32(UNITS[units])
     normals = vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
     paths: dict[str, Path] = {}
-    with ThreadPoolExecutor(1) as pool:
-        # The PNG encodes (OpenCV releases the GIL) while the meshes are built.
+    with ThreadPoolExecutor(2) as pool:
+        # The PNG encodes (OpenCV releases the GIL) while the meshes are built, the GLB (mostly a
+        # numba kernel, also without the GIL) beside the OBJ and PLY; it takes the PNG last.
         png = pool.submit(encode_image, texture, ".png") if {"obj", "glb"} & set(formats) else None
+        glb = pool.submit(head_glb, model, vertices_model, png.result, rig) if "glb" in formats else None
         ply = _ply(positions, normals, texture, model) if "ply" in formats else b""
         obj = _obj(stem, f"{stem}.mtl", positions, normals, model, units) if "obj" in formats else b""
-        glb = head_glb(model, vertices_model, png.result, rig) if "glb" in formats else b""
     if "obj" in formats:
         # Dependencies first, so that the OBJ never appears before its material and texture.
         paths["png"] = write_bytes(out_dir / f"{stem}.png", png.result())
         paths["mtl"] = write_bytes(out_dir / f"{stem}.mtl", _mtl(stem, paths["png"].name).encode())
         paths["obj"] = write_bytes(out_dir / f"{stem}.obj", obj)
     if "glb" in formats:
-        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb)
+        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb.result())
     if "ply" in formats:
         paths["ply"] = write_bytes(out_dir / f"{stem}.ply", ply)
     return paths

@@ -20,6 +20,7 @@ and eye correspondences, the mesh Laplacian, the gutter map) is built once and c
 from __future__ import annotations
 
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -144,12 +145,13 @@ def view_samples(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, mo
     normals = _vertex_normals(verts, model, data)
     observe = _Observer(verts, normals, camera, *_depth_map(verts, camera, model))
 
-    # The mesh fill's input: the photo's colours at the vertices (the fill adds their mirror images).
-    v_xy, v_weight = observe(data.point_corners, data.point_bary)
-
-    # Per texel: the direct view and the alternative (the mirror image, or the other eye).
-    xy_d, w_d = observe(layout.corners, layout.bary)
-    xy_m, w_m = observe(layout.alt_corners, layout.alt_bary)
+    with ThreadPoolExecutor(1) as pool:   # two passes at once: the kernel releases the GIL
+        # Per texel: the direct view and the alternative (the mirror image, or the other eye).
+        alternative = pool.submit(observe, layout.alt_corners, layout.alt_bary)
+        xy_d, w_d = observe(layout.corners, layout.bary)
+        # The mesh fill's input: the photo's colours at the vertices (the fill adds their mirror images).
+        v_xy, v_weight = observe(data.point_corners, data.point_bary)
+        xy_m, w_m = alternative.result()
     left_eye, right_eye = (v_weight[eye].sum() for eye in data.eyes)
     if right_eye > left_eye:
         swap = layout.eye_texels
