@@ -21,7 +21,6 @@ from pathlib import Path
 import cv2
 import numba
 import numpy as np
-import trimesh
 
 from .geometry import vertex_normals
 from .gltf import Rig, head_glb
@@ -130,7 +129,7 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
         # numba kernel, also without the GIL) beside the OBJ and PLY; it takes the PNG last.
         png = pool.submit(encode_image, texture, ".png") if {"obj", "glb"} & set(formats) else None
         glb = pool.submit(head_glb, model, vertices_model, png.result, rig) if "glb" in formats else None
-        ply = _ply(positions, normals, texture, model) if "ply" in formats else b""
+        ply = _ply(positions, normals, texture, model, units) if "ply" in formats else b""
         obj = _obj(stem, f"{stem}.mtl", positions, normals, model, units) if "obj" in formats else b""
     if "obj" in formats:
         # Dependencies first, so that the OBJ never appears before its material and texture.
@@ -144,14 +143,22 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
     return paths
 
 
-def _ply(positions: np.ndarray, normals: np.ndarray, texture: np.ndarray, model: HeadModel) -> bytes:
+def _ply(positions: np.ndarray, normals: np.ndarray, texture: np.ndarray, model: HeadModel, units: str) -> bytes:
     """Binary PLY with the texture's colour at each (split) vertex."""
     _, uv, faces = model.export_topology
     size = texture.shape[0]
     texel = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
-    colours = np.concatenate([sample_image(texture, texel), np.full((len(uv), 1), 255, np.uint8)], axis=1)
-    mesh = trimesh.Trimesh(positions, faces, vertex_normals=normals, vertex_colors=colours, process=False)
-    return mesh.export(file_type="ply")
+    vertices = np.empty(len(uv), [("position", "<f4", 3), ("normal", "<f4", 3), ("colour", "u1", 4)])
+    vertices["position"], vertices["normal"] = positions, normals
+    vertices["colour"][:, :3], vertices["colour"][:, 3] = sample_image(texture, texel), 255
+    triangles = np.empty(len(faces), [("count", "u1"), ("corners", "<i4", 3)])
+    triangles["count"], triangles["corners"] = 3, faces
+    header = (f"ply\nformat binary_little_endian 1.0\ncomment facerecon head, {UNIT_NAMES[units]}\n"
+              f"element vertex {len(vertices)}\n"
+              + "".join(f"property float {c}\n" for c in ("x", "y", "z", "nx", "ny", "nz"))
+              + "".join(f"property uchar {c}\n" for c in ("red", "green", "blue", "alpha"))
+              + f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
+    return header.encode() + vertices.tobytes() + triangles.tobytes()
 
 
 def mesh_info(formats: Sequence[str], units: str, rig: Rig | None, model: HeadModel) -> dict:

@@ -154,7 +154,7 @@ def test_failed_export_leaves_nothing(tmp_path, monkeypatch, model, head, textur
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(trimesh.Trimesh, "export", broken)
+    monkeypatch.setattr("facerecon.export._ply", broken)
     monkeypatch.setattr("facerecon.export.head_glb", broken)
     for formats in (("glb",), ("ply",)):
         with pytest.raises(OSError):
