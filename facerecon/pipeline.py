@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .assets import PACKAGE_DATA
 from .blendshapes import arkit_weights
@@ -167,6 +168,10 @@ class Reconstructor:
         self.texture_size = check_texture_size(texture_size)
         self.max_faces = check_max_faces(max_faces)
         self.method = method
+        # The stages' matrix products are small (a few thousand points by tens of modes): split over
+        # the cores by OpenBLAS they cost more than they give, its threads spinning after each
+        # call (measured: the main job's CPU halved with one). Process-wide, as OpenBLAS's setting is.
+        threadpool_limits(1, user_api="blas")
         self._regressor = None
         self._guided = None
         self._vrn = None
