@@ -300,7 +300,7 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes | 
     g["scenes"] = [{"nodes": roots}]
     if animation is not None:
         _animate(b, animation)
-    g["images"] = [{"bufferView": b.view(texture_png if isinstance(texture_png, bytes) else texture_png()),
+    g["images"] = [{"bufferView": b.view(texture_png() if callable(texture_png) else texture_png),
                     "mimeType": "image/png"}]
     return b.glb()
 
