@@ -9,16 +9,18 @@ v = 1); the GLB flips v, as glTF's origin is the top-left.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import numba
 import numpy as np
-import trimesh
 
 from .geometry import vertex_normals
 from .gltf import Rig, head_glb
@@ -118,27 +120,45 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
         raise ValueError(f"unknown units {units!r}; choose from {', '.join(UNITS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vertex, uv, faces = model.export_topology
+    vertex = model.export_topology[0]
     positions = np.asarray(vertices_model, np.float32)[vertex] * np.float32(UNITS[units])
     normals = vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
     paths: dict[str, Path] = {}
-    png = encode_image(texture, ".png") if {"obj", "glb"} & set(formats) else b""
-
+    with ThreadPoolExecutor(2) as pool:
+        # The PNG encodes (OpenCV releases the GIL) while the meshes are built, the GLB (mostly a
+        # numba kernel, also without the GIL) beside the OBJ and PLY; it takes the PNG last.
+        png = pool.submit(encode_image, texture, ".png") if {"obj", "glb"} & set(formats) else None
+        glb = pool.submit(head_glb, model, vertices_model, png.result, rig) if "glb" in formats else None
+        ply = _ply(positions, normals, texture, model, units) if "ply" in formats else b""
+        obj = _obj(stem, f"{stem}.mtl", positions, normals, model, units) if "obj" in formats else b""
     if "obj" in formats:
         # Dependencies first, so that the OBJ never appears before its material and texture.
-        paths["png"] = write_bytes(out_dir / f"{stem}.png", png)
+        paths["png"] = write_bytes(out_dir / f"{stem}.png", png.result())
         paths["mtl"] = write_bytes(out_dir / f"{stem}.mtl", _mtl(stem, paths["png"].name).encode())
-        paths["obj"] = write_bytes(out_dir / f"{stem}.obj",
-                                   _obj(stem, paths["mtl"].name, positions, uv, normals, faces, units).encode())
+        paths["obj"] = write_bytes(out_dir / f"{stem}.obj", obj)
     if "glb" in formats:
-        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", head_glb(model, vertices_model, png, rig))
+        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb.result())
     if "ply" in formats:
-        size = texture.shape[0]
-        texel = uv_to_texel(uv, size)
-        colours = np.concatenate([sample_image(texture, texel), np.full((len(uv), 1), 255, np.uint8)], axis=1)
-        mesh = trimesh.Trimesh(positions, faces, vertex_normals=normals, vertex_colors=colours, process=False)
-        paths["ply"] = write_bytes(out_dir / f"{stem}.ply", mesh.export(file_type="ply"))
+        paths["ply"] = write_bytes(out_dir / f"{stem}.ply", ply)
     return paths
+
+
+def _ply(positions: np.ndarray, normals: np.ndarray, texture: np.ndarray, model: HeadModel, units: str) -> bytes:
+    """Binary PLY with the texture's colour at each (split) vertex."""
+    _, uv, faces = model.export_topology
+    size = texture.shape[0]
+    texel = uv_to_texel(uv, size)
+    vertices = np.empty(len(uv), [("position", "<f4", 3), ("normal", "<f4", 3), ("colour", "u1", 4)])
+    vertices["position"], vertices["normal"] = positions, normals
+    vertices["colour"][:, :3], vertices["colour"][:, 3] = sample_image(texture, texel), 255
+    triangles = np.empty(len(faces), [("count", "u1"), ("corners", "<i4", 3)])
+    triangles["count"], triangles["corners"] = 3, faces
+    header = (f"ply\nformat binary_little_endian 1.0\ncomment facerecon head, {UNIT_NAMES[units]}\n"
+              f"element vertex {len(vertices)}\n"
+              + "".join(f"property float {c}\n" for c in ("x", "y", "z", "nx", "ny", "nz"))
+              + "".join(f"property uchar {c}\n" for c in ("red", "green", "blue", "alpha"))
+              + f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
+    return header.encode() + vertices.tobytes() + triangles.tobytes()
 
 
 def mesh_info(formats: Sequence[str], units: str, rig: Rig | None, model: HeadModel) -> dict:
@@ -163,17 +183,83 @@ def _mtl(name: str, texture_file: str) -> str:
             f"d 1.0\nillum 1\nmap_Kd {texture_file}\n")
 
 
-def _obj(name: str, mtl_file: str, positions: np.ndarray, uv: np.ndarray, normals: np.ndarray,
-         faces: np.ndarray, units: str) -> str:
+def _obj(name: str, mtl_file: str, positions: np.ndarray, normals: np.ndarray, model: HeadModel, units: str) -> bytes:
     """OBJ text; position, uv and normal share one index per split vertex (1-based)."""
-    k, t = len(positions), len(faces)
-    corners = np.repeat(faces + 1, 3, axis=1).ravel()
     digits = {"m": 7, "cm": 5, "mm": 4}[units]   # 0.1 micrometre in every unit
-    return "".join([
-        f"# facerecon head, {UNIT_NAMES[units]}\nmtllib {mtl_file}\no {name}\n",
-        (f"v %.{digits}f %.{digits}f %.{digits}f\n" * k) % tuple(positions.ravel().tolist()),
-        ("vt %.6f %.6f\n" * k) % tuple(uv.ravel().tolist()),
-        ("vn %.4f %.4f %.4f\n" * k) % tuple(normals.ravel().tolist()),
-        f"usemtl {name}\ns 1\n",
-        ("f %d/%d/%d %d/%d/%d %d/%d/%d\n" * t) % tuple(corners.tolist()),
+    uv_lines, face_lines = _obj_topology(model)
+    return b"".join([
+        f"# facerecon head, {UNIT_NAMES[units]}\nmtllib {mtl_file}\no {name}\n".encode(),
+        fixed_point_lines(b"v ", positions, digits),
+        uv_lines,
+        fixed_point_lines(b"vn ", normals, 4),
+        f"usemtl {name}\ns 1\n".encode(),
+        face_lines,
     ])
+
+
+def _obj_topology(model: HeadModel) -> tuple[bytes, bytes]:
+    """The OBJ's ``vt`` and ``f`` lines: the same for every head, so formatted once per model."""
+    key = ("obj_topology",)
+    if key not in model.extra:
+        _, uv, faces = model.export_topology
+        corners = np.repeat(faces + 1, 3, axis=1).ravel()
+        model.extra[key] = (fixed_point_lines(b"vt ", uv, 6),
+                            (("f %d/%d/%d %d/%d/%d %d/%d/%d\n" * len(faces)) % tuple(corners.tolist())).encode())
+    return model.extra[key]
+
+
+def fixed_point_lines(prefix: bytes, values: np.ndarray, digits: int) -> bytes:
+    """One text line per row of ``values`` (N, C) float32: ``prefix``, then the numbers as
+    ``"%.{digits}f"`` writes them, space-separated (the same text, formatted without Python's per-
+    number cost). Values must be finite and under 1e9 in size."""
+    values = np.ascontiguousarray(values)
+    if values.dtype != np.float32 or values.ndim != 2 or not 1 <= digits <= 7:
+        raise ValueError(f"expected (N, C) float32 values and 1-7 digits, got {values.dtype} {values.shape}, {digits}")
+    if not (np.isfinite(values).all() and (np.abs(values) < 1e9).all()):
+        raise ValueError("mesh values must be finite and under 1e9 in size")
+    width = len(prefix) + values.shape[1] * (12 + digits)   # per row: sign, 9 integer digits, point, space
+    out = np.empty(len(values) * width, np.uint8)
+    size = _fixed_point_lines(np.frombuffer(prefix, np.uint8), values, digits, out)
+    return out[:size].tobytes()
+
+
+@numba.njit(cache=True, nogil=True)
+def _fixed_point_lines(prefix, values, digits, out):
+    # A float32 times 10**digits (digits <= 7) is exact in float64, so rounding that product half
+    # to even gives the correctly rounded decimal, as printf does; the sign is the value's own
+    # (-0.0000 for a small negative, as printf writes it).
+    scale = 10.0 ** digits
+    reversed_digits = np.empty(24, np.uint8)
+    pos = 0
+    for i in range(values.shape[0]):
+        for c in prefix:
+            out[pos] = c
+            pos += 1
+        for j in range(values.shape[1]):
+            x = np.float64(values[i, j])
+            if j:
+                out[pos] = 32   # " "
+                pos += 1
+            if math.copysign(1.0, x) < 0:
+                out[pos] = 45   # "-"
+                pos += 1
+            r = np.int64(np.rint(abs(x) * scale))
+            n = 0
+            for _ in range(digits):
+                reversed_digits[n] = 48 + r % 10
+                r //= 10
+                n += 1
+            reversed_digits[n] = 46   # "."
+            n += 1
+            while True:
+                reversed_digits[n] = 48 + r % 10
+                r //= 10
+                n += 1
+                if r == 0:
+                    break
+            for q in range(n - 1, -1, -1):
+                out[pos] = reversed_digits[q]
+                pos += 1
+        out[pos] = 10   # newline
+        pos += 1
+    return pos

@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from scipy import sparse
 from scipy.spatial.transform import Rotation
 
 from .blendshapes import arkit_name
@@ -121,18 +122,18 @@ class _Builder:
         return self._add({"bufferView": self.view(array.tobytes(), target), "componentType": COMPONENT[array.dtype.type],
                           "count": len(array), "type": KIND[flat.shape[1]]}, flat, bounds)
 
-    def delta(self, values: np.ndarray, keep: np.ndarray, bounds: bool | tuple) -> int:
-        """A morph-target attribute (K, 3), zero outside the rows ``keep``: sparse where smaller."""
-        index = np.uint16 if len(values) < 65536 else np.uint32
-        if len(keep) * (12 + index().itemsize) >= values.size * 4:   # sparse: value + index; dense: 12 bytes
-            return self.accessor(values, ARRAY_BUFFER, bounds)
-        accessor = {"componentType": FLOAT, "count": len(values), "type": "VEC3"}
-        if len(keep):   # without any, the accessor is all zeros by definition
-            accessor["sparse"] = {"count": len(keep),
-                                  "indices": {"bufferView": self.view(keep.astype(index).tobytes()),
-                                              "componentType": COMPONENT[index]},
-                                  "values": {"bufferView": self.view(values[keep].tobytes())}}
-        return self._add(accessor, values, bounds)
+    def delta(self, delta: "_Delta") -> int:
+        """One encoded morph-target attribute (see ``_encode_deltas``)."""
+        if delta.indices is None:
+            return self._add({"bufferView": self.view(delta.values, ARRAY_BUFFER), "componentType": FLOAT,
+                              "count": delta.count, "type": "VEC3"}, None, delta.bounds or False)
+        accessor = {"componentType": FLOAT, "count": delta.count, "type": "VEC3"}
+        if delta.kept:   # without any, the accessor is all zeros by definition
+            accessor["sparse"] = {"count": delta.kept,
+                                  "indices": {"bufferView": self.view(delta.indices),
+                                              "componentType": COMPONENT[delta.index_type]},
+                                  "values": {"bufferView": self.view(delta.values)}}
+        return self._add(accessor, None, delta.bounds or False)
 
     def glb(self) -> bytes:
         """The GLB container: header, JSON chunk (space-padded), BIN chunk (zero-padded)."""
@@ -145,45 +146,112 @@ class _Builder:
                          struct.pack("<I4s", len(self.blob), b"BIN\0"), bytes(self.blob)])
 
 
-def _trimmed(values: np.ndarray, drop: float) -> tuple[np.ndarray, np.ndarray]:
-    """(K, N, 3) deltas with the rows under ``drop`` zeroed, and each target's kept rows."""
-    moved = np.einsum("knc,knc->kn", values, values) >= drop * drop
-    return np.where(moved[..., None], values, 0).astype(np.float32), [np.flatnonzero(m) for m in moved]
+@dataclass(frozen=True)
+class _Delta:
+    """One morph-target attribute (count, 3) float32, encoded: dense (``indices`` None, ``values``
+    all rows) or sparse (``kept`` rows: their indices and values)."""
+
+    count: int
+    values: bytes | memoryview
+    indices: bytes | memoryview | None
+    kept: int
+    index_type: type
+    bounds: tuple[np.ndarray, np.ndarray] | None   # min and max (positions need them)
 
 
-def _position_targets(model: HeadModel, used: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[tuple]]:
-    """The skin's position deltas in metres, their kept rows and bounds: the same for every head,
-    so computed once per model."""
+def _encode_deltas(n: int, counts: np.ndarray, rows: np.ndarray, values: np.ndarray,
+                   bounds: list[tuple[np.ndarray, np.ndarray]] | None = None) -> list[_Delta]:
+    """Morph-target attributes of (n, 3), zero but in their kept rows: ``counts`` (K,) of them,
+    then the rows (M,) and their values (M, 3), target after target. Each is sparse where that is
+    smaller (value + index against 12 bytes a row)."""
+    index_type = np.uint16 if n < 65536 else np.uint32
+    isize = np.dtype(index_type).itemsize
+    index_bytes = memoryview(rows.astype(index_type).tobytes())
+    value_bytes = memoryview(values.astype(np.float32).tobytes())
+    out, start = [], 0
+    for i, count in enumerate(counts.tolist()):
+        end = start + count
+        box = bounds[i] if bounds is not None else None
+        if count * (12 + isize) < n * 12:
+            out.append(_Delta(n, value_bytes[12 * start:12 * end], index_bytes[isize * start:isize * end],
+                              count, index_type, box))
+        else:
+            dense = np.zeros((n, 3), np.float32)
+            dense[rows[start:end]] = values[start:end]
+            out.append(_Delta(n, dense.tobytes(), None, count, index_type, box))
+        start = end
+    return out
+
+
+def _position_targets(model: HeadModel, used: np.ndarray) -> list[_Delta]:
+    """The skin's encoded position deltas in metres, rows moving under DROP_M left out: the same
+    for every head, so encoded once per model."""
     key = ("gltf_position_targets", used.tobytes())
     if key not in model.extra:
-        vertex = model.export_topology[0]
-        moves, rows = _trimmed(model.expression_basis[:, vertex[used]] * CM_TO_M, DROP_M)
-        model.extra[key] = moves, rows, [(m.min(0), m.max(0)) for m in moves]
+        moves = model.expression_basis[:, model.export_topology[0][used]] * CM_TO_M
+        keep = np.einsum("knc,knc->kn", moves, moves) >= DROP_M * DROP_M
+        trimmed = np.where(keep[..., None], moves, 0)
+        model.extra[key] = _encode_deltas(len(used), keep.sum(1), np.nonzero(keep)[1], moves[keep],
+                                          [(m.min(0), m.max(0)) for m in trimmed])
     return model.extra[key]
 
 
-def target_normals(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(K, V, 3) unit vertex normals of ``base + shapes[k]`` for every k at once: one sparse
-    vertex-by-triangle sum over all targets (several times faster than K separate ones)."""
-    k, v, t = len(shapes), len(base), len(triangles)
-    points = base[:, None] + shapes.transpose(1, 0, 2)                       # (V, K, 3)
-    a, b, c = (points[triangles[:, i]] for i in range(3))                    # (T, K, 3)
-    e1, e2 = b - a, c - a
-    face = np.empty_like(e1)
-    for i, j, m in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):                         # the cross product
-        face[..., i] = e1[..., j] * e2[..., m] - e1[..., m] * e2[..., j]
-    incidence = sparse.csr_matrix((np.ones(3 * t, np.float32), (triangles.T.ravel(), np.tile(np.arange(t), 3))),
-                                  shape=(v, t))
-    summed = (incidence @ face.reshape(t, -1)).reshape(v, k, 3)
-    summed /= np.sqrt(np.einsum("vkc,vkc->vk", summed, summed))[..., None] + 1e-12
-    return summed.transpose(1, 0, 2)
+def normal_deltas(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray,
+                  normals: np.ndarray, drop: float = DROP_NORMAL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The NORMAL morph targets: for each shape k, the unit vertex normals of ``base + shapes[k]``
+    (V, 3) cm, summed over ``triangles`` (T, 3), at the vertices ``rows`` (n,), minus ``normals``
+    (n, 3) (the base's), where that moves by at least ``drop``. Returns the count of such rows per
+    shape (K,), then the rows (M,) (positions in ``rows``) and their deltas (M, 3), shape by shape."""
+    k, n = len(shapes), len(rows)
+    counts = np.zeros(k, np.int64)
+    kept = np.empty(k * n, np.int32)
+    deltas = np.empty((k * n, 3), np.float32)
+    total = _normal_deltas(np.ascontiguousarray(base, np.float32), shapes, np.ascontiguousarray(triangles, np.int64),
+                           np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(normals, np.float32),
+                           np.float32(drop), counts, kept, deltas)
+    return counts, kept[:total], deltas[:total]
 
 
-def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, rig: Rig | None = None,
-             animation: Animation | None = None) -> bytes:
-    """The GLB bytes of the head ``vertices_model`` (V, 3) cm with its atlas texture (PNG bytes).
-    With ``rig`` the skin is the neutral head plus morph targets (``vertices_model`` is then the
-    fitted head they reproduce); ``animation`` needs ``rig``."""
+@numba.njit(cache=True, nogil=True)
+def _normal_deltas(base, shapes, triangles, rows, normals, drop, counts, kept, deltas):
+    total = np.zeros((base.shape[0], 3), np.float64)
+    m = 0
+    for k in range(shapes.shape[0]):
+        total[:] = 0.0
+        for t in range(triangles.shape[0]):
+            a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+            ax, ay, az = base[a, 0] + shapes[k, a, 0], base[a, 1] + shapes[k, a, 1], base[a, 2] + shapes[k, a, 2]
+            ux = base[b, 0] + shapes[k, b, 0] - ax
+            uy = base[b, 1] + shapes[k, b, 1] - ay
+            uz = base[b, 2] + shapes[k, b, 2] - az
+            vx = base[c, 0] + shapes[k, c, 0] - ax
+            vy = base[c, 1] + shapes[k, c, 1] - ay
+            vz = base[c, 2] + shapes[k, c, 2] - az
+            nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+            for v in (a, b, c):   # area-weighted: the cross product's length is twice the area
+                total[v, 0] += nx
+                total[v, 1] += ny
+                total[v, 2] += nz
+        for i in range(rows.shape[0]):
+            v = rows[i]
+            length = np.sqrt(total[v, 0] ** 2 + total[v, 1] ** 2 + total[v, 2] ** 2) + 1e-12
+            dx = total[v, 0] / length - normals[i, 0]
+            dy = total[v, 1] / length - normals[i, 1]
+            dz = total[v, 2] / length - normals[i, 2]
+            if dx * dx + dy * dy + dz * dz >= drop * drop:
+                kept[m] = i
+                deltas[m, 0], deltas[m, 1], deltas[m, 2] = dx, dy, dz
+                m += 1
+                counts[k] += 1
+    return m
+
+
+def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes | Callable[[], bytes],
+             rig: Rig | None = None, animation: Animation | None = None) -> bytes:
+    """The GLB bytes of the head ``vertices_model`` (V, 3) cm with its atlas texture: PNG bytes, or
+    a function that returns them, called once the rest is built (the PNG may be encoding in
+    another thread meanwhile). With ``rig`` the skin is the neutral head plus morph targets
+    (``vertices_model`` is then the fitted head they reproduce); ``animation`` needs ``rig``."""
     if animation is not None and rig is None:
         raise ValueError("an animation needs a rig (the morph targets it drives)")
     base = model.shape(rig.identity) if rig is not None else np.asarray(vertices_model, np.float32)
@@ -194,7 +262,6 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, r
 
     b = _Builder()
     g = b.gltf
-    g["images"] = [{"bufferView": b.view(texture_png), "mimeType": "image/png"}]
     g["samplers"] = [{"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": CLAMP_TO_EDGE,
                       "wrapT": CLAMP_TO_EDGE}]
     g["textures"] = [{"source": 0, "sampler": 0}]
@@ -233,6 +300,8 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes, r
     g["scenes"] = [{"nodes": roots}]
     if animation is not None:
         _animate(b, animation)
+    g["images"] = [{"bufferView": b.view(texture_png() if callable(texture_png) else texture_png),
+                    "mimeType": "image/png"}]
     return b.glb()
 
 
@@ -250,14 +319,12 @@ def _primitive(b: _Builder, faces: np.ndarray, positions: np.ndarray, normals: n
                  "material": 0}
     if morphs is not None:
         model, base, mine = morphs
-        moves, move_rows, move_bounds = _position_targets(model, used)
         source = model.export_topology[0][used]
         # Only this primitive's triangles: its vertices have no others (the eyeballs are apart).
-        turns, turn_rows = _trimmed(target_normals(base, model.expression_basis, model.triangles[mine])[:, source]
-                                    - normals[used], DROP_NORMAL)
-        primitive["targets"] = [{"POSITION": b.delta(move, move_keep, bounds), "NORMAL": b.delta(turn, turn_keep, False)}
-                                for move, move_keep, bounds, turn, turn_keep
-                                in zip(moves, move_rows, move_bounds, turns, turn_rows)]
+        turns = _encode_deltas(len(used), *normal_deltas(base, model.expression_basis, model.triangles[mine], source,
+                                                         normals[used]))
+        primitive["targets"] = [{"POSITION": b.delta(move), "NORMAL": b.delta(turn)}
+                                for move, turn in zip(_position_targets(model, used), turns)]
     return primitive
 
 

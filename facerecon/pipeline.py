@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import methods
 from .assets import PACKAGE_DATA
@@ -162,6 +163,10 @@ class Reconstructor:
         self.fov_deg = check_fov_deg(fov_deg)
         self.texture_size = check_texture_size(texture_size)
         self.max_faces = check_max_faces(max_faces)
+        # The stages' matrix products are small (a few thousand points by tens of modes): split over
+        # the cores by OpenBLAS they cost more than they give, its threads spinning after each
+        # call (measured: the main job's CPU halved with one). Process-wide, as OpenBLAS's setting is.
+        threadpool_limits(1, user_api="blas")
         self.model = load_model()
         self.fitter = Fitter(self.model)
         self.detector = FaceDetector()

@@ -20,6 +20,7 @@ and eye correspondences, the mesh Laplacian, the gutter map) is built once and c
 from __future__ import annotations
 
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -84,7 +85,7 @@ class _ModelData:
     used: np.ndarray           # (n,) model vertex indices of the exported mesh
     mirror: np.ndarray         # (n,) position in ``used`` of each vertex's mirror image
     incidence: sp.csr_matrix   # (V, T) vertex-triangle incidence, to sum triangle normals
-    adjacency: sp.csr_matrix   # (n, n) float32 mesh edges between ``used`` vertices
+    adjacency: sp.csr_matrix   # (n, n) float32 mesh edges between ``used`` vertices (0 or 1)
     degree: np.ndarray         # (n,) float32 edges per vertex
     skin: np.ndarray           # (n,) bool, cheek and forehead vertices (the skin tone's samples)
     shade: np.ndarray          # (n,) float32 multiplier of the skin tone in the prior
@@ -144,12 +145,13 @@ def view_samples(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, mo
     normals = _vertex_normals(verts, model, data)
     observe = _Observer(verts, normals, camera, *_depth_map(verts, camera, model))
 
-    # The mesh fill's input: the photo's colours at the vertices (the fill adds their mirror images).
-    v_xy, v_weight = observe(data.point_corners, data.point_bary)
-
-    # Per texel: the direct view and the alternative (the mirror image, or the other eye).
-    xy_d, w_d = observe(layout.corners, layout.bary)
-    xy_m, w_m = observe(layout.alt_corners, layout.alt_bary)
+    with ThreadPoolExecutor(1) as pool:   # two passes at once: the kernel releases the GIL
+        # Per texel: the direct view and the alternative (the mirror image, or the other eye).
+        alternative = pool.submit(observe, layout.alt_corners, layout.alt_bary)
+        xy_d, w_d = observe(layout.corners, layout.bary)
+        # The mesh fill's input: the photo's colours at the vertices (the fill adds their mirror images).
+        v_xy, v_weight = observe(data.point_corners, data.point_bary)
+        xy_m, w_m = alternative.result()
     left_eye, right_eye = (v_weight[eye].sum() for eye in data.eyes)
     if right_eye > left_eye:
         swap = layout.eye_texels
@@ -339,11 +341,30 @@ def _fill_vertices(colour: np.ndarray, weight: np.ndarray, data: _ModelData) -> 
     rhs = data_weight[:, None] * observed + SCREENING * prior
     inverse = (1.0 / (data.degree + data_weight + SCREENING))[:, None]
     x = confidence[:, None] * observed + (1.0 - confidence)[:, None] * prior
-    for _ in range(JACOBI_SWEEPS):
-        x = (data.adjacency @ x + rhs) * inverse
+    x = _jacobi(data.adjacency.indptr, data.adjacency.indices, x.astype(np.float32), rhs.astype(np.float32),
+                inverse.astype(np.float32), JACOBI_SWEEPS)
     out = np.zeros((data.incidence.shape[0], 3), np.float32)
     out[data.used] = x
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _jacobi(indptr, indices, x, rhs, inverse, sweeps):
+    """``sweeps`` times x <- (A x + rhs) * inverse, A the 0/1 adjacency in CSR (indptr, indices)."""
+    y = np.empty_like(x)
+    for _ in range(sweeps):
+        for i in range(x.shape[0]):
+            s0, s1, s2 = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                s0 += x[j, 0]
+                s1 += x[j, 1]
+                s2 += x[j, 2]
+            y[i, 0] = (s0 + rhs[i, 0]) * inverse[i, 0]
+            y[i, 1] = (s1 + rhs[i, 1]) * inverse[i, 0]
+            y[i, 2] = (s2 + rhs[i, 2]) * inverse[i, 0]
+        x, y = y, x
+    return x
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)

@@ -11,7 +11,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from conftest import read_rgb
-from facerecon.export import atomic_path, export_mesh, write_image, write_json
+from facerecon.export import atomic_path, export_mesh, fixed_point_lines, write_image, write_json
 from facerecon.model import EXPORTED_PARTS, HeadModel, load_model
 from facerecon.texture import sample_image
 
@@ -134,11 +134,27 @@ def test_obj_and_ply_units(tmp_path, model, head, texture):
         export_mesh(tmp_path, "bad", head, texture, model, ("obj",), "inch")
 
 
+@pytest.mark.parametrize("digits", [4, 5, 6, 7])
+def test_fixed_point_lines_match_printf(digits):
+    """The OBJ's number formatter writes what "%.Nf" writes: rounding half to even on the exact
+    value (odd / 2**(digits + 1) are exact ties), "-0.000" for small negatives, large values."""
+    rng = np.random.default_rng(digits)
+    values = np.concatenate([
+        rng.normal(0, 1, 30000), rng.normal(0, 300, 3000), rng.normal(0, 1e-4, 3000),
+        (2 * rng.integers(-4000, 4000, 3000) + 1) / 2.0 ** (digits + 1),
+        [0.0, -0.0, -1e-9, 1e-9, 0.5, -0.5, 123456789.0, -99999.99, 1.0, -1.0]])
+    values = values[: len(values) // 3 * 3].astype(np.float32).reshape(-1, 3)
+    expected = (f"v %.{digits}f %.{digits}f %.{digits}f\n" * len(values)) % tuple(values.ravel().tolist())
+    assert fixed_point_lines(b"v ", values, digits).decode() == expected
+    with pytest.raises(ValueError, match="finite"):
+        fixed_point_lines(b"v ", np.array([[np.nan, 0.0, 1.0]], np.float32), digits)
+
+
 def test_failed_export_leaves_nothing(tmp_path, monkeypatch, model, head, texture):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(trimesh.Trimesh, "export", broken)
+    monkeypatch.setattr("facerecon.export._ply", broken)
     monkeypatch.setattr("facerecon.export.head_glb", broken)
     for formats in (("glb",), ("ply",)):
         with pytest.raises(OSError):

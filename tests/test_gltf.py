@@ -16,7 +16,8 @@ from gltf_check import Glb, assert_valid, node_matrix
 from facerecon.blendshapes import arkit_name
 from facerecon.camera import FLIP_YZ, Camera, rotation_from_angles
 from facerecon.export import encode_image, export_mesh
-from facerecon.gltf import Animation, Rig, head_glb
+from facerecon.geometry import vertex_normals
+from facerecon.gltf import DROP_NORMAL, Animation, Rig, head_glb
 from facerecon.model import EXPORTED_PARTS, load_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
@@ -111,6 +112,24 @@ def test_fitted_weights_rebuild_the_exported_head(written, model, face):
         rows = np.unique(model.export_topology[2][model.triangle_part == EXPORTED_PARTS.index(part)])
         fitted = vertices[model.export_topology[0][rows]] / 100
         assert np.abs(local + node["translation"] - fitted).max() < 1e-6
+
+
+def test_normal_targets_give_each_shapes_normals(written, model, face):
+    """Base normal + a target's normal delta = the normals of the neutral head plus that shape
+    (within the dropped deltas)."""
+    glb = Glb(written[0]["glb"].read_bytes())
+    prim = glb.mesh_of("head")["primitives"][0]
+    base = glb.accessor(prim["attributes"]["NORMAL"])
+    rows = model.export_topology[0][skin_rows(model)]
+    neutral = model.shape(face[0].identity)
+    names = [arkit_name(n) for n in model.expression_names]
+    for name in ("jawOpen", "eyeBlinkLeft", "mouthSmileRight", "browInnerUpLeft"):
+        k = names.index(name)
+        turned = base + glb.accessor(prim["targets"][k]["NORMAL"])
+        expected = vertex_normals(neutral + model.expression_basis[k], model.triangles)[rows]
+        error = np.linalg.norm(turned - expected, axis=1)
+        assert error.max() < 1.01 * DROP_NORMAL and error.mean() < 0.1 * DROP_NORMAL, (name, error.max(), error.mean())
+        assert np.linalg.norm(expected - base, axis=1).max() > 0.1   # the shape does turn normals
 
 
 def test_head_is_metric_in_metres(written, model):
