@@ -123,3 +123,26 @@ def test_config_keys():
     assert settings.every == 3 and settings.photos == ("a", "b") and data == {"real_every": 4}
     with pytest.raises(TypeError):
         ReposeSettings.from_config({"repose_colour": 1})
+
+
+def test_training_mixes_them_in(fitted, tmp_path):
+    """``data.repose_*`` in a config: the run uses the cached fits (none is fitted again)."""
+    from facerecon.assets import PACKAGE_DATA
+    from facerecon.landmarks import MODEL_FILE
+    from facerecon.training.train import train
+    pytest.importorskip("torch")
+    folder, cache, _, _ = fitted
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"""
+seed: 1
+output: {tmp_path / 'run'}
+threads: 1
+workers: 0
+model: {{kind: landmarks, init: {PACKAGE_DATA / MODEL_FILE}, input_size: {SIZE}}}
+data: {{framing: landmarks, textures: 1, base_texture_size: 64, supersample: 1, repose_every: 1,
+        repose_photos: [{folder}], repose_cache: {cache}, repose_texture_size: 256}}
+train: {{batch_size: 2, steps: 1, lr: 1.0e-5, checkpoint_every: 1, val_every: 1, val_samples: 1}}
+""")
+    result = train(config)
+    assert result.steps == 1 and np.isfinite(result.loss)
+    assert not (tmp_path / "run" / "repose").exists()

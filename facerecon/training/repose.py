@@ -6,18 +6,17 @@ targets are exact, and the image shows real skin, hair, lighting and background.
 Offline (``fit_photos``, cached): each photo is fitted by the main job (``Reconstructor``, method
 ``fit``; HELEN training faces from their hand-marked box, other photos from the detector), and the
 fit (identity, expression, pose, camera), the texture baked from the photo (its unseen side
-mirrored and filled by ``texture.bake_texture``) and which vertices the photo shows are kept in one
-``.npz`` per photo.
+mirrored and filled by ``texture.bake_texture``) and how far the photo shows each vertex
+(``photo_cover``) are kept in one ``.npz`` per photo.
 
 Per sample (``reposed_sample``): the head turns about its centre by a random yaw (and pitch)
 change, takes a prior identity in a share of the samples, and is rendered unlit (the texture
 already carries the photo's light) in the landmark crop of its new pose. Only the surface the photo
-shows, directly or in the mirror, is drawn: the bake fills the rest (the back and top of the head)
-with a flat skin tone, which would give every head a bald skull; there the photo's own hair and
-background show instead. The background is the
-photo seen through the same crop with the original face painted out (``cv2.inpaint`` on the
-original head's face mask, smoothed), so no ghost of the old face shows where the new head does
-not cover it.
+shows, directly or in the mirror, is drawn, fading out at its edge: the bake fills the rest (the
+back and top of the head) with a flat skin tone, which would give every head a bald skull; there
+the photo's own hair and background show instead. The background is the photo seen through the
+same crop with the original face painted out (``cv2.inpaint`` on the original head's face mask,
+smoothed), so no ghost of the old face shows where the new head does not cover it.
 """
 from __future__ import annotations
 
