@@ -67,7 +67,8 @@ def _teacher():
 
 
 class LandmarkFaces(SyntheticFaces):
-    """Index -> (image, target, weight); synthetic renders mixed with distilled real crops."""
+    """Index -> (image, target, weight); synthetic renders mixed with distilled real crops and
+    re-posed real photos."""
 
     def __init__(self, textures: np.ndarray, settings: DataSettings, seed: int,
                  real: list[tuple[Path, Roi]] = (), real_every: int = 0, length: int = 10 ** 9,

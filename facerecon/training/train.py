@@ -33,11 +33,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..assets import shared_dir
-from ..errors import require
+from ..errors import FaceReconError, require
 from ..export import atomic_path
 from ..posmap import uv_layout
 from .data import DataSettings, SyntheticFaces, bake_real_textures, texture_library
 from .network import build_network, count_parameters, to_device_layout
+from .repose import ReposeSettings, fit_photos
 
 CSV_FIELDS = ("step", "elapsed_s", "lr", "loss", "val_loss", "val_mm")
 
@@ -169,7 +170,6 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     # folders of real photos (relative to the shared data folder) whose faces give skin atlases
     photo_folders = tuple(shared_dir() / f for f in dcfg.pop("texture_photos", []))
     real_every = int(dcfg.pop("real_every", 0))
-    from .repose import ReposeSettings
     repose = ReposeSettings.from_config(dcfg)
     settings = DataSettings.from_dict({**dcfg, "input_size": int(mcfg.get("input_size", 128))})
     bases = bake_real_textures(base_size, photo_folders)
@@ -190,9 +190,10 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
         console.print(f"{len(real)} real HELEN training crops, one sample in {real_every}" if real else "synthetic only")
         reposed = []
         if repose.every:
-            from .repose import fit_photos
-            reposed = fit_photos([shared_dir() / f for f in repose.photos], Path(repose.cache or out / "repose"),
-                                 repose, console)
+            folders = [shared_dir() / f for f in repose.photos]
+            reposed = fit_photos(folders, Path(repose.cache or out / "repose"), repose, console)
+            if not reposed:
+                raise FaceReconError(f"data.repose_every: no usable face in {', '.join(map(str, folders))}")
             console.print(f"{len(reposed)} fitted real faces, one sample in {repose.every} re-posed")
         dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose)
         loss_fn = landmark_loss
