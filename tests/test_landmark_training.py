@@ -89,13 +89,3 @@ export: {tmp_path / 'tuned.onnx'}
     image = np.zeros((192, 192, 3), np.float32)
     points, flag = estimator._net.run(None, {"image": image.transpose(2, 0, 1)[None]})
     assert points.shape == (1, N_POINTS * 3)
-
-
-def test_a_fine_tuned_export_loads_to_train_on():
-    """The shipped fine-tune (torch's export) loads as a module of Face Mesh's graph with its weights."""
-    from facerecon.landmarks import DENSE_MODEL_FILE
-    net = OnnxModule(PACKAGE_DATA / DENSE_MODEL_FILE)
-    x = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(2))
-    reference = _session(DENSE_MODEL_FILE).run(None, {"image": x.numpy()})[0]
-    original = _session(MODEL_FILE).run(None, {"image": x.numpy()})[0]
-    assert np.abs(net(x)[0].detach().numpy() - reference).max() < 1e-3 < np.abs(original - reference).max()

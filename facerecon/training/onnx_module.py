@@ -4,9 +4,7 @@ Made for ``facerecon/data/face_landmark.onnx`` (Face Mesh's network as ``scripts
 writes it), so it knows that graph's operators: Conv, Add, Mul, Neg, Relu, Clip, MaxPool, Pad,
 Flatten, Identity. Every initialiser that feeds a Conv or a Mul (the PReLU slopes, written as
 ``1 - a``) becomes a parameter, so fine-tuning reaches every weight; exporting writes a graph with
-the same input and output names, which ``facerecon.landmarks`` runs unchanged. An exported graph
-(torch's operators, parameters named ``params.p<k>``) loads too: its weights go into the original
-graph, so a fine-tune can go on from a shipped one.
+the same input and output names, which ``facerecon.landmarks`` runs unchanged.
 """
 from __future__ import annotations
 
@@ -18,12 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..assets import PACKAGE_DATA
 from ..export import atomic_path
-from ..landmarks import MODEL_FILE
 
 OPSET = 17
-EXPORTED_PREFIX = "params."   # export_module's names of the parameters
 
 
 class OnnxModule(nn.Module):
@@ -34,10 +29,6 @@ class OnnxModule(nn.Module):
         import onnx
         from onnx import numpy_helper
         graph = onnx.load(str(path)).graph
-        exported = {i.name[len(EXPORTED_PREFIX):]: numpy_helper.to_array(i) for i in graph.initializer
-                    if i.name.startswith(EXPORTED_PREFIX)}
-        if exported:   # one of export_module's graphs: the weights it carries in the graph it came from
-            graph = onnx.load(str(PACKAGE_DATA / MODEL_FILE)).graph
         self.input_name = graph.input[0].name
         self.output_names = [o.name for o in graph.output]
         self.params = nn.ParameterDict()
@@ -50,10 +41,7 @@ class OnnxModule(nn.Module):
         for name in [i.name for i in graph.initializer if i.name in trainable]:
             key = f"p{len(self._keys)}"
             self._keys[name] = key
-            value = exported.get(key, self.consts[name]) if exported else self.consts[name]
-            if value.shape != self.consts[name].shape or (exported and key not in exported):
-                raise ValueError(f"{path}: its weights do not fit {MODEL_FILE}'s graph")
-            self.params[key] = nn.Parameter(torch.from_numpy(value.astype(np.float32).copy()))
+            self.params[key] = nn.Parameter(torch.from_numpy(self.consts[name].astype(np.float32).copy()))
         self.nodes = [(n.op_type, list(n.input), n.output[0],
                        {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}) for n in graph.node]
         unknown = {op for op, *_ in self.nodes} - set(_OPS)
