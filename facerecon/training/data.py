@@ -183,17 +183,8 @@ class SyntheticFaces:
 
         # the framing's window, then the crop with the seeds' jitter
         window, level = self.window(cam_vertices, photo)
-        side = window.side * rng.uniform(*s.scale)
-        window = CropWindow(window.cx + rng.uniform(-1, 1) * s.translate * side,
-                            window.cy + rng.uniform(-1, 1) * s.translate * side, side)
-        # crop pixel q = Rot(theta) k (p - window centre) + size/2 - 0.5, realised as a camera:
-        # rolling the vertices about the optical axis rotates their projections about the principal point
-        size, k = s.input_size, s.input_size / window.side
-        theta = level + math.radians(rng.uniform(-s.rotate, s.rotate))
-        c, sn = math.cos(theta), math.sin(theta)
-        roll_z = np.array([[c, -sn, 0.0], [sn, c, 0.0], [0.0, 0.0, 1.0]])
-        pp = roll_z[:2, :2] @ (k * np.array([photo.cx - window.cx, photo.cy - window.cy])) + size / 2 - 0.5
-        camera = Camera(photo.focal * k, float(pp[0]), float(pp[1]), size, size)
+        camera, roll_z, _ = jittered_crop(photo, window, level, s, rng)
+        size = s.input_size
         render_rotation = roll_z @ rotation
         render_translation = roll_z @ translation
         texture = self.textures[rng.integers(len(self.textures))]
@@ -240,6 +231,28 @@ class SyntheticFaces:
         if sample.extra is not None:
             image = np.concatenate([image, sample.extra])
         return image, np.ascontiguousarray(sample.posmap.transpose(2, 0, 1)), layout.weights
+
+
+def jittered_crop(photo: Camera, window: CropWindow, level: float, s: DataSettings,
+                  rng: np.random.Generator) -> tuple[Camera, np.ndarray, np.ndarray]:
+    """The crop of ``window`` in ``photo`` with the settings' scale, shift and in-plane rotation
+    jitter (about ``level`` radians): the crop's camera, the roll (3, 3) that turns photo-camera
+    points into crop-camera ones, and the (2, 3) affine map from photo pixels to crop pixels.
+
+    Crop pixel q = Rot(theta) k (p - window centre) + size/2 - 0.5, realised as a camera: rolling
+    the points about the optical axis rotates their projections about the principal point."""
+    side = window.side * rng.uniform(*s.scale)
+    window = CropWindow(window.cx + rng.uniform(-1, 1) * s.translate * side,
+                        window.cy + rng.uniform(-1, 1) * s.translate * side, side)
+    size, k = s.input_size, s.input_size / window.side
+    theta = level + math.radians(rng.uniform(-s.rotate, s.rotate))
+    c, sn = math.cos(theta), math.sin(theta)
+    roll_z = np.array([[c, -sn, 0.0], [sn, c, 0.0], [0.0, 0.0, 1.0]])
+    linear = k * roll_z[:2, :2]
+    offset = size / 2 - 0.5 - linear @ np.array([window.cx, window.cy])
+    pp = linear @ np.array([photo.cx, photo.cy]) + offset
+    camera = Camera(photo.focal * k, float(pp[0]), float(pp[1]), size, size)
+    return camera, roll_z, np.column_stack([linear, offset])
 
 
 def flip_sample(image: np.ndarray, points: np.ndarray, model: HeadModel) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,10 @@ Real samples keep the network's behaviour on real photos: HELEN training faces (
 cropped as the estimator crops them and jittered, with the original network's own output on the
 crop as the target (distillation). Every ``real_every``-th index is a real sample.
 
+Re-posed samples (``repose``): real photos fitted by the main job and rendered with their own skin
+over their own background at a new pose, sometimes with a new identity; their targets are exact,
+as on the renders. Index i is re-posed when ``i % repose.every == 1 % repose.every`` (and not real).
+
 A sample is (image (3, S, S) float in [0, 1], target (468 * 3,) float32, weight (1,)). Samples are
 a pure function of (seed, index).
 """
@@ -28,6 +32,7 @@ from ..geometry import surface_points
 from ..landmarks import N_POINTS, LandmarkEstimator, Roi, crop_roi, landmark_roi, mirror_points
 from ..load import load_image
 from .data import DataSettings, SyntheticFaces, colour_augment
+from .repose import FittedPhoto, ReposeSettings, reposed_sample
 
 
 def landmark_targets(cam_vertices: np.ndarray, camera, flipped: bool) -> np.ndarray:
@@ -62,12 +67,15 @@ def _teacher():
 
 
 class LandmarkFaces(SyntheticFaces):
-    """Index -> (image, target, weight); synthetic renders mixed with distilled real crops."""
+    """Index -> (image, target, weight); synthetic renders mixed with distilled real crops and
+    re-posed real photos."""
 
     def __init__(self, textures: np.ndarray, settings: DataSettings, seed: int,
-                 real: list[tuple[Path, Roi]] = (), real_every: int = 0, length: int = 10 ** 9):
+                 real: list[tuple[Path, Roi]] = (), real_every: int = 0, length: int = 10 ** 9,
+                 reposed: list[FittedPhoto] = (), repose: ReposeSettings = ReposeSettings()):
         super().__init__(textures, settings, seed, length)
         self.real, self.real_every = list(real), real_every
+        self.reposed, self.repose = list(reposed), repose
 
     def synthetic(self, index: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
         s = self.sample(index, extra=False, **kwargs)
@@ -88,9 +96,21 @@ class LandmarkFaces(SyntheticFaces):
         raw, _ = _teacher()._net.run(None, {"image": crop.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})
         return colour_augment(crop, rng, st), raw.reshape(N_POINTS, 3).astype(np.float32)
 
+    def reposed_sample(self, index: int, **kwargs):
+        """A re-posed real photo (``repose.Reposed``); keyword arguments as ``repose.reposed_sample``."""
+        rng = np.random.default_rng([self.seed, index, 2])
+        fitted = self.reposed[rng.integers(len(self.reposed))]
+        return reposed_sample(fitted, load_image(fitted.photo), self.model, self.settings, self.repose, rng, **kwargs)
+
     def __getitem__(self, index: int):
-        real = self.real and self.real_every and index % self.real_every == 0
-        image, target = self.real_sample(index) if real else self.synthetic(index)
+        every = self.repose.every
+        if self.real and self.real_every and index % self.real_every == 0:
+            image, target = self.real_sample(index)
+        elif self.reposed and every and index % every == 1 % every:
+            r = self.reposed_sample(index)
+            image, target = r.image, r.target
+        else:
+            image, target = self.synthetic(index)
         image = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255.0
         return image, target.reshape(-1), np.ones(1, np.float32)
 

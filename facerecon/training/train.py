@@ -2,7 +2,9 @@
 
 ``model.kind`` chooses it: ``posmap`` (the position-map regressor, default), ``volume`` (VRN) or
 ``landmarks`` (Face Mesh's network fine-tuned from ``model.init`` on ``landmark_data``'s samples;
-``data.real_every`` mixes in distilled real HELEN training crops).
+``data.real_every`` mixes in distilled real HELEN training crops, ``data.repose_every`` real photos
+re-posed with exact targets: ``repose.ReposeSettings``, fitted once into ``data.repose_cache``,
+default ``<output>/repose``).
 
 Config (YAML; see configs/cpu.yaml): ``seed``, ``output`` (run folder), ``threads``, ``workers``,
 ``model`` (network.build_network arguments plus ``input_size``), ``data`` (DataSettings fields plus
@@ -31,11 +33,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..assets import shared_dir
-from ..errors import require
+from ..errors import FaceReconError, require
 from ..export import atomic_path
 from ..posmap import uv_layout
 from .data import DataSettings, SyntheticFaces, bake_real_textures, texture_library
 from .network import build_network, count_parameters, to_device_layout
+from .repose import ReposeSettings, fit_photos
 
 CSV_FIELDS = ("step", "elapsed_s", "lr", "loss", "val_loss", "val_mm")
 
@@ -167,6 +170,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     # folders of real photos (relative to the shared data folder) whose faces give skin atlases
     photo_folders = tuple(shared_dir() / f for f in dcfg.pop("texture_photos", []))
     real_every = int(dcfg.pop("real_every", 0))
+    repose = ReposeSettings.from_config(dcfg)
     settings = DataSettings.from_dict({**dcfg, "input_size": int(mcfg.get("input_size", 128))})
     bases = bake_real_textures(base_size, photo_folders)
     console.print(f"{len(bases)} real skin atlases ({base_size} px) baked from the example photo"
@@ -184,7 +188,14 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
         from .onnx_module import OnnxModule
         real = real_faces(shared_dir() / "eval" / "300w-helen-afw" / "helen_train") if real_every else []
         console.print(f"{len(real)} real HELEN training crops, one sample in {real_every}" if real else "synthetic only")
-        dataset = LandmarkFaces(textures, settings, seed, real, real_every)
+        reposed = []
+        if repose.every:
+            folders = [shared_dir() / f for f in repose.photos]
+            reposed = fit_photos(folders, Path(repose.cache or out / "repose"), repose, console)
+            if not reposed:
+                raise FaceReconError(f"data.repose_every: no usable face in {', '.join(map(str, folders))}")
+            console.print(f"{len(reposed)} fitted real faces, one sample in {repose.every} re-posed")
+        dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose)
         loss_fn = landmark_loss
         landmark_net = OnnxModule(mcfg["init"])
     else:
