@@ -21,7 +21,7 @@ import numpy as np
 import trimesh
 
 from .geometry import vertex_normals
-from .gltf import Rig, head_glb
+from .gltf import Rig, head_glb, surface_glb
 from .model import HeadModel
 from .texture import sample_image
 
@@ -111,16 +111,47 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
     """Write the head ``vertices_model`` (V, 3) cm with ``texture`` (S, S, 3) uint8 RGB as
     ``out_dir/stem.*``; OBJ and PLY in ``units`` (m, cm or mm), the GLB in metres, animatable with
     ``rig`` (``facerecon.gltf``). Returns the written paths by kind: "obj", "mtl", "png", "glb", "ply"."""
+    _check_formats(formats, units)
+    vertex, uv, faces = model.export_topology
+    positions = np.asarray(vertices_model, np.float32)[vertex] * np.float32(UNITS[units])
+    normals = vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
+    return _write_mesh(out_dir, stem, positions, uv, normals, faces, texture, formats, units,
+                       lambda png: head_glb(model, vertices_model, png, rig),
+                       f"facerecon head, {UNIT_NAMES[units]}")
+
+
+def export_surface(out_dir: Path, stem: str, positions_m: np.ndarray, uv: np.ndarray, faces: np.ndarray,
+                   texture: np.ndarray, formats: Sequence[str] = FORMATS, units: str = "m",
+                   metric: bool = True) -> dict[str, Path]:
+    """Write a textured mesh that is not the head model (a scanned surface): ``positions_m`` (N, 3) in
+    metres, ``uv`` (N, 2) with v up, ``faces`` (F, 3) counter-clockwise from outside. OBJ and PLY in
+    ``units``, the GLB in metres. Without ``metric`` the scale is unknown: the numbers are written
+    as given and the OBJ says so. Returns the written paths by kind, as ``export_mesh``."""
+    _check_formats(formats, units)
+    positions_m = np.asarray(positions_m, np.float32)
+    normals = vertex_normals(positions_m, np.asarray(faces))
+    positions = positions_m * np.float32(UNITS[units] / UNITS["m"])
+    uv = np.asarray(uv, np.float32)
+    return _write_mesh(out_dir, stem, positions, uv, normals, faces, texture, formats, units,
+                       lambda png: surface_glb(positions_m, normals, uv, faces, png),
+                       f"facerecon scan, {UNIT_NAMES[units] if metric else 'arbitrary units (the scale is unknown)'}")
+
+
+def _check_formats(formats: Sequence[str], units: str) -> None:
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown mesh formats {sorted(unknown)}; choose from {FORMATS}")
     if units not in UNITS:
         raise ValueError(f"unknown units {units!r}; choose from {', '.join(UNITS)}")
+
+
+def _write_mesh(out_dir: Path, stem: str, positions: np.ndarray, uv: np.ndarray, normals: np.ndarray,
+                faces: np.ndarray, texture: np.ndarray, formats: Sequence[str], units: str, glb,
+                header: str) -> dict[str, Path]:
+    """The mesh files of ``positions`` (N, 3) in ``units``; ``glb(png_bytes)`` makes the GLB's bytes;
+    ``header`` is the OBJ's first line."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vertex, uv, faces = model.export_topology
-    positions = np.asarray(vertices_model, np.float32)[vertex] * np.float32(UNITS[units])
-    normals = vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
     paths: dict[str, Path] = {}
     png = encode_image(texture, ".png") if {"obj", "glb"} & set(formats) else b""
 
@@ -129,9 +160,9 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
         paths["png"] = write_bytes(out_dir / f"{stem}.png", png)
         paths["mtl"] = write_bytes(out_dir / f"{stem}.mtl", _mtl(stem, paths["png"].name).encode())
         paths["obj"] = write_bytes(out_dir / f"{stem}.obj",
-                                   _obj(stem, paths["mtl"].name, positions, uv, normals, faces, units).encode())
+                                   _obj(stem, paths["mtl"].name, positions, uv, normals, faces, units, header).encode())
     if "glb" in formats:
-        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", head_glb(model, vertices_model, png, rig))
+        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb(png))
     if "ply" in formats:
         size = texture.shape[0]
         texel = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
@@ -164,13 +195,13 @@ def _mtl(name: str, texture_file: str) -> str:
 
 
 def _obj(name: str, mtl_file: str, positions: np.ndarray, uv: np.ndarray, normals: np.ndarray,
-         faces: np.ndarray, units: str) -> str:
+         faces: np.ndarray, units: str, header: str) -> str:
     """OBJ text; position, uv and normal share one index per split vertex (1-based)."""
     k, t = len(positions), len(faces)
     corners = np.repeat(faces + 1, 3, axis=1).ravel()
     digits = {"m": 7, "cm": 5, "mm": 4}[units]   # 0.1 micrometre in every unit
     return "".join([
-        f"# facerecon head, {UNIT_NAMES[units]}\nmtllib {mtl_file}\no {name}\n",
+        f"# {header}\nmtllib {mtl_file}\no {name}\n",
         (f"v %.{digits}f %.{digits}f %.{digits}f\n" * k) % tuple(positions.ravel().tolist()),
         ("vt %.6f %.6f\n" * k) % tuple(uv.ravel().tolist()),
         ("vn %.4f %.4f %.4f\n" * k) % tuple(normals.ravel().tolist()),
