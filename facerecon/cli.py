@@ -137,6 +137,57 @@ def reconstruct(
 
 
 @app.command()
+def scan(
+    inputs: Annotated[list[Path], typer.Argument(help="Photos, one folder of photos (a camera file beside them is used: transforms.json or *_par.txt), or one video.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: scan.obj/.mtl/.png, scan.glb, scan.ply, scan.json, overlays/.")],
+    subject: Annotated[str, typer.Option(help="auto, human, animal or object.")] = "auto",
+    scale_mm: Annotated[Optional[float], typer.Option(help="The subject's longest side in mm: makes the mesh metric.")] = None,
+    marker_mm: Annotated[Optional[float], typer.Option(help="Side in mm of a printed ArUco marker (4x4, ids 0-49) in view: makes the mesh metric.")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Mesh formats: obj,glb,ply.")] = "obj,glb,ply",
+    units: Annotated[str, typer.Option(help="Units of the OBJ and PLY files when the scale is known: m, cm or mm.")] = "m",
+    texture_size: TextureSize = 1024,
+    max_side: Annotated[int, typer.Option(help="Views are read at most this many pixels on the longer side (cameras, texture).")] = 960,
+    dense_side: Annotated[int, typer.Option(help="... and matched at most this size (dense depth).")] = 480,
+    overlay: Annotated[bool, typer.Option(help="Write each view with the mesh overlaid (overlays/).")] = True,
+) -> None:
+    """Scan a still object or animal from many views: its textured mesh (structure from motion, dense depth, fusion)."""
+    chosen = _parse_formats(formats)
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail_usage(f"--out {out_dir} exists and is not a folder")
+    if units not in ("m", "cm", "mm"):
+        _fail_usage(f"--units must be m, cm or mm, got {units!r}")
+    if not 64 <= dense_side <= max_side <= 4096:
+        _fail_usage(f"need 64 <= --dense-side <= --max-side <= 4096, got {dense_side} and {max_side}")
+    for name, value in (("--scale-mm", scale_mm), ("--marker-mm", marker_mm)):
+        if value is not None and not value > 0:
+            _fail_usage(f"{name} must be positive, got {value:g}")
+    from .scan import ScanSettings, prepare, reconstruct  # heavy imports after argument checks
+    settings = ScanSettings(subject=subject, max_side=max_side, dense_side=dense_side, texture_size=texture_size,
+                            scale_mm=scale_mm, marker_mm=marker_mm)
+    say = lambda line: err_console.print(line, markup=False, highlight=False)   # noqa: E731
+    t0 = time.perf_counter()
+    try:
+        views, cameras = prepare(inputs, settings, say)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, transient=True) as progress:
+            tasks: dict[str, int] = {}
+
+            def advance(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done)
+
+            result = reconstruct(views, cameras, settings, advance)
+            paths = result.save(out_dir, settings, chosen, units, overlay)
+    except FaceReconError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    scale = f"metric ({result.scale.source})" if result.scale.metric else "arbitrary scale"
+    print(f"facerecon scan: {len(cameras.keep)}/{len(views)} views, {len(result.mesh.faces)} triangles, {scale}, "
+          f"{time.perf_counter() - t0:.0f} s; {', '.join(p.name for p in paths.values())} in {out_dir}")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from importlib.metadata import version as pkg_version

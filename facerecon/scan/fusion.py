@@ -31,7 +31,7 @@ class FusionSettings:
     smoothing_iterations: int = 10   # Taubin smoothing of the extracted surface
     max_faces: int = 20_000          # the mesh is decimated to at most this many triangles
     min_piece: float = 0.05          # pieces with less than this share of the faces are dropped
-    fill_sigmas: tuple[float, ...] = (1.5, 3.0)   # hole filling: normalised Gaussian fills, in voxels
+    max_hole: float = 0.3            # holes whose rim is shorter than this share of the region's size are filled
 
 
 @dataclass
@@ -168,37 +168,74 @@ def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = Fusi
     tolerance = subject.plane_tolerance if subject.plane is not None else 0.0
     _integrate(subject.lower.astype(np.float64), voxel, dims, Ks, Rs, ts, depths, plane.astype(np.float64),
                float(tolerance), settings.truncation_voxels * voxel, tsdf, weight)
-    tsdf, mask = fill_holes(tsdf, weight, settings)
+    mask = weight >= settings.min_weight
     if not (tsdf[mask] < 0).any() or not (tsdf[mask] > 0).any():
         raise ScanInputError("the depth maps do not agree on a surface: the views do not overlap enough")
-    verts, faces, _, _ = measure.marching_cubes(tsdf, 0.0, spacing=(voxel,) * 3, mask=mask)
+    # scikit-image tests the mask at a cube's first corner only: a cube must have all eight observed,
+    # else the unobserved voxels' value makes a surface of its own
+    cubes = np.zeros_like(mask)
+    cubes[:-1, :-1, :-1] = np.logical_and.reduce([mask[i:mask.shape[0] - 1 + i, j:mask.shape[1] - 1 + j,
+                                                        k:mask.shape[2] - 1 + k]
+                                                   for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    verts, faces, _, _ = measure.marching_cubes(tsdf, 0.0, spacing=(voxel,) * 3, mask=cubes)
     mesh = trimesh.Trimesh(verts + subject.lower + 0.5 * voxel, faces, process=True)
     return clean(mesh, settings)
 
 
-def fill_holes(tsdf: np.ndarray, weight: np.ndarray, settings: FusionSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Give voxels that too few views observe the weighted mean of their observed neighbourhood
-    (normalised Gaussian filters, narrow first), so that a gap in the depth maps a few voxels wide
-    closes with the surface around it instead of leaving a hole. Returns the TSDF and its mask."""
-    known = weight >= settings.min_weight
-    values, mask = np.where(known, tsdf, 0.0).astype(np.float32), known.copy()
-    w = known.astype(np.float32)
-    for sigma in settings.fill_sigmas:
-        num = ndimage.gaussian_filter(values * w, sigma)
-        den = ndimage.gaussian_filter(w, sigma)
-        fill = ~mask & (den > 0.05)
-        values[fill] = num[fill] / den[fill]
-        mask |= fill
-        w = mask.astype(np.float32)
-    return values, mask
+def boundary_loops(faces: np.ndarray) -> list[list[int]]:
+    """The closed loops of boundary edges (edges of one face), each as vertex indices in the order
+    of its faces' winding."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    key = np.sort(edges, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    boundary = edges[counts[inverse.ravel()] == 1]
+    following: dict[int, list[int]] = {}
+    for a, b in boundary:
+        following.setdefault(int(a), []).append(int(b))
+    loops = []
+    while following:
+        start = next(iter(following))
+        loop, vertex = [start], start
+        while True:
+            nexts = following.get(vertex)
+            if not nexts:
+                break
+            step = nexts.pop()
+            if not nexts:
+                del following[vertex]
+            if step == start:
+                loops.append(loop)
+                break
+            loop.append(step)
+            vertex = step
+    return loops
+
+
+def fill_holes(mesh: trimesh.Trimesh, max_rim: float) -> trimesh.Trimesh:
+    """Close each hole whose rim is shorter than ``max_rim`` with a fan around the rim's centroid
+    (the smoothing that follows relaxes it): gaps in the depth maps should not be holes in the skin."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    new_vertices, new_faces = [], []
+    for loop in boundary_loops(faces):
+        rim = vertices[loop]
+        if len(loop) < 3 or np.linalg.norm(rim - np.roll(rim, 1, axis=0), axis=1).sum() > max_rim:
+            continue
+        centre = len(vertices) + len(new_vertices)
+        new_vertices.append(rim.mean(0))
+        # the rim runs with its faces' winding: the fan's triangles run against it
+        new_faces += [(b, a, centre) for a, b in zip(loop, loop[1:] + loop[:1])]
+    if not new_vertices:
+        return mesh
+    return trimesh.Trimesh(np.concatenate([vertices, new_vertices]), np.concatenate([faces, new_faces]), process=False)
 
 
 def clean(mesh: trimesh.Trimesh, settings: FusionSettings = FusionSettings()) -> trimesh.Trimesh:
-    """Drop small pieces, smooth (Taubin, which keeps the volume), decimate."""
+    """Drop small pieces, fill small holes, smooth (Taubin, which keeps the volume), decimate."""
     labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
     sizes = np.bincount(labels)
     mesh.update_faces(sizes[labels] >= settings.min_piece * len(mesh.faces))
     mesh.remove_unreferenced_vertices()
+    mesh = fill_holes(mesh, settings.max_hole * float(np.ptp(mesh.vertices, axis=0).max()))
     if settings.smoothing_iterations:
         trimesh.smoothing.filter_taubin(mesh, iterations=settings.smoothing_iterations)
     if len(mesh.faces) > settings.max_faces:
