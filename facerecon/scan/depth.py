@@ -33,7 +33,7 @@ class DepthSettings:
     min_texture: float = 2.0     # grey-level standard deviation (0..255) a window needs to be matched
     max_px: float = 1.0          # consistency: reprojection error in pixels
     max_relative: float = 0.01   # consistency: relative depth difference
-    min_consistent: int = 2      # consistency: views that must agree (fewer where fewer neighbours)
+    min_consistent: int = 1      # consistency: views that must agree
 
 
 @dataclass
@@ -142,7 +142,8 @@ def consistent(maps: list[DepthMap], neighbours: list[list[int]], settings: Dept
             dj = np.zeros(len(points))
             dj[inside] = other.depth[yj[inside], xj[inside]]
             has = dj > 0
-            rays = np.stack([xj, yj, np.ones_like(xj)], axis=1) @ np.linalg.inv(other.camera.K).T
+            # lift along the exact ray (not the rounded pixel's): rounding alone moves a slanted point
+            rays = np.concatenate([uv, np.ones((len(uv), 1))], axis=1) @ np.linalg.inv(other.camera.K).T
             lifted = (rays * dj[:, None] - other.camera.t) @ other.camera.R
             back, zb = dm.camera.project(lifted)
             ok = has & (np.linalg.norm(back - pixels, axis=1) <= settings.max_px) & (

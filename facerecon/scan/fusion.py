@@ -84,7 +84,8 @@ def find_subject(points: np.ndarray, cameras: list[ViewCamera], settings: Fusion
             plane, share = None, 0.0
     else:
         plane, share = None, 0.0
-    lower, upper = np.percentile(points, 1, axis=0), np.percentile(points, 99, axis=0)
+    lower, upper = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
+    lower, upper = lower - 0.1 * (upper - lower), upper + 0.1 * (upper - lower)
     cell = (upper - lower).max() / settings.region_cells
     index = np.floor((points - lower) / cell).astype(int)
     inside = np.all((index >= 0) & (index < settings.region_cells), axis=1)
@@ -101,8 +102,8 @@ def find_subject(points: np.ndarray, cameras: list[ViewCamera], settings: Fusion
     score = np.linalg.norm(centres - centre, axis=1) / cell - np.log1p(sizes[labels[tuple(cells.T)]])
     chosen = labels[tuple(cells[np.argmin(score)])]
     mine = cells[labels[tuple(cells.T)] == chosen]
-    box_lower = lower + (mine.min(0) - 1) * cell
-    box_upper = lower + (mine.max(0) + 2) * cell
+    box_lower = lower + (mine.min(0) - 2) * cell
+    box_upper = lower + (mine.max(0) + 3) * cell
     return Subject(box_lower, box_upper, centre, plane, tolerance, share)
 
 

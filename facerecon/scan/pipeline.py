@@ -61,7 +61,11 @@ class ScanResult:
             "views": {"given": len(self.views), "used": [self.views.names[i] for i in self.cameras.keep],
                       "source": self.views.source},
             "cameras": {"source": self.cameras.source, "registered": len(self.cameras.keep),
-                        "reprojection_px": self.cameras.reprojection_px},
+                        "reprojection_px": self.cameras.reprojection_px,
+                        "convention": "OpenCV axes, x_cam = R x_world + t, K at the view's size (width, height)",
+                        "views": [{"name": self.views.names[i], "K": c.K.round(4).tolist(), "R": c.R.round(8).tolist(),
+                                   "t": c.t.round(8).tolist(), "width": c.width, "height": c.height}
+                                  for c, i in zip(self.cameras.cameras, self.cameras.keep)]},
             "scale": self.scale.as_json(),
             "mesh": {"vertices": len(self.mesh.vertices), "faces": len(self.mesh.faces),
                      f"extent_{unit.replace(' ', '_')}": np.ptp(vertices, axis=0).round(6).tolist(),
