@@ -200,6 +200,7 @@ def structure_from_motion(views: Views, log=lambda line: None) -> CameraSet:
     Videos are matched sequentially, photos exhaustively. Raises ScanInputError when fewer than
     three views register (the views do not overlap, or show too little texture)."""
     pycolmap = require("pycolmap", "scan", "structure from motion (views without known cameras)")
+    pycolmap.logging.minloglevel = 3   # COLMAP's log would bury the stage lines and the one error line
     with tempfile.TemporaryDirectory(prefix="facerecon-sfm-") as work:
         work = Path(work)
         (work / "images").mkdir()
