@@ -159,3 +159,22 @@ def test_human_subject_is_not_faked(tmp_path):
     line = _one_error_line(runner.invoke(app, ["scan", *_photos(tmp_path, 3), "-o", str(tmp_path / "o"),
                                                "--subject", "human"]))
     assert "not implemented yet" in line
+
+
+def test_aruco_marker_gives_the_scale():
+    """A 4x4 marker 2 world units wide on the plane z = 0, seen by two cameras: 50 mm makes a unit 25 mm."""
+    from facerecon.scan.scale import MARKER_DICTIONARY, marker_scale
+    marker = cv2.aruco.generateImageMarker(cv2.aruco.getPredefinedDictionary(MARKER_DICTIONARY), 3, 200)
+    padded = cv2.copyMakeBorder(marker, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=255)
+    to_plane = np.array([[2 / 200, 0, -1 - 80 / 200], [0, 2 / 200, -1 - 80 / 200], [0, 0, 1]])   # pixel -> (x, y)
+    K = np.array([[500.0, 0, 239.5], [0, 500.0, 239.5], [0, 0, 1]])
+    images, cameras = [], []
+    for x in (0.0, 2.0):
+        R, t = look_at(np.array([x, 0.5, -6.0]), np.zeros(3))
+        plane_to_image = K @ np.column_stack([R[:, 0], R[:, 1], t])
+        warped = cv2.warpPerspective(padded, plane_to_image @ to_plane, (480, 480), borderValue=128)
+        images.append(cv2.cvtColor(warped, cv2.COLOR_GRAY2RGB))
+        cameras.append(ViewCamera(K, R, t, 480, 480))
+    scale = marker_scale(images, cameras, 50.0)
+    assert scale is not None and scale.metric and scale.metres_per_unit == pytest.approx(0.025, rel=0.02)
+    assert marker_scale([np.full((480, 480, 3), 128, np.uint8)] * 2, cameras, 50.0) is None
