@@ -1,5 +1,6 @@
 """facerecon scan: the engine on a synthetic scene rendered with the project's renderer (known
-cameras), on the Middlebury dino at low resolution, and its bad-input messages."""
+cameras), the scale from a marker or a known length, and the bad-input messages. The figures on the
+shared multi-view objects come from benchmarks/bench_scan.py (minutes, not a test)."""
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,6 @@ from facerecon.scan.cameras import CameraSet, ViewCamera, triangulate_matches
 from facerecon.scan.depth import DepthSettings
 from facerecon.scan.fusion import FusionSettings
 from facerecon.scan.views import Views
-
-from conftest import require_data
 
 pytest.importorskip("xatlas")
 SIZE, FOCAL, DISTANCE_CM = 192, 330.0, 60.0

@@ -53,7 +53,7 @@ class ViewCamera:
         uv = cam @ self.K.T
         return uv[:, :2] / np.where(np.abs(z) > 1e-12, z, 1e-12)[:, None], z
 
-    def scaled(self, factor: float) -> "ViewCamera":
+    def scaled(self, factor: float) -> ViewCamera:
         """The same camera for the image resized by ``factor``."""
         S = np.diag([factor, factor, 1.0])
         shift = np.array([[0, 0, 0.5 * factor - 0.5], [0, 0, 0.5 * factor - 0.5], [0, 0, 0]])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .cameras import ViewCamera
+from .cameras import ViewCamera, view_pairs
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,6 @@ def dense_depth(images: list[np.ndarray], cameras: list[ViewCamera], points: np.
                 settings: DepthSettings = DepthSettings(), progress=lambda done, total: None) -> list[DepthMap]:
     """Consistent depth maps of all views at ``dense_side`` pixels on the longer side. Views without
     neighbours or depth bounds get an empty map."""
-    from .cameras import view_pairs
     factor = [min(1.0, dense_side / max(im.shape[:2])) for im in images]
     small_cams = [c.scaled(f) for c, f in zip(cameras, factor)]
     small = [cv2.resize(im, (c.width, c.height), interpolation=cv2.INTER_AREA) for im, c in zip(images, small_cams)]

@@ -156,7 +156,7 @@ def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = Fusi
     extent = subject.upper - subject.lower
     voxel = float(extent.max() / settings.resolution)
     dims = np.maximum(np.ceil(extent / voxel).astype(np.int64), 2)
-    shape = max((m.depth.shape for m in maps))
+    shape = max(m.depth.shape for m in maps)
     depths = np.zeros((len(maps),) + shape, np.float32)
     for v, m in enumerate(maps):
         depths[v, :m.depth.shape[0], :m.depth.shape[1]] = m.depth

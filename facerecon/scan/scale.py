@@ -60,7 +60,7 @@ def triangulate(observations: list[tuple[ViewCamera, np.ndarray]]) -> np.ndarray
 def marker_scale(images: list[np.ndarray], cameras: list[ViewCamera], marker_mm: float) -> Scale | None:
     """The scale from the markers seen in two views or more, or None when no marker is."""
     sides = []
-    for marker_id, seen in detect_markers(images).items():
+    for seen in detect_markers(images).values():
         if len(seen) < 2:
             continue
         corners = np.array([triangulate([(cameras[v], c[k]) for v, c in seen]) for k in range(4)])

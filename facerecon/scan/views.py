@@ -6,7 +6,7 @@ cost grows with the pixel count); a known camera file next to the photos is read
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -33,7 +33,6 @@ class Views:
     scales: list[float]              # resized size / original size, per image
     source: str                      # "photos" or "video"
     folder: Path | None = None       # the input folder, where one was given (known cameras live there)
-    original_sizes: list[tuple[int, int]] = field(default_factory=list)   # (width, height) as read
 
     def __len__(self) -> int:
         return len(self.images)
@@ -83,17 +82,16 @@ def load_views(inputs: list[Path], max_side: int, files: list[Path] | None = Non
     if len(paths) < MIN_VIEWS:
         raise ScanInputError(f"{len(paths)} image(s) given: a scan needs at least {MIN_VIEWS} views of the "
                              "subject from different sides (one photo cannot give its 3D shape)")
-    images, scales, sizes = [], [], []
+    images, scales = [], []
     for path in paths:
         try:
             image = load_image(path)
         except InputImageError as exc:
             raise ScanInputError(str(exc)) from None
-        sizes.append((image.shape[1], image.shape[0]))
         image, scale = _resized(image, max_side)
         images.append(image)
         scales.append(scale)
-    return Views(images, [p.name for p in paths], scales, "photos", folder, sizes)
+    return Views(images, [p.name for p in paths], scales, "photos", folder)
 
 
 def video_keyframes(path: Path, max_side: int, count: int = VIDEO_KEYFRAMES) -> Views:
@@ -124,4 +122,4 @@ def video_keyframes(path: Path, max_side: int, count: int = VIDEO_KEYFRAMES) -> 
                              f"sharpness median {np.median([c[1] for c in chosen]):.1f}, needs {MIN_SHARPNESS})")
     scale = frames[0][2].shape[1] / width if width else 1.0
     return Views([cv2.cvtColor(c[2], cv2.COLOR_BGR2RGB) for c in sharp], [f"frame_{c[0]:06d}" for c in sharp],
-                 [scale] * len(sharp), "video", None, [])
+                 [scale] * len(sharp), "video", None)
