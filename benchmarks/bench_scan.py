@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from facerecon.assets import shared_dir
-from facerecon.evaluation.metrics import umeyama
+from facerecon.geometry import umeyama
 from facerecon.scan import ScanSettings, prepare, reconstruct
 from facerecon.scan.bake import rasterize_view
 from facerecon.scan.cameras import CameraSet, find_known_cameras

@@ -22,7 +22,7 @@ import trimesh
 
 from .geometry import vertex_normals
 from .gltf import Rig, head_glb, surface_glb
-from .model import HeadModel
+from .model import HeadModel, uv_to_texel
 from .texture import sample_image
 
 FORMATS = ("obj", "glb", "ply")
@@ -165,7 +165,7 @@ def _write_mesh(out_dir: Path, stem: str, positions: np.ndarray, uv: np.ndarray,
         paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb(png))
     if "ply" in formats:
         size = texture.shape[0]
-        texel = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
+        texel = uv_to_texel(uv, size)
         colours = np.concatenate([sample_image(texture, texel), np.full((len(uv), 1), 255, np.uint8)], axis=1)
         mesh = trimesh.Trimesh(positions, faces, vertex_normals=normals, vertex_colors=colours, process=False)
         paths["ply"] = write_bytes(out_dir / f"{stem}.ply", mesh.export(file_type="ply"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import facerecon.detect as detect_module
-from facerecon.detect import KEYPOINT_NAMES, MIN_FACE_PX, Detection, FaceDetector, box_detection
+from facerecon.detect import KEYPOINT_NAMES, MIN_FACE_PX, Detection, FaceDetector, box_detection, box_iou
 from facerecon.evaluation.datasets import ibug300w, photos68
 from facerecon.errors import NoFaceError
 from facerecon.load import load_image
@@ -24,13 +24,6 @@ def detector():
 @pytest.fixture(scope="module")
 def photos(eval_dir: Path) -> Path:
     return eval_dir / "photos"
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _check_detection(det: Detection, shape: tuple[int, ...]) -> None:
@@ -130,7 +123,7 @@ def test_collage_of_many_faces(detector, eval_dir):
     for det in faces:
         _check_detection(det, image.shape)
     boxes = np.array([d.box for d in faces])
-    assert all(_iou(boxes[i], boxes[j]) < 0.3 for i in range(len(boxes)) for j in range(i))
+    assert all(box_iou(boxes[i], boxes[j]) < 0.3 for i in range(len(boxes)) for j in range(i))
 
 
 def test_dogs_are_mostly_not_faces(detector, eval_dir):

@@ -185,7 +185,7 @@ def test_blender_imports_shape_keys_and_animation(tmp_path, model, face):
     script = Path(__file__).with_name("blender_import.py")
     result = subprocess.run([blender, "-b", "--factory-startup", "--python", str(script), "--", str(path)],
                             capture_output=True, text=True, timeout=300)
-    line = next((l for l in result.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((out for out in result.stdout.splitlines() if out.startswith("RESULT ")), None)
     assert line is not None, result.stdout[-2000:] + result.stderr[-2000:]
     objects = json.loads(line[len("RESULT "):])
     head = objects["head"]
