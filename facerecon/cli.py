@@ -13,7 +13,7 @@ from rich.table import Table
 
 from . import methods
 from .errors import FaceReconError, require
-from .options import FORMATS, ReconstructOptions, check_texture_size
+from .options import FORMATS, ReconstructOptions, check_formats, check_texture_size, check_units
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help=f"Textured, metric 3D heads from ordinary photos. Methods (--method): {methods.describe()}")
@@ -162,6 +162,55 @@ def _main(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Textured, metric 3D heads from ordinary photos."""
+
+
+@app.command()
+def scan(
+    inputs: Annotated[list[Path], typer.Argument(help="Photos, one folder of photos (a camera file beside them is used: transforms.json or *_par.txt), or one video.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: scan.obj/.mtl/.png, scan.glb, scan.ply, scan.json, overlays/.")],
+    subject: Annotated[str, typer.Option(help="auto, human, animal or object.")] = "auto",
+    scale_mm: Annotated[Optional[float], typer.Option(help="The subject's longest side in mm: makes the mesh metric.")] = None,
+    marker_mm: Annotated[Optional[float], typer.Option(help="Side in mm of a printed ArUco marker (4x4, ids 0-49) in view: makes the mesh metric.")] = None,
+    formats: Formats = ",".join(FORMATS),
+    units: Annotated[str, typer.Option(help="Units of the OBJ and PLY files when the scale is known: m, cm or mm.")] = "m",
+    texture_size: TextureSize = 1024,
+    max_side: Annotated[int, typer.Option(help="Views are read at most this many pixels on the longer side (cameras, texture).")] = 960,
+    dense_side: Annotated[int, typer.Option(help="... and matched at most this size (dense depth).")] = 480,
+    overlay: Annotated[bool, typer.Option(help="Write each view with the mesh overlaid (overlays/).")] = True,
+) -> None:
+    """Scan a still object or animal from many views: its textured mesh (structure from motion, dense depth, fusion)."""
+    chosen = _checked(check_formats, formats, "--format")
+    _checked(check_units, units, "--units")
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail_usage(f"--out {out_dir} exists and is not a folder")
+    if not 64 <= dense_side <= max_side <= 4096:
+        _fail_usage(f"need 64 <= --dense-side <= --max-side <= 4096, got {dense_side} and {max_side}")
+    for name, value in (("--scale-mm", scale_mm), ("--marker-mm", marker_mm)):
+        if value is not None and not value > 0:
+            _fail_usage(f"{name} must be positive, got {value:g}")
+    from .scan import ScanSettings, prepare, reconstruct  # heavy imports after argument checks
+    settings = ScanSettings(subject=subject, max_side=max_side, dense_side=dense_side, texture_size=texture_size,
+                            scale_mm=scale_mm, marker_mm=marker_mm)
+    say = lambda line: err_console.print(line, markup=False, highlight=False)   # noqa: E731
+    t0 = time.perf_counter()
+    try:
+        views, cameras = prepare(inputs, settings, say)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, transient=True) as progress:
+            tasks: dict[str, int] = {}
+
+            def advance(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done)
+
+            result = reconstruct(views, cameras, settings, advance)
+            paths = result.save(out_dir, settings, chosen, units, overlay)
+    except FaceReconError as exc:
+        _fail(str(exc))
+    scale = f"metric ({result.scale.source})" if result.scale.metric else "arbitrary scale"
+    print(f"facerecon scan: {len(cameras.keep)}/{len(views)} views, {len(result.mesh.faces)} triangles, {scale}, "
+          f"{time.perf_counter() - t0:.0f} s; {', '.join(p.name for p in paths.values())} in {out_dir}")
 
 
 @app.command()

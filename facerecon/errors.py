@@ -34,3 +34,7 @@ def require(module: str, extra: str, what: str):
     except ImportError as exc:
         raise MissingExtraError(f"{what} needs the [{extra}] extra: pip install 'facerecon[{extra}]' "
                                 f"({exc.name or module} is not installed)") from None
+
+
+class ScanInputError(FaceReconError):
+    """A scan's views cannot give a surface: too few, blurry, not overlapping, or not registered."""

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from .geometry import vertex_normals
-from .gltf import Rig, head_glb
+from .gltf import Rig, head_glb, surface_glb
 from .model import HeadModel, uv_to_texel
 from .texture import sample_image
 
@@ -113,52 +113,85 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
     """Write the head ``vertices_model`` (V, 3) cm with ``texture`` (S, S, 3) uint8 RGB as
     ``out_dir/stem.*``; OBJ and PLY in ``units`` (m, cm or mm), the GLB in metres, animatable with
     ``rig`` (``facerecon.gltf``). Returns the written paths by kind: "obj", "mtl", "png", "glb", "ply"."""
+    _check_formats(formats, units)
+    vertex, uv, faces = model.export_topology
+    positions = np.asarray(vertices_model, np.float32)[vertex] * np.float32(UNITS[units])
+    normals = vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
+    return _write_mesh(out_dir, stem, positions, uv, normals, faces, texture, formats, units,
+                       lambda png: head_glb(model, vertices_model, png, rig),
+                       f"facerecon head, {UNIT_NAMES[units]}", _obj_topology(model))
+
+
+def export_surface(out_dir: Path, stem: str, positions_m: np.ndarray, uv: np.ndarray, faces: np.ndarray,
+                   texture: np.ndarray, formats: Sequence[str] = FORMATS, units: str = "m",
+                   metric: bool = True) -> dict[str, Path]:
+    """Write a textured mesh that is not the head model (a scanned surface): ``positions_m`` (N, 3) in
+    metres, ``uv`` (N, 2) with v up, ``faces`` (F, 3) counter-clockwise from outside. OBJ and PLY in
+    ``units``, the GLB in metres. Without ``metric`` the scale is unknown: the numbers are written
+    as given and the OBJ and PLY say so. Returns the written paths by kind, as ``export_mesh``."""
+    _check_formats(formats, units)
+    positions_m = np.asarray(positions_m, np.float32)
+    faces = np.asarray(faces)
+    normals = vertex_normals(positions_m, faces)
+    positions = positions_m * np.float32(UNITS[units] / UNITS["m"])
+    uv = np.asarray(uv, np.float32)
+    return _write_mesh(out_dir, stem, positions, uv, normals, faces, texture, formats, units,
+                       lambda png: surface_glb(positions_m, normals, uv, faces, png()),
+                       f"facerecon scan, {UNIT_NAMES[units] if metric else 'arbitrary units (the scale is unknown)'}",
+                       _obj_topology_lines(uv, faces))
+
+
+def _check_formats(formats: Sequence[str], units: str) -> None:
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown mesh formats {sorted(unknown)}; choose from {FORMATS}")
     if units not in UNITS:
         raise ValueError(f"unknown units {units!r}; choose from {', '.join(UNITS)}")
+
+
+def _write_mesh(out_dir: Path, stem: str, positions: np.ndarray, uv: np.ndarray, normals: np.ndarray,
+                faces: np.ndarray, texture: np.ndarray, formats: Sequence[str], units: str, glb,
+                header: str, topology: tuple[bytes, bytes]) -> dict[str, Path]:
+    """The mesh files of ``positions`` (N, 3) float32 in ``units``. ``glb(png)`` makes the GLB's
+    bytes, ``png()`` giving the encoded texture; ``header`` is the OBJ's and PLY's comment;
+    ``topology`` the OBJ's ``vt`` and ``f`` lines."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vertex = model.export_topology[0]
-    positions = np.asarray(vertices_model, np.float32)[vertex] * np.float32(UNITS[units])
-    normals = vertex_normals(np.asarray(vertices_model, np.float32), model.triangles)[vertex]
     paths: dict[str, Path] = {}
     with ThreadPoolExecutor(2) as pool:
         # The PNG encodes (OpenCV releases the GIL) while the meshes are built, the GLB (mostly a
         # numba kernel, also without the GIL) beside the OBJ and PLY; it takes the PNG last.
         png = pool.submit(encode_image, texture, ".png") if {"obj", "glb"} & set(formats) else None
-        glb = pool.submit(head_glb, model, vertices_model, png.result, rig) if "glb" in formats else None
-        ply = _ply(positions, normals, texture, model, units) if "ply" in formats else b""
-        obj = _obj(stem, f"{stem}.mtl", positions, normals, model, units) if "obj" in formats else b""
+        glb_bytes = pool.submit(glb, png.result) if "glb" in formats else None
+        ply = _ply(positions, normals, uv, faces, texture, header) if "ply" in formats else b""
+        obj = _obj(stem, f"{stem}.mtl", positions, normals, units, header, topology) if "obj" in formats else b""
     if "obj" in formats:
         # Dependencies first, so that the OBJ never appears before its material and texture.
         paths["png"] = write_bytes(out_dir / f"{stem}.png", png.result())
         paths["mtl"] = write_bytes(out_dir / f"{stem}.mtl", _mtl(stem, paths["png"].name).encode())
         paths["obj"] = write_bytes(out_dir / f"{stem}.obj", obj)
     if "glb" in formats:
-        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb.result())
+        paths["glb"] = write_bytes(out_dir / f"{stem}.glb", glb_bytes.result())
     if "ply" in formats:
         paths["ply"] = write_bytes(out_dir / f"{stem}.ply", ply)
     return paths
 
 
-def _ply(positions: np.ndarray, normals: np.ndarray, texture: np.ndarray, model: HeadModel, units: str) -> bytes:
+def _ply(positions: np.ndarray, normals: np.ndarray, uv: np.ndarray, faces: np.ndarray, texture: np.ndarray,
+         header: str) -> bytes:
     """Binary PLY with the texture's colour at each (split) vertex."""
-    _, uv, faces = model.export_topology
-    size = texture.shape[0]
-    texel = uv_to_texel(uv, size)
+    texel = uv_to_texel(uv, texture.shape[1], texture.shape[0])
     vertices = np.empty(len(uv), [("position", "<f4", 3), ("normal", "<f4", 3), ("colour", "u1", 4)])
     vertices["position"], vertices["normal"] = positions, normals
     vertices["colour"][:, :3], vertices["colour"][:, 3] = sample_image(texture, texel), 255
     triangles = np.empty(len(faces), [("count", "u1"), ("corners", "<i4", 3)])
     triangles["count"], triangles["corners"] = 3, faces
-    header = (f"ply\nformat binary_little_endian 1.0\ncomment facerecon head, {UNIT_NAMES[units]}\n"
-              f"element vertex {len(vertices)}\n"
-              + "".join(f"property float {c}\n" for c in ("x", "y", "z", "nx", "ny", "nz"))
-              + "".join(f"property uchar {c}\n" for c in ("red", "green", "blue", "alpha"))
-              + f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
-    return header.encode() + vertices.tobytes() + triangles.tobytes()
+    head = (f"ply\nformat binary_little_endian 1.0\ncomment {header}\n"
+            f"element vertex {len(vertices)}\n"
+            + "".join(f"property float {c}\n" for c in ("x", "y", "z", "nx", "ny", "nz"))
+            + "".join(f"property uchar {c}\n" for c in ("red", "green", "blue", "alpha"))
+            + f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
+    return head.encode() + vertices.tobytes() + triangles.tobytes()
 
 
 def mesh_info(formats: Sequence[str], units: str, rig: Rig | None, model: HeadModel) -> dict:
@@ -183,29 +216,34 @@ def _mtl(name: str, texture_file: str) -> str:
             f"d 1.0\nillum 1\nmap_Kd {texture_file}\n")
 
 
-def _obj(name: str, mtl_file: str, positions: np.ndarray, normals: np.ndarray, model: HeadModel, units: str) -> bytes:
+def _obj(name: str, mtl_file: str, positions: np.ndarray, normals: np.ndarray, units: str, header: str,
+         topology: tuple[bytes, bytes]) -> bytes:
     """OBJ text; position, uv and normal share one index per split vertex (1-based)."""
     digits = {"m": 7, "cm": 5, "mm": 4}[units]   # 0.1 micrometre in every unit
-    uv_lines, face_lines = _obj_topology(model)
+    uv_lines, face_lines = topology
     return b"".join([
-        f"# facerecon head, {UNIT_NAMES[units]}\nmtllib {mtl_file}\no {name}\n".encode(),
+        f"# {header}\nmtllib {mtl_file}\no {name}\n".encode(),
         fixed_point_lines(b"v ", positions, digits),
         uv_lines,
-        fixed_point_lines(b"vn ", normals, 4),
+        fixed_point_lines(b"vn ", np.asarray(normals, np.float32), 4),
         f"usemtl {name}\ns 1\n".encode(),
         face_lines,
     ])
 
 
 def _obj_topology(model: HeadModel) -> tuple[bytes, bytes]:
-    """The OBJ's ``vt`` and ``f`` lines: the same for every head, so formatted once per model."""
+    """The head's OBJ ``vt`` and ``f`` lines: the same for every head, so formatted once per model."""
     key = ("obj_topology",)
     if key not in model.extra:
         _, uv, faces = model.export_topology
-        corners = np.repeat(faces + 1, 3, axis=1).ravel()
-        model.extra[key] = (fixed_point_lines(b"vt ", uv, 6),
-                            (("f %d/%d/%d %d/%d/%d %d/%d/%d\n" * len(faces)) % tuple(corners.tolist())).encode())
+        model.extra[key] = _obj_topology_lines(uv, faces)
     return model.extra[key]
+
+
+def _obj_topology_lines(uv: np.ndarray, faces: np.ndarray) -> tuple[bytes, bytes]:
+    corners = np.repeat(np.asarray(faces) + 1, 3, axis=1).ravel()
+    return (fixed_point_lines(b"vt ", np.asarray(uv, np.float32), 6),
+            (("f %d/%d/%d %d/%d/%d %d/%d/%d\n" * len(faces)) % tuple(corners.tolist())).encode())
 
 
 def fixed_point_lines(prefix: bytes, values: np.ndarray, digits: int) -> bytes:

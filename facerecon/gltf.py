@@ -305,6 +305,27 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes | 
     return b.glb()
 
 
+def surface_glb(positions_m: np.ndarray, normals: np.ndarray, uv: np.ndarray, faces: np.ndarray,
+                texture_png: bytes, name: str = "scan") -> bytes:
+    """The GLB bytes of a textured mesh that is not the head model: positions (N, 3) in metres (glTF's
+    axes are the caller's), normals (N, 3), uv (N, 2) with v up, faces (F, 3)."""
+    b = _Builder()
+    g = b.gltf
+    g["images"] = [{"bufferView": b.view(texture_png), "mimeType": "image/png"}]
+    g["samplers"] = [{"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": CLAMP_TO_EDGE,
+                      "wrapT": CLAMP_TO_EDGE}]
+    g["textures"] = [{"source": 0, "sampler": 0}]
+    g["materials"] = [{"name": name, "pbrMetallicRoughness": {
+        "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.8}}]
+    uv_gltf = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1).astype(np.float32)   # glTF's v runs down
+    g["meshes"].append({"name": name, "primitives": [
+        _primitive(b, np.asarray(faces), np.asarray(positions_m, np.float32), np.asarray(normals, np.float32),
+                   uv_gltf, None)]})
+    g["nodes"].append({"name": name, "mesh": 0})
+    g["scenes"] = [{"nodes": [0]}]
+    return b.glb()
+
+
 def _primitive(b: _Builder, faces: np.ndarray, positions: np.ndarray, normals: np.ndarray, uv: np.ndarray,
                morphs: tuple[HeadModel, np.ndarray, np.ndarray] | None) -> dict:
     """One primitive over the vertices ``faces`` uses (re-indexed); with ``morphs`` (the model, the

@@ -10,7 +10,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # train extra below finds it satisfied and pip never downloads a CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -c "import torch, sys; sys.exit(f'expected the CPU build of torch, got {torch.__version__}' if torch.version.cuda else 0)"
-# Development: every extra (web, ray, eval, train) and the test tools. Users: `pip install .`
+# Development: every extra (web, ray, eval, train, scan) and the test tools. Users: `pip install .`
 .venv/bin/python -m pip install --quiet -e ".[all,test]"
 .venv/bin/python -c "import facerecon, cv2, numpy; print('facerecon set up: cv2', cv2.__version__, 'numpy', numpy.__version__)"
 

@@ -1,0 +1,178 @@
+"""Dense depth on the CPU: a plane sweep with ZNCC per reference view, then a geometric consistency
+check between views.
+
+For each reference view the neighbours' grey images are warped onto planes parallel to the
+reference image, at depths spaced evenly in inverse depth between the sparse points' near and far
+bounds (a plane's homography is exact, so one ``cv2.warpPerspective`` per plane and neighbour does
+the whole image). The matching cost is the zero-mean normalised cross-correlation over a square
+window (box filters); a pixel's score is the mean of its best ``best_of`` neighbours' ZNCC, which
+tolerates a neighbour that sees something else there (occlusion). The best plane is refined to
+sub-plane depth by a parabola through its neighbours' scores.
+
+The consistency check keeps a depth when enough other views' depth maps agree: the point projected
+into the other view, lifted with that view's depth and projected back, lands within ``max_px``
+pixels and ``max_relative`` of the depth it started from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .cameras import ViewCamera, view_pairs
+
+
+@dataclass(frozen=True)
+class DepthSettings:
+    planes: int = 96             # depth hypotheses per view
+    window: int = 7              # ZNCC window side, pixels
+    neighbours: int = 4          # views matched against each reference view
+    best_of: int = 2             # a pixel's score: the mean of its best this many neighbours' ZNCC
+    min_score: float = 0.55      # below this mean ZNCC a depth is dropped
+    min_texture: float = 2.0     # grey-level standard deviation (0..255) a window needs to be matched
+    max_px: float = 1.0          # consistency: reprojection error in pixels
+    max_relative: float = 0.01   # consistency: relative depth difference
+    min_consistent: int = 1      # consistency: views that must agree
+
+
+@dataclass
+class DepthMap:
+    """One view's depths at the dense resolution."""
+
+    depth: np.ndarray      # (H, W) float32 depth along the camera axis, world units; 0 where unknown
+    score: np.ndarray      # (H, W) float32 the ZNCC score of the chosen plane
+    camera: ViewCamera     # the camera at this resolution
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _box(image: np.ndarray, window: int) -> np.ndarray:
+    return cv2.boxFilter(image, -1, (window, window), borderType=cv2.BORDER_REFLECT)
+
+
+def depth_bounds(camera: ViewCamera, points: np.ndarray, margin: float = 0.15) -> tuple[float, float] | None:
+    """Near and far depths of the sparse points this camera sees (2nd and 98th percentiles, widened)."""
+    if len(points) == 0:
+        return None
+    uv, z = camera.project(points)
+    seen = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+    if seen.sum() < 10:
+        return None
+    near, far = np.percentile(z[seen], [2, 98])
+    span = far - near
+    return max(near - margin * span, 0.2 * near), far + margin * span
+
+
+def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndarray],
+                source_cameras: list[ViewCamera], near: float, far: float,
+                settings: DepthSettings = DepthSettings()) -> DepthMap:
+    """The reference view's depth map from ``sources`` (RGB uint8, their cameras at their size)."""
+    w, n = settings.window, settings.planes
+    ref = _grey(reference)
+    height, width = ref.shape
+    mean_r = _box(ref, w)
+    var_r = np.maximum(_box(ref * ref, w) - mean_r ** 2, 0)
+    textured = var_r > settings.min_texture ** 2
+    inv_depths = np.linspace(1.0 / near, 1.0 / far, n)
+    K_inv = np.linalg.inv(camera.K)
+    grey_sources = [_grey(s) for s in sources]
+    ones = [np.ones_like(g) for g in grey_sources]
+    best_of = min(settings.best_of, len(sources))
+    scores = np.full((n, height, width), -1.0, np.float32)
+    for k, inv_depth in enumerate(inv_depths):
+        per_source = np.full((len(sources), height, width), -1.0, np.float32)
+        for s, (src, src_cam) in enumerate(zip(grey_sources, source_cameras)):
+            R = src_cam.R @ camera.R.T
+            t = src_cam.t - R @ camera.t
+            H = src_cam.K @ (R + np.outer(t, [0.0, 0.0, inv_depth])) @ K_inv
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            warped = cv2.warpPerspective(src, H, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+            inside = cv2.warpPerspective(ones[s], H, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+            mean_s = _box(warped, w)
+            var_s = np.maximum(_box(warped * warped, w) - mean_s ** 2, 0)
+            cov = _box(warped * ref, w) - mean_s * mean_r
+            zncc = cov / np.sqrt(var_r * var_s + 1e-6)
+            zncc[(inside < 0.999) | (var_s < settings.min_texture ** 2)] = -1.0
+            per_source[s] = zncc
+        if best_of == len(sources):
+            scores[k] = per_source.mean(0)
+        else:
+            scores[k] = -np.partition(-per_source, best_of - 1, axis=0)[:best_of].mean(0)
+    best = np.argmax(scores, axis=0)
+    rows, cols = np.indices(best.shape)
+    score = scores[best, rows, cols]
+    # parabola through the scores of the planes on either side of the best one
+    lo, hi = np.clip(best - 1, 0, n - 1), np.clip(best + 1, 0, n - 1)
+    s0, s2 = scores[lo, rows, cols], scores[hi, rows, cols]
+    curvature = s0 - 2 * score + s2
+    offset = np.where((curvature < 0) & (best > 0) & (best < n - 1), 0.5 * (s0 - s2) / np.minimum(curvature, -1e-6), 0)
+    step = inv_depths[1] - inv_depths[0]
+    inv = inv_depths[best] + np.clip(offset, -0.5, 0.5) * step
+    depth = (1.0 / inv).astype(np.float32)
+    valid = textured & (score >= settings.min_score) & (best > 0) & (best < n - 1)
+    depth[~valid] = 0
+    return DepthMap(depth, score.astype(np.float32), camera)
+
+
+def backproject(depth_map: DepthMap) -> tuple[np.ndarray, np.ndarray]:
+    """World points (P, 3) of the known depths, and their (P, 2) integer pixels (x, y)."""
+    ys, xs = np.nonzero(depth_map.depth > 0)
+    z = depth_map.depth[ys, xs].astype(np.float64)
+    rays = np.stack([xs, ys, np.ones_like(xs)], axis=1) @ np.linalg.inv(depth_map.camera.K).T
+    cam = rays * z[:, None]
+    world = (cam - depth_map.camera.t) @ depth_map.camera.R
+    return world, np.stack([xs, ys], axis=1)
+
+
+def consistent(maps: list[DepthMap], neighbours: list[list[int]], settings: DepthSettings = DepthSettings()) -> list[DepthMap]:
+    """Each map with the depths that fewer than ``min_consistent`` of its neighbours confirm set to 0."""
+    out = []
+    for i, dm in enumerate(maps):
+        points, pixels = backproject(dm)
+        z0 = dm.depth[pixels[:, 1], pixels[:, 0]]
+        agree = np.zeros(len(points), np.int32)
+        for j in neighbours[i]:
+            other = maps[j]
+            uv, _ = other.camera.project(points)
+            xj, yj = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+            inside = (xj >= 0) & (xj < other.depth.shape[1]) & (yj >= 0) & (yj < other.depth.shape[0])
+            dj = np.zeros(len(points))
+            dj[inside] = other.depth[yj[inside], xj[inside]]
+            has = dj > 0
+            # lift along the exact ray (not the rounded pixel's): rounding alone moves a slanted point
+            rays = np.concatenate([uv, np.ones((len(uv), 1))], axis=1) @ np.linalg.inv(other.camera.K).T
+            lifted = (rays * dj[:, None] - other.camera.t) @ other.camera.R
+            back, zb = dm.camera.project(lifted)
+            ok = has & (np.linalg.norm(back - pixels, axis=1) <= settings.max_px) & (
+                np.abs(zb - z0) <= settings.max_relative * z0)
+            agree += ok
+        need = min(settings.min_consistent, len(neighbours[i]))
+        depth = np.zeros_like(dm.depth)
+        keep = agree >= max(need, 1)
+        depth[pixels[keep, 1], pixels[keep, 0]] = z0[keep]
+        out.append(DepthMap(depth, dm.score, dm.camera))
+    return out
+
+
+def dense_depth(images: list[np.ndarray], cameras: list[ViewCamera], points: np.ndarray, dense_side: int,
+                settings: DepthSettings = DepthSettings(), progress=lambda done, total: None) -> list[DepthMap]:
+    """Consistent depth maps of all views at ``dense_side`` pixels on the longer side. Views without
+    neighbours or depth bounds get an empty map."""
+    factor = [min(1.0, dense_side / max(im.shape[:2])) for im in images]
+    small_cams = [c.scaled(f) for c, f in zip(cameras, factor)]
+    small = [cv2.resize(im, (c.width, c.height), interpolation=cv2.INTER_AREA) for im, c in zip(images, small_cams)]
+    neighbours = view_pairs(cameras, settings.neighbours)
+    maps = []
+    for i, camera in enumerate(small_cams):
+        bounds = depth_bounds(camera, points)
+        if not neighbours[i] or bounds is None:
+            maps.append(DepthMap(np.zeros((camera.height, camera.width), np.float32),
+                                 np.zeros((camera.height, camera.width), np.float32), camera))
+        else:
+            maps.append(plane_sweep(small[i], camera, [small[j] for j in neighbours[i]],
+                                    [small_cams[j] for j in neighbours[i]], *bounds, settings))
+        progress(i + 1, len(small_cams))
+    return consistent(maps, neighbours, settings)

@@ -1,0 +1,246 @@
+"""From depth maps to the subject's mesh: find the subject, fuse a truncated signed distance
+volume (TSDF), extract its zero surface, keep the subject's pieces, smooth and decimate.
+
+The subject is what the cameras look at: the depth maps' points are binned on a coarse grid, the
+dominant plane (a wall, a table) is dropped when it holds a large share of them, and the connected
+cluster of occupied cells nearest the point the optical axes meet is the subject's region. The TSDF
+covers that region only, so the room around it never enters the mesh.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import trimesh
+from scipy import ndimage
+
+from ..errors import ScanInputError, require
+from .cameras import ViewCamera, look_at_point
+from .depth import DepthMap, backproject
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    resolution: int = 192            # voxels along the region's longest side
+    truncation_voxels: float = 4.0   # the TSDF's band, in voxels
+    min_weight: int = 2              # views that must observe a voxel for it to carry the surface
+    region_cells: int = 48           # the coarse grid that finds the subject's cluster
+    plane_share: float = 0.2         # a plane holding at least this share of the points is dropped
+    plane_tolerance: float = 0.004   # plane inlier distance, as a share of the median camera distance
+    smoothing_iterations: int = 10   # Taubin smoothing of the extracted surface
+    max_faces: int = 20_000          # the mesh is decimated to at most this many triangles
+    min_piece: float = 0.05          # pieces with less than this share of the faces are dropped
+    max_hole: float = 0.3            # holes whose rim is shorter than this share of the region's size are filled
+
+
+@dataclass
+class Subject:
+    """Where the subject is: an axis-aligned box in the world, and the plane dropped, if any."""
+
+    lower: np.ndarray                # (3,) world
+    upper: np.ndarray                # (3,)
+    centre: np.ndarray               # (3,) the point the cameras look at
+    plane: np.ndarray | None         # (4,) n . x + d = 0 with |n| = 1, or None
+    plane_tolerance: float
+    plane_share: float               # the share of the points on the dropped plane (0 without one)
+
+
+def dominant_plane(points: np.ndarray, tolerance: float, rng: np.random.Generator,
+                   trials: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """RANSAC: the plane (4,) with the most points within ``tolerance``, and its inlier mask."""
+    sample = points[rng.choice(len(points), min(len(points), 20_000), replace=False)]
+    best, best_count = np.zeros(4), -1
+    for _ in range(trials):
+        a, b, c = sample[rng.choice(len(sample), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n)
+        if norm < 1e-12:
+            continue
+        n /= norm
+        count = np.count_nonzero(np.abs(sample @ n - n @ a) < tolerance)
+        if count > best_count:
+            best, best_count = np.append(n, -n @ a), count
+    return best, np.abs(points @ best[:3] + best[3]) < tolerance
+
+
+def find_subject(points: np.ndarray, cameras: list[ViewCamera], settings: FusionSettings = FusionSettings(),
+                 seed: int = 0) -> Subject:
+    """The subject's region from the fused depth points (P, 3)."""
+    if len(points) < 100:
+        raise ScanInputError(f"the views gave {len(points)} consistent depth points: they do not overlap, "
+                             "or the subject shows too little texture")
+    centre = look_at_point(cameras)
+    distance = float(np.median([np.linalg.norm(c.centre - centre) for c in cameras]))
+    tolerance = settings.plane_tolerance * distance
+    plane, on_plane = dominant_plane(points, tolerance, np.random.default_rng(seed))
+    share = float(on_plane.mean())
+    if share >= settings.plane_share:
+        # the cameras must all be on one side of a wall or table: a plane through the subject stays
+        sides = np.sign([c.centre @ plane[:3] + plane[3] for c in cameras])
+        if abs(sides.sum()) == len(cameras):
+            points = points[~on_plane]
+        else:
+            plane, share = None, 0.0
+    else:
+        plane, share = None, 0.0
+    lower, upper = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
+    lower, upper = lower - 0.1 * (upper - lower), upper + 0.1 * (upper - lower)
+    cell = (upper - lower).max() / settings.region_cells
+    index = np.floor((points - lower) / cell).astype(int)
+    inside = np.all((index >= 0) & (index < settings.region_cells), axis=1)
+    grid = np.zeros((settings.region_cells,) * 3, np.int32)
+    np.add.at(grid, tuple(index[inside].T), 1)
+    occupied = ndimage.binary_closing(grid >= 2, iterations=1) | (grid >= 2)
+    labels, count = ndimage.label(occupied, structure=np.ones((3, 3, 3)))
+    if count == 0:
+        raise ScanInputError("no cluster of depth points found where the cameras look: the views do not overlap")
+    cells = np.argwhere(labels > 0)
+    centres = lower + (cells + 0.5) * cell
+    sizes = np.bincount(labels.ravel())
+    # nearest the look-at point, ties to the bigger cluster: distance in cells minus a size bonus
+    score = np.linalg.norm(centres - centre, axis=1) / cell - np.log1p(sizes[labels[tuple(cells.T)]])
+    chosen = labels[tuple(cells[np.argmin(score)])]
+    mine = cells[labels[tuple(cells.T)] == chosen]
+    box_lower = lower + (mine.min(0) - 2) * cell
+    box_upper = lower + (mine.max(0) + 3) * cell
+    return Subject(box_lower, box_upper, centre, plane, tolerance, share)
+
+
+def subject_points(maps: list[DepthMap]) -> np.ndarray:
+    """All consistent depth points in the world (P, 3)."""
+    return np.concatenate([backproject(m)[0] for m in maps]) if maps else np.zeros((0, 3))
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, plane, plane_tol, trunc, tsdf, weight):
+    nx, ny, nz = dims[0], dims[1], dims[2]
+    height, width = depths.shape[1], depths.shape[2]
+    use_plane = plane_tol > 0
+    for i in numba.prange(nx):
+        for j in range(ny):
+            for k in range(nz):
+                px = origin[0] + (i + 0.5) * voxel
+                py = origin[1] + (j + 0.5) * voxel
+                pz = origin[2] + (k + 0.5) * voxel
+                acc, count = 0.0, 0
+                for v in range(depths.shape[0]):
+                    R, t, K = Rs[v], ts[v], Ks[v]
+                    x = R[0, 0] * px + R[0, 1] * py + R[0, 2] * pz + t[0]
+                    y = R[1, 0] * px + R[1, 1] * py + R[1, 2] * pz + t[1]
+                    z = R[2, 0] * px + R[2, 1] * py + R[2, 2] * pz + t[2]
+                    if z <= 0:
+                        continue
+                    u = int(np.floor((K[0, 0] * x + K[0, 1] * y) / z + K[0, 2] + 0.5))
+                    w = int(np.floor(K[1, 1] * y / z + K[1, 2] + 0.5))
+                    if u < 0 or u >= width or w < 0 or w >= height:
+                        continue
+                    d = depths[v, w, u]
+                    if d <= 0:
+                        continue
+                    sdf = d - z
+                    if sdf < -trunc:
+                        continue
+                    acc += min(1.0, sdf / trunc)
+                    count += 1
+                if use_plane and abs(plane[0] * px + plane[1] * py + plane[2] * pz + plane[3]) < plane_tol:
+                    count = 0   # the dropped plane carries no surface
+                if count > 0:
+                    tsdf[i, j, k] = acc / count
+                    weight[i, j, k] = count
+
+
+def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = FusionSettings()) -> trimesh.Trimesh:
+    """The subject's surface: TSDF over its box, marching cubes, its main pieces, smoothed, decimated."""
+    measure = require("skimage.measure", "scan", "the scan's surface extraction")
+    extent = subject.upper - subject.lower
+    voxel = float(extent.max() / settings.resolution)
+    dims = np.maximum(np.ceil(extent / voxel).astype(np.int64), 2)
+    shape = max(m.depth.shape for m in maps)
+    depths = np.zeros((len(maps),) + shape, np.float32)
+    for v, m in enumerate(maps):
+        depths[v, :m.depth.shape[0], :m.depth.shape[1]] = m.depth
+    Ks = np.array([m.camera.K for m in maps], np.float64)
+    Rs = np.array([m.camera.R for m in maps], np.float64)
+    ts = np.array([m.camera.t for m in maps], np.float64)
+    tsdf = np.ones(tuple(dims), np.float32)
+    weight = np.zeros(tuple(dims), np.int32)
+    plane = subject.plane if subject.plane is not None else np.zeros(4)
+    tolerance = subject.plane_tolerance if subject.plane is not None else 0.0
+    _integrate(subject.lower.astype(np.float64), voxel, dims, Ks, Rs, ts, depths, plane.astype(np.float64),
+               float(tolerance), settings.truncation_voxels * voxel, tsdf, weight)
+    mask = weight >= settings.min_weight
+    if not (tsdf[mask] < 0).any() or not (tsdf[mask] > 0).any():
+        raise ScanInputError("the depth maps do not agree on a surface: the views do not overlap enough")
+    # scikit-image tests the mask at a cube's first corner only: a cube must have all eight observed,
+    # else the unobserved voxels' value makes a surface of its own
+    cubes = np.zeros_like(mask)
+    cubes[:-1, :-1, :-1] = np.logical_and.reduce([mask[i:mask.shape[0] - 1 + i, j:mask.shape[1] - 1 + j,
+                                                        k:mask.shape[2] - 1 + k]
+                                                   for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    verts, faces, _, _ = measure.marching_cubes(tsdf, 0.0, spacing=(voxel,) * 3, mask=cubes)
+    mesh = trimesh.Trimesh(verts + subject.lower + 0.5 * voxel, faces, process=True)
+    return clean(mesh, settings)
+
+
+def boundary_loops(faces: np.ndarray) -> list[list[int]]:
+    """The closed loops of boundary edges (edges of one face), each as vertex indices in the order
+    of its faces' winding."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    key = np.sort(edges, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    boundary = edges[counts[inverse.ravel()] == 1]
+    following: dict[int, list[int]] = {}
+    for a, b in boundary:
+        following.setdefault(int(a), []).append(int(b))
+    loops = []
+    while following:
+        start = next(iter(following))
+        loop, vertex = [start], start
+        while True:
+            nexts = following.get(vertex)
+            if not nexts:
+                break
+            step = nexts.pop()
+            if not nexts:
+                del following[vertex]
+            if step == start:
+                loops.append(loop)
+                break
+            loop.append(step)
+            vertex = step
+    return loops
+
+
+def fill_holes(mesh: trimesh.Trimesh, max_rim: float) -> trimesh.Trimesh:
+    """Close each hole whose rim is shorter than ``max_rim`` with a fan around the rim's centroid
+    (the smoothing that follows relaxes it): gaps in the depth maps should not be holes in the skin."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    new_vertices, new_faces = [], []
+    for loop in boundary_loops(faces):
+        rim = vertices[loop]
+        if len(loop) < 3 or np.linalg.norm(rim - np.roll(rim, 1, axis=0), axis=1).sum() > max_rim:
+            continue
+        centre = len(vertices) + len(new_vertices)
+        new_vertices.append(rim.mean(0))
+        # the rim runs with its faces' winding: the fan's triangles run against it
+        new_faces += [(b, a, centre) for a, b in zip(loop, loop[1:] + loop[:1])]
+    if not new_vertices:
+        return mesh
+    return trimesh.Trimesh(np.concatenate([vertices, new_vertices]), np.concatenate([faces, new_faces]), process=False)
+
+
+def clean(mesh: trimesh.Trimesh, settings: FusionSettings = FusionSettings()) -> trimesh.Trimesh:
+    """Drop small pieces, fill small holes, smooth (Taubin, which keeps the volume), decimate."""
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    sizes = np.bincount(labels)
+    mesh.update_faces(sizes[labels] >= settings.min_piece * len(mesh.faces))
+    mesh.remove_unreferenced_vertices()
+    mesh = fill_holes(mesh, settings.max_hole * float(np.ptp(mesh.vertices, axis=0).max()))
+    if settings.smoothing_iterations:
+        trimesh.smoothing.filter_taubin(mesh, iterations=settings.smoothing_iterations)
+    if len(mesh.faces) > settings.max_faces:
+        require("fast_simplification", "scan", "the scan's mesh decimation")
+        mesh = mesh.simplify_quadric_decimation(face_count=settings.max_faces)
+    mesh.remove_unreferenced_vertices()
+    return mesh
