@@ -22,7 +22,7 @@ from .export import export_mesh, mesh_info, write_json
 from .fit import Correspondence, FitResult, FitSettings, Fitter, load_correspondence
 from .geometry import surface_points
 from .gltf import Rig
-from .landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks
+from .landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks, dense_surface_points
 from .load import as_rgb8, exif_focal_35mm, load_image
 from .methods import DEFAULT_METHOD, METHODS
 from .model import HeadModel, load_model
@@ -229,9 +229,10 @@ class Reconstructor:
         """The dense landmark network and its fitter (``method="dense"``), loaded on first use. Its
         points are fixed surface points, so the fit slides no contour points."""
         if self._dense is None:
-            corr = load_correspondence()
-            fixed = Correspondence(corr.vertices, corr.bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
-            self._dense = (LandmarkEstimator(DENSE_MODEL_FILE), Fitter(self.model, DENSE_FIT, correspondence=fixed))
+            vertices, bary = dense_surface_points()
+            fixed = Correspondence(vertices, bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+            self._dense = (LandmarkEstimator(DENSE_MODEL_FILE, refiner_file=None),
+                           Fitter(self.model, DENSE_FIT, correspondence=fixed))
         return self._dense
 
     @property
