@@ -20,10 +20,9 @@ written here:
    (``face_landmark_with_attention.tflite``, converted by the same script). Its 468 mesh points
    carry lip and eye contours refined from patches of its own features (its 10 iris points are
    not used). It only refines: its face-presence output is less reliable than the plain net's (on
-   32 synthetic heads (identities 1000..) at 80 degrees of yaw at least 8 scored under
-   ``MIN_PRESENCE`` against 6; on
-   200 object crops its 95th percentile was 0.18 against 0.05), so the crops and the presence stay
-   the plain net's.
+   32 synthetic heads, identities 1000.., at 80 degrees of yaw at least 8 scored under
+   ``MIN_PRESENCE`` against 6; on 200 object crops its 95th percentile was 0.18 against 0.05), so
+   the crops and the presence stay the plain net's.
 
 First-pass crops of other sizes (``DETECTION_ROI_SCALES``) are tried while the network's
 face-presence probability stays under ``CONFIDENT_PRESENCE``, and the most confident one is kept. A
