@@ -21,7 +21,8 @@ WHEEL=$(ls "$WORK"/dist/facerecon-*.whl)
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["facerecon/data/ict_facekit.npz", "facerecon/data/ICT-FaceKit-LICENSE.txt", "facerecon/data/regressor_uv128.onnx",
-        "facerecon/data/face_landmark.onnx", "facerecon/data/face_landmark_ict.onnx", "facerecon/data/yunet_s.onnx",
+        "facerecon/data/face_landmark_attention.onnx", "facerecon/data/face_landmark.onnx",
+        "facerecon/data/face_landmark_ict.onnx", "facerecon/data/face_landmark_ict_points.npz", "facerecon/data/yunet_s.onnx",
         "facerecon/data/NOTICE.md", "facerecon/data/LICENSE-Apache-2.0.txt",
         "facerecon/examples/astronaut.jpg", "facerecon/web/static/index.html",
         "facerecon/web/static/vendor/three/LICENSE", "facerecon/web/static/vendor/three/build/three.module.min.js"]

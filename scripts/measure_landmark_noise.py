@@ -1,11 +1,11 @@
 """Measure a landmark network's noise by yaw, for the fit's yaw-weighted priors (``fit.LANDMARK_NOISE``).
 
 Renders synthetic ICT heads (identities 1000.., not the evaluation's) at yaw 0, +-30 and +-60,
-runs the detector and the estimator with the given model (``facerecon/data/<model>``), and prints
+runs the detector and the fit's landmark estimator (or with ``--dense`` the dense net), and prints
 the mean distance of each face's points from where their correspondence surface points project,
 as a fraction of the face size (the fit's normaliser), over the inner points (the sliding contour
 points are left out for Face Mesh, whose contour follows the silhouette). Run:
-``python scripts/measure_landmark_noise.py face_landmark.onnx [--dense]``.
+``python scripts/measure_landmark_noise.py [--dense]``.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from facerecon.evaluation import synthetic  # noqa: E402
 from facerecon.evaluation.protocols import base_texture  # noqa: E402
 from facerecon.fit import load_correspondence  # noqa: E402
 from facerecon.geometry import surface_points  # noqa: E402
-from facerecon.landmarks import LandmarkEstimator  # noqa: E402
+from facerecon.landmarks import DENSE_MODEL_FILE, LandmarkEstimator, dense_surface_points  # noqa: E402
 from facerecon.pipeline import Reconstructor  # noqa: E402
 
 YAWS = (0.0, 30.0, 60.0)
@@ -30,15 +30,15 @@ HEADS = 8
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="model file in facerecon/data")
-    parser.add_argument("--dense", action="store_true", help="all points are fixed surface points (no sliding contour)")
+    parser.add_argument("--dense", action="store_true", help="the dense net: all points are fixed surface points")
     args = parser.parse_args()
     corr = load_correspondence()
-    inner = np.ones(len(corr.vertices), bool)
+    vertices, bary = dense_surface_points() if args.dense else (corr.vertices, corr.bary)
+    inner = np.ones(len(vertices), bool)
     if not args.dense:
         inner[corr.contour_landmarks] = False
     with Reconstructor(texture_size=256) as run, tempfile.TemporaryDirectory() as tmp:
-        estimator = LandmarkEstimator(args.model)
+        estimator = LandmarkEstimator(DENSE_MODEL_FILE, refiner_file=None) if args.dense else LandmarkEstimator()
         heads = synthetic.make_heads(run.model, base_texture(run, 256), HEADS, first=1000)
         noise = []
         for yaw in YAWS:
@@ -51,7 +51,7 @@ def main() -> None:
                     if marks is None:
                         continue
                     truth = s.camera.project(surface_points(s.vertices @ s.rotation.T + s.translation,
-                                                            corr.vertices, corr.bary))
+                                                            vertices, bary))
                     span = np.ptp(marks.points[:, :2], axis=0)
                     dist = np.linalg.norm(marks.points[inner, :2] - truth[inner], axis=1)
                     errors.append(dist.mean() / np.sqrt(span[0] * span[1]))

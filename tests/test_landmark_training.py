@@ -87,7 +87,7 @@ export: {tmp_path / 'tuned.onnx'}
     # untrained network on these two low-texture samples: about 20 mm)
     assert result.steps == 2 and np.isfinite(result.val_mm) and 0 < result.val_mm < 60
     assert (tmp_path / "run" / "last.pt").exists()
-    estimator = LandmarkEstimator(str(tmp_path / "tuned.onnx"))   # absolute: the package folder is not needed
+    estimator = LandmarkEstimator(str(tmp_path / "tuned.onnx"), refiner_file=None)   # absolute: the package folder is not needed
     image = np.zeros((192, 192, 3), np.float32)
     points, flag = estimator._net.run(None, {"image": image.transpose(2, 0, 1)[None]})
     assert points.shape == (1, N_POINTS * 3)

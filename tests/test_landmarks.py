@@ -1,4 +1,4 @@
-"""LandmarkEstimator: the ONNX network against MediaPipe's own TFLite output, coordinate conventions
+"""LandmarkEstimator: the ONNX networks against MediaPipe's own output, coordinate conventions
 (shifts, scaling, mirroring, EXIF rotation), near-profile faces and picking the right face in group
 photos."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ from PIL import Image
 
 from facerecon.detect import Detection, FaceDetector
 from facerecon.assets import PACKAGE_DATA
-from facerecon.landmarks import (INPUT_SIZE, N_POINTS, NOSE_TIP, Landmarks, LandmarkEstimator, Roi, crop_roi,
-                                  landmarks_for_image)
+from facerecon.landmarks import (INPUT_SIZE, MODEL_FILE, N_POINTS, NOSE_TIP, REFINER_FILE, Landmarks,
+                                  LandmarkEstimator, Roi, _session, crop_roi, landmarks_for_image)
 from facerecon.load import load_image
 
 
@@ -67,20 +67,22 @@ def test_shape_and_placement(photo, detector, estimator):
 STORED = Path(__file__).parent / "data"
 
 
-def test_network_reproduces_mediapipe_tflite(estimator):
-    """The converted network on a stored crop gives MediaPipe 0.10.21's TFLite output (stored when the
-    model was converted) to within 2e-4 px, and the same face-presence logit."""
+@pytest.mark.parametrize("model_file, stored", [(MODEL_FILE, "tflite"), (REFINER_FILE, "attention")])
+def test_network_reproduces_mediapipe(model_file, stored):
+    """A converted network on a stored crop gives MediaPipe 0.10.21's output (stored when the model
+    was converted: the TFLite interpreter's for the plain net, MediaPipe's graph with its custom ops
+    and refinement for the attention net's 478 points) to within 2e-4 px, and the same face-presence logit."""
     crop = np.asarray(Image.open(STORED / "astronaut_crop192.png"))
     reference = np.load(STORED / "astronaut_facemesh.npz")
-    points, flag = estimator._net.run(None, {"image": crop.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})
-    assert np.abs(points.reshape(N_POINTS, 3) - reference["tflite_points"]).max() < 2e-4
-    assert abs(float(flag[0, 0]) - float(reference["tflite_face_flag"][0])) < 1e-3
+    points, flag = _session(model_file).run(None, {"image": crop.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})
+    assert np.abs(points.reshape(-1, 3) - reference[f"{stored}_points"]).max() < 2e-4
+    assert abs(float(flag[0, 0]) - float(reference[f"{stored}_face_flag"][0])) < 1e-3
 
 
 def test_close_to_the_mediapipe_solution_it_replaces(detector, estimator):
     """On the example photo the estimator lands within 1 % of the face box, on average, of what the
     MediaPipe Face Mesh solution (attention model, its own detector and crop) gave before it was
-    removed (stored): the plain network, our crops and mirror averaging."""
+    removed (stored): the plain network's crops, the same network refining, mirror averaging."""
     image = load_image(PACKAGE_DATA.parent / "examples" / "astronaut.jpg")
     lm = _single(image, detector, estimator)
     reference = np.load(STORED / "astronaut_facemesh.npz")
@@ -97,7 +99,7 @@ def test_crop_mapping_at_one_to_one(photo, estimator):
     assert np.array_equal(crop, photo[y0:y0 + INPUT_SIZE, x0:x0 + INPUT_SIZE])
     raw, _ = estimator._net.run(None, {"image": crop.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})
     points, _ = estimator._run(photo, roi, mirror=False)
-    assert np.abs(points[:, :2] - (raw.reshape(N_POINTS, 3)[:, :2] + [x0 - 0.5, y0 - 0.5])).max() < 1e-3
+    assert np.abs(points[:, :2] - (raw.reshape(-1, 3)[:N_POINTS, :2] + [x0 - 0.5, y0 - 0.5])).max() < 1e-3
 
 
 def test_shift_and_padding(photo, detector, estimator):

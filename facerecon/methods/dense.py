@@ -13,8 +13,8 @@ import numpy as np
 
 from ..camera import Camera
 from ..detect import Detection
-from ..fit import Correspondence, Fitter, FitSettings, load_correspondence
-from ..landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks
+from ..fit import Correspondence, Fitter, FitSettings
+from ..landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks, dense_surface_points
 from . import Estimate, Shared
 from .fit import LandmarkFit
 
@@ -31,12 +31,14 @@ class DenseLandmarkFit:
 
     @cached_property
     def estimator(self) -> LandmarkEstimator:
-        return LandmarkEstimator(DENSE_MODEL_FILE)
+        return LandmarkEstimator(DENSE_MODEL_FILE, refiner_file=None)
 
     @cached_property
     def fitter(self) -> Fitter:
-        corr = load_correspondence()
-        fixed = Correspondence(corr.vertices, corr.bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+        # the surface points the network was trained on (not the fit's correspondence, which is
+        # re-derived for Face Mesh's points)
+        vertices, bary = dense_surface_points()
+        fixed = Correspondence(vertices, bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
         return Fitter(self.model, FIT_SETTINGS, correspondence=fixed)
 
     def load(self) -> None:

@@ -2,14 +2,15 @@
 
 Synthetic samples are the project's renders (``data.SyntheticFaces`` with ``framing="landmarks"``:
 the crop the estimator's final pass takes, levelled and 1.5x the points' box, jittered) and the
-target of point i is where correspondence surface point i of the rendered head projects, visible
-or not (Wood et al. 2022): x, y in continuous crop pixels (0..S), z the point's depth relative to
-the points' mean, in the same pixels. So a fine-tuned network learns the head's identity and pose
-exactly, including near profile, with no silhouette sliding.
+target of point i is where dense surface point i (``landmarks.dense_surface_points``) of the
+rendered head projects, visible or not (Wood et al. 2022): x, y in continuous crop pixels (0..S),
+z the point's depth relative to the points' mean, in the same pixels. So a fine-tuned network
+learns the head's identity and pose exactly, including near profile, with no silhouette sliding.
 
 Real samples keep the network's behaviour on real photos: HELEN training faces (``helen_train``),
 cropped as the estimator crops them and jittered, with the original network's own output on the
-crop as the target (distillation). Every ``real_every``-th index is a real sample.
+crop as the target (distillation; the plain net without the refiner, whose weights the training
+starts from). Every ``real_every``-th index is a real sample.
 
 Re-posed samples (``repose``): real photos fitted by the main job and rendered with their own skin
 over their own background at a new pose, sometimes with a new identity; their targets are exact,
@@ -27,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from ..detect import box_detection
-from ..fit import load_correspondence
 from ..geometry import surface_points
-from ..landmarks import N_POINTS, LandmarkEstimator, Roi, crop_roi, landmark_roi, mirror_points
+from ..landmarks import (N_POINTS, LandmarkEstimator, Roi, crop_roi, dense_surface_points,
+                         landmark_roi, mirror_points)
 from ..load import load_image
 from .data import DataSettings, SyntheticFaces, colour_augment
 from .repose import FittedPhoto, ReposeSettings, reposed_sample
@@ -37,8 +38,7 @@ from .repose import FittedPhoto, ReposeSettings, reposed_sample
 
 def landmark_targets(cam_vertices: np.ndarray, camera, flipped: bool) -> np.ndarray:
     """(468, 3) targets of a rendered head: continuous crop pixels x, y and relative depth z."""
-    corr = load_correspondence()
-    points = surface_points(cam_vertices, corr.vertices, corr.bary)
+    points = surface_points(cam_vertices, *dense_surface_points())
     xy = camera.project(points) + 0.5
     depth = points[:, 2]
     z = (depth - depth.mean()) * camera.focal / depth.mean()
@@ -52,7 +52,7 @@ def real_faces(folder: Path) -> list[tuple[Path, Roi]]:
     """(photo, the estimator's final crop) for every hand-marked face in ``folder`` (300-W layout)."""
     from ..evaluation.datasets import ibug300w
     faces = []
-    with LandmarkEstimator() as estimator:
+    with LandmarkEstimator(refiner_file=None) as estimator:
         for sample in ibug300w(folder.parent, subsets=(folder.name,)):
             image = load_image(sample.image_path)
             marks = estimator.estimate(image, box_detection(sample.box))
@@ -63,7 +63,7 @@ def real_faces(folder: Path) -> list[tuple[Path, Roi]]:
 
 @lru_cache(maxsize=1)
 def _teacher():
-    return LandmarkEstimator()
+    return LandmarkEstimator(refiner_file=None)
 
 
 class LandmarkFaces(SyntheticFaces):
