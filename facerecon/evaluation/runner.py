@@ -11,11 +11,12 @@ from ..errors import require
 
 require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
 from ..pipeline import Reconstructor  # noqa: E402
+from .identity_protocol import kira_protocol  # noqa: E402
 from .multiview_protocol import multiview_protocol  # noqa: E402
 from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol  # noqa: E402
 from .report import write_report  # noqa: E402
 
-PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol}
+PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol, "kira": kira_protocol}
 
 
 @dataclass(frozen=True)
