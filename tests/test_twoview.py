@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from facerecon.evaluation import synthetic
-from facerecon.evaluation.protocols import _iou as box_iou
+from facerecon.detect import box_iou
 from facerecon.regress import GUIDED_MODEL, TWOVIEW_MODEL, Regressor
 from facerecon.twoview import TwoViewRegressor, synthetic_second_view
 

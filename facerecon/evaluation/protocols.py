@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 
 from ..assets import shared_dir
 from ..camera import Camera
-from ..detect import Detection, box_detection
+from ..detect import Detection, box_detection, box_iou
 from ..geometry import surface_points
 from ..load import load_image
 from ..model import PARTS
@@ -80,13 +80,6 @@ def _mean(values) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def match_detection(detections: list[Detection], truth_box: np.ndarray) -> Detection | None:
     """The detection for a ground-truth face: its box centre lies inside the (tight, landmark)
     truth box and it overlaps that box most (IoU > 0.2: detector boxes are shaped differently)."""
@@ -94,7 +87,7 @@ def match_detection(detections: list[Detection], truth_box: np.ndarray) -> Detec
     for det in detections:
         cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
         inside = truth_box[0] <= cx <= truth_box[2] and truth_box[1] <= cy <= truth_box[3]
-        iou = _iou(det.box, truth_box)
+        iou = box_iou(det.box, truth_box)
         if inside and iou > best_iou:
             best, best_iou = det, iou
     return best
