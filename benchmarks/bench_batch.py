@@ -17,10 +17,11 @@ from pathlib import Path
 
 from facerecon.assets import shared_dir
 from facerecon.batch.manifest import Record
-from facerecon.batch.runner import BatchOptions, run_batch
+from facerecon.batch.runner import run_batch
+from facerecon.options import ReconstructOptions
 
 
-def measure(engine: str, workers: int, options: BatchOptions) -> dict:
+def measure(engine: str, workers: int, options: ReconstructOptions) -> dict:
     finished: list[tuple[float, Record]] = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--ray-workers", type=int, default=2)
     parser.add_argument("--texture-size", type=int, default=1024)
     args = parser.parse_args()
-    options = BatchOptions(texture_size=args.texture_size)
+    options = ReconstructOptions(texture_size=args.texture_size)
     rows = [measure("local", 1, options), measure("local", 2, options), measure("ray", args.ray_workers, options)]
     base, base_steady = rows[0]["rate"], rows[0]["steady"]
     print(f"{'engine':10} {'photos':>6} {'faces':>5} {'failed':>6} {'time s':>7} {'faces/s':>8} "

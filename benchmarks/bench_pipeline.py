@@ -26,10 +26,9 @@ from facerecon.camera import Camera
 from facerecon.detect import box_detection
 from facerecon.evaluation.datasets import aflw2000_3d
 from facerecon.evaluation.metrics import nme, yaw_bin
-from facerecon.load import load_image
+from facerecon.load import PHOTO_SUFFIXES, load_image
 from facerecon.pipeline import Reconstructor
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def load_peer():

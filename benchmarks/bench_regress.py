@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    from facerecon.regress import DEFAULT_MODEL, GUIDED_MODEL, TWOVIEW_MODEL
+    from facerecon.assets import GUIDED_MODEL, TWOVIEW_MODEL
+    from facerecon.regress import DEFAULT_MODEL
     from facerecon.vrn import DEFAULT_MODEL as VRN_MODEL
     rows = [("shipped regressor_uv128.onnx", 128, forward_ms(DEFAULT_MODEL, 128, args.threads, args.repeats)),
             ("shipped regressor_guided128.onnx (3+68 ch)", 128, forward_ms(GUIDED_MODEL, 128, args.threads, args.repeats)),

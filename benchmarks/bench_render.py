@@ -13,8 +13,9 @@ import numpy as np
 from facerecon.camera import Camera, rotation_from_angles
 from facerecon.model import load_model
 from facerecon.render import lighting
-from facerecon.render.raster import CULL_BACK, _rasterize
-from facerecon.render.renderer import (_geometry_maps, _project, _shade, _vertex_normals,
+from facerecon.render.raster import CULL_BACK, rasterize_into
+from facerecon.geometry import vertex_normals_into
+from facerecon.render.renderer import (_geometry_maps, _project, _shade,
                                        render_batch, render_mesh)
 
 
@@ -67,18 +68,18 @@ def main() -> None:
     v, tris, n = verts[0], triangles, len(index)
     normals, xy, z = np.empty_like(v), np.empty((n, 2), np.float32), np.empty(n, np.float32)
     h = w = args.size
-    _vertex_normals(v, tris, index, normals)
+    vertex_normals_into(v, tris, index, normals)
     _project(v, camera.focal, camera.cx, camera.cy, xy, z)
 
     def raster():
         tri_id, bary = np.full((h, w), -1, np.int32), np.zeros((h, w, 3), np.float32)
-        _rasterize(xy, z, tris, CULL_BACK, tri_id, bary, np.full((h, w), np.inf, np.float32))
+        rasterize_into(xy, z, tris, CULL_BACK, tri_id, bary, np.full((h, w), np.inf, np.float32))
         return tri_id, bary
 
     tri_id, bary = raster()
     color, alpha = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
     stages = {
-        "vertex normals + project": lambda: (_vertex_normals(v, tris, index, normals),
+        "vertex normals + project": lambda: (vertex_normals_into(v, tris, index, normals),
                                              _project(v, camera.focal, camera.cx, camera.cy, xy, z)),
         "rasterise": raster,
         "shade (texture + SH)": lambda: _shade(tri_id, bary, tris, normals, uv, texture,

@@ -16,6 +16,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 ICT_PACKED = PACKAGE_DATA / "ict_facekit.npz"
 
+# The regressors' networks, where their loaders look. Only the first ships; `facerecon train CONFIG`
+# writes the others here (they measured no better than the mean head: MODEL_CARD.md).
+REGRESSOR_MODEL = PACKAGE_DATA / "regressor_uv128.onnx"
+GUIDED_MODEL = PACKAGE_DATA / "regressor_guided128.onnx"
+TWOVIEW_MODEL = PACKAGE_DATA / "regressor_twoview128.onnx"
+VRN_MODEL = PACKAGE_DATA / "regressor_vrn64.onnx"
+TRAIN_CONFIG = {REGRESSOR_MODEL.name: "configs/cpu.yaml", GUIDED_MODEL.name: "configs/guided_cpu.yaml",
+                TWOVIEW_MODEL.name: "configs/twoview_cpu.yaml", VRN_MODEL.name: "configs/vrn_cpu.yaml"}
+
 
 def shared_dir() -> Path:
     """The shared data folder: ``$FACERECON_SHARED``, else ``../shared`` beside the repository."""
@@ -33,3 +42,13 @@ def ict_dir() -> Path | None:
             "set FACERECON_ICT_DIR to the folder that holds them, or unset it for the packaged model"
         )
     return path
+
+
+def missing_network(path: str | Path) -> str | None:
+    """None where the network file is there, else one line saying so and how to make it."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    config = TRAIN_CONFIG.get(path.name)
+    hint = f"; make it with `facerecon train {config}` (see MODEL_CARD.md)" if config else ""
+    return f"network not found: {path}{hint}"

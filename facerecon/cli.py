@@ -11,19 +11,27 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import methods
 from .errors import FaceReconError, require
-from .methods import METHODS
-from .options import check_fov_deg, check_max_faces, check_texture_size
+from .options import FORMATS, ReconstructOptions, check_texture_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Textured, metric 3D heads from ordinary photos.")
-FORMATS = ("obj", "glb", "ply")
+                  help=f"Textured, metric 3D heads from ordinary photos. Methods (--method): {methods.describe()}")
 err_console = Console(stderr=True, soft_wrap=True)   # an error stays one line on any terminal
+# ReconstructOptions' fields as the command line names them, for its error messages
+FLAGS = {"method": "--method", "fov_deg": "--fov", "texture_size": "--texture-size", "max_faces": "--max-faces",
+         "formats": "--format", "units": "--units", "morph_targets": "--morph-targets", "overlay": "--overlay",
+         "turntable": "--turntable"}
+VIDEO_METHODS = methods.names(fits_landmarks=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
 
 
 def _fail_usage(message: str) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(2)
+    _fail(message, 2)
 
 
 def _checked(check, value, name: str):
@@ -37,16 +45,29 @@ def _texture_size_in_range(value: int) -> int:
     return _checked(check_texture_size, value, "--texture-size")
 
 
+# The options of ReconstructOptions, written once for every command that takes them.
 TextureSize = Annotated[int, typer.Option(callback=_texture_size_in_range,
                                           help="Texture width and height in pixels (64-4096).")]
+Formats = Annotated[str, typer.Option("--format", help=f"Mesh formats: {','.join(FORMATS)}.")]
+MaxFaces = Annotated[Optional[int], typer.Option(help="At most this many faces per photo (best first).")]
+Turntable = Annotated[bool, typer.Option("--turntable", help="Also write a turntable GIF and MP4 per face.")]
+Overlay = Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")]
+Method = Annotated[str, typer.Option(help=f"The reconstruction method. {methods.describe()}")]
+Fov = Annotated[Optional[float], typer.Option(help="The photos' field of view across the longer side, degrees (default: each photo's EXIF focal length, else 40).")]
+Units = Annotated[str, typer.Option(help="Units of the OBJ and PLY files: m, cm or mm (the GLB is always in metres, as glTF requires).")]
+MorphTargets = Annotated[bool, typer.Option(help="The GLB carries the 53 ARKit-named expression shapes as morph targets and the pose; --no-morph-targets: a plain mesh.")]
 
 
-def _parse_formats(text: str) -> tuple[str, ...]:
-    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in FORMATS]
-    if not formats or unknown:
-        _fail_usage(f"--format must be a comma-separated subset of {','.join(FORMATS)}, got {text!r}")
-    return formats
+def _options(**values) -> ReconstructOptions:
+    """The options, checked (a usage error names the flag); the method must be able to run here."""
+    try:
+        options = ReconstructOptions(**values, names=FLAGS)
+    except ValueError as exc:
+        _fail_usage(str(exc))
+    missing = methods.spec(options.method).unavailable()
+    if missing is not None:
+        _fail(missing)
+    return options
 
 
 def _output_names(photos: list[Path]) -> list[str]:
@@ -63,40 +84,37 @@ def _output_names(photos: list[Path]) -> list[str]:
 def reconstruct(
     photos: Annotated[list[Path], typer.Argument(help="Photos (JPEG, PNG, WebP, BMP, TIFF).", show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per photo).")],
-    formats: Annotated[str, typer.Option("--format", help="Mesh formats: obj,glb,ply.")] = "obj,glb,ply",
-    max_faces: Annotated[Optional[int], typer.Option(help="At most this many faces per photo (best first).")] = None,
+    formats: Formats = "obj,glb,ply",
+    max_faces: MaxFaces = None,
     texture_size: TextureSize = 1024,
-    turntable: Annotated[bool, typer.Option("--turntable", help="Also write a turntable GIF and MP4 per face.")] = False,
-    overlay: Annotated[bool, typer.Option(help="Write the photo with the meshes overlaid.")] = True,
-    same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR.")] = False,
-    method: Annotated[str, typer.Option(help="fit (Face Mesh landmarks + model fit), dense (our ICT-surface landmark network + model fit), regress (CNN position map), guided (the CNN given the fit's landmarks too) or vrn (CNN volume).")] = "fit",
-    fov: Annotated[Optional[float], typer.Option(help="The photos' field of view across the longer side, degrees (default: each photo's EXIF focal length, else 40).")] = None,
-    units: Annotated[str, typer.Option(help="Units of the OBJ and PLY files: m, cm or mm (the GLB is always in metres, as glTF requires).")] = "m",
-    morph_targets: Annotated[bool, typer.Option(help="The GLB carries the 53 ARKit-named expression shapes as morph targets and the pose; --no-morph-targets: a plain mesh.")] = True,
+    turntable: Turntable = False,
+    overlay: Overlay = True,
+    same_person: Annotated[bool, typer.Option("--same-person", help="The photos (or folders of photos) show one person: write one head (head.*) fitted to all of them into OUTDIR (with --method fit).")] = False,
+    method: Method = methods.DEFAULT_METHOD,
+    fov: Fov = None,
+    units: Units = "m",
+    morph_targets: MorphTargets = True,
 ) -> None:
     """Reconstruct a textured 3D head for every face in each photo."""
-    chosen = _parse_formats(formats)
-    _checked(check_max_faces, max_faces, "--max-faces")
+    options = _options(method=method, fov_deg=fov, texture_size=texture_size, max_faces=max_faces,
+                       formats=formats, units=units, morph_targets=morph_targets, overlay=overlay,
+                       turntable=turntable)
     if out_dir.exists() and not out_dir.is_dir():
         _fail_usage(f"--out {out_dir} exists and is not a folder")
-    if method not in METHODS:
-        _fail_usage(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    _checked(check_fov_deg, fov, "--fov")
-    if units not in ("m", "cm", "mm"):
-        _fail_usage(f"--units must be m, cm or mm, got {units!r}")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
+        if options.method != methods.DEFAULT_METHOD:
+            _fail_usage(f"--same-person fits landmarks of every view jointly: it takes no --method {options.method}")
         from .multiview import same_person_command
-        raise typer.Exit(same_person_command(photos, out_dir, chosen, texture_size, overlay, turntable,
+        raise typer.Exit(same_person_command(photos, out_dir, options.formats, texture_size, overlay, turntable,
                                              lambda line: err_console.print(line, markup=False, highlight=False),
-                                             fov_deg=fov, units=units, morph_targets=morph_targets))
+                                             fov_deg=options.fov_deg, units=units, morph_targets=morph_targets))
 
-    from .pipeline import Reconstructor, draw_overlay  # heavy imports after argument checks
-    from .render.visualize import save_turntable, turntable_frames
-    from .export import atomic_folder, write_image
+    from .outputs import write_photo  # heavy imports after argument checks
+    from .pipeline import Reconstructor
 
     rows, failures = [], 0
-    with Reconstructor(texture_size=texture_size, max_faces=max_faces, method=method, fov_deg=fov) as run, Progress(
+    with Reconstructor.for_options(options) as run, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True,
     ) as progress:
@@ -105,17 +123,8 @@ def reconstruct(
             progress.update(task, description=f"reconstructing {photo.name}")
             t0 = time.perf_counter()
             try:
-                faces = run(photo)
-                with atomic_folder(out_dir / name) as target:   # all of the photo's files, or none
-                    for face in faces:
-                        face.save(target, formats=chosen, units=units, morph_targets=morph_targets)
-                        if turntable:
-                            frames = turntable_frames(face.model, face.vertices, face.texture)
-                            save_turntable(frames, target / f"face{face.index}_turntable.gif",
-                                           target / f"face{face.index}_turntable.mp4")
-                    if overlay:
-                        write_image(target / "overlay.png", draw_overlay(faces))
-                rows.append((str(photo), str(len(faces)), "ok", f"{(time.perf_counter() - t0):.2f} s"))
+                written = write_photo(run, photo, out_dir / name, options)
+                rows.append((str(photo), str(len(written.faces)), "ok", f"{(time.perf_counter() - t0):.2f} s"))
             except FaceReconError as exc:
                 failures += 1
                 err_console.print(f"error: {exc}", markup=False, highlight=False)
@@ -136,11 +145,29 @@ def reconstruct(
         raise typer.Exit(1)
 
 
+def _version() -> str:
+    from importlib.metadata import version as pkg_version
+    return pkg_version("facerecon")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(_version())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Textured, metric 3D heads from ordinary photos."""
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
-    from importlib.metadata import version as pkg_version
-    print(pkg_version("facerecon"))
+    print(_version())
 
 
 @app.command()
@@ -199,21 +226,28 @@ def batch(
     engine: Annotated[str, typer.Option(help="local (a process pool) or ray.")] = "local",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (--engine ray); default: a local one.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip the photos already ok in OUT_DIR/manifest.jsonl.")] = False,
-    formats: Annotated[str, typer.Option("--format", help="Mesh formats: obj,glb,ply.")] = "obj,glb,ply",
+    formats: Formats = "obj,glb,ply",
+    max_faces: MaxFaces = None,
     texture_size: TextureSize = 1024,
-    overlay: Annotated[bool, typer.Option(help="Write each photo with its meshes overlaid.")] = True,
+    turntable: Turntable = False,
+    overlay: Overlay = True,
+    method: Method = methods.DEFAULT_METHOD,
+    fov: Fov = None,
+    units: Units = "m",
+    morph_targets: MorphTargets = True,
 ) -> None:
-    """Reconstruct every photo in a folder tree, with a resumable manifest."""
-    chosen = _parse_formats(formats)
+    """Reconstruct every photo in a folder tree, with a resumable manifest (each photo's files as `reconstruct` writes them)."""
+    options = _options(method=method, fov_deg=fov, texture_size=texture_size, max_faces=max_faces,
+                       formats=formats, units=units, morph_targets=morph_targets, overlay=overlay,
+                       turntable=turntable)
     if engine not in ("local", "ray"):
         _fail_usage(f"--engine must be local or ray, got {engine!r}")
     if address is not None and engine != "ray":
         _fail_usage("--address needs --engine ray")
     from .batch.console import run_with_progress, summary_table  # heavy imports after argument checks
-    from .batch.runner import BatchError, BatchOptions
+    from .batch.runner import BatchError
     try:
-        summary = run_with_progress(input_dir, out_dir, BatchOptions(chosen, texture_size, overlay), workers,
-                                    engine, address, resume, err_console)
+        summary = run_with_progress(input_dir, out_dir, options, workers, engine, address, resume, err_console)
     except BatchError as exc:
         _fail_usage(str(exc))
     Console().print(summary_table(summary, out_dir))
@@ -228,8 +262,15 @@ def video(
     smoothing: Annotated[str, typer.Option(help="one-euro or none.")] = "one-euro",
     overlay: Annotated[bool, typer.Option(help="Write the clip with the head overlaid (overlay.mp4).")] = True,
     glb: Annotated[bool, typer.Option(help="Write the textured head with its animation (head.glb, metres).")] = True,
+    method: Annotated[str, typer.Option(help=f"The landmark method that tracks the face: {', '.join(VIDEO_METHODS)}.")] = methods.DEFAULT_METHOD,
+    fov: Annotated[Optional[float], typer.Option(help="The video's field of view across the longer side, degrees (default 40).")] = None,
+    texture_size: TextureSize = 1024,
+    turntable: Annotated[bool, typer.Option("--turntable", help="Also write the head turning (head_turntable.gif and .mp4).")] = False,
 ) -> None:
     """Track the main face of a video: one identity, per-frame pose and ARKit weights."""
+    options = _options(method=method, fov_deg=fov, texture_size=texture_size, turntable=turntable)
+    if options.method not in VIDEO_METHODS:
+        _fail_usage(f"--method for a video must be one of {', '.join(VIDEO_METHODS)} (a landmark method), got {method!r}")
     if smoothing not in ("one-euro", "none"):
         _fail_usage(f"--smoothing must be one-euro or none, got {smoothing!r}")
     if not clip.is_file():
@@ -237,9 +278,9 @@ def video(
     from .batch.video import track_video, write_outputs  # heavy imports after argument checks
     from .pipeline import Reconstructor
     try:
-        with Reconstructor() as run:
+        with Reconstructor.for_options(options) as run:
             track = track_video(clip, run, smoothing)
-            write_outputs(track, run, clip, out_dir, overlay, glb)
+            write_outputs(track, run, clip, out_dir, overlay, glb, turntable=options.turntable)
     except FaceReconError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1)

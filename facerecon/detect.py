@@ -221,17 +221,24 @@ def _nms(detections: list[Detection]) -> list[Detection]:
     return kept
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two [x0, y0, x1, y1] boxes."""
+def box_area(box: np.ndarray) -> float:
+    """Area (px^2) of an (x0, y0, x1, y1) box."""
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def box_intersection(a: np.ndarray, b: np.ndarray) -> float:
+    """Area (px^2) of the overlap of two (x0, y0, x1, y1) boxes."""
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    return float(iw * ih)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    inter = box_intersection(a, b)
+    return inter / (box_area(a) + box_area(b) - inter)
 
 
 def _overlapping(a: np.ndarray, b: np.ndarray) -> bool:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return box_iou(a, b) > NMS_IOU or inter > NMS_CONTAIN * smaller
+    inter, area_a, area_b = box_intersection(a, b), box_area(a), box_area(b)
+    return inter > NMS_IOU * (area_a + area_b - inter) or inter > NMS_CONTAIN * min(area_a, area_b)

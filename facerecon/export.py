@@ -22,7 +22,7 @@ import trimesh
 
 from .geometry import vertex_normals
 from .gltf import Rig, head_glb
-from .model import HeadModel
+from .model import HeadModel, uv_to_texel
 from .texture import sample_image
 
 FORMATS = ("obj", "glb", "ply")
@@ -134,7 +134,7 @@ def export_mesh(out_dir: Path, stem: str, vertices_model: np.ndarray, texture: n
         paths["glb"] = write_bytes(out_dir / f"{stem}.glb", head_glb(model, vertices_model, png, rig))
     if "ply" in formats:
         size = texture.shape[0]
-        texel = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
+        texel = uv_to_texel(uv, size)
         colours = np.concatenate([sample_image(texture, texel), np.full((len(uv), 1), 255, np.uint8)], axis=1)
         mesh = trimesh.Trimesh(positions, faces, vertex_normals=normals, vertex_colors=colours, process=False)
         paths["ply"] = write_bytes(out_dir / f"{stem}.ply", mesh.export(file_type="ply"))

@@ -9,6 +9,9 @@ Levenberg-Marquardt on the analytic Jacobian, after a PnP start. Jaw and cheek c
 slide along a strip of candidate vertices to wherever the head's silhouette is at the current
 pose, which keeps large-yaw fits from pulling the far cheek out to the image contour.
 
+One solver serves one photo and several photos of one person (:meth:`Fitter.fit_views`: one
+identity, a pose and expression per view); a single photo is a one-view call of it.
+
 The landmark -> surface correspondence is ``facerecon/data/mediapipe_ict.npz`` made by
 ``scripts/derive_correspondence.py`` and refined on real photos by ``scripts/refine_correspondence.py``.
 """
@@ -29,16 +32,16 @@ N_FACE_POINTS = 468
 # Face Mesh's mean landmark error (fraction of the face size, inner points) against their surface
 # points on synthetic renders (scripts/measure_landmark_noise.py: 8 identities, 256 px), by yaw:
 # turned faces are much noisier and biased. The fit weighs its priors by the noise variance at the
-# face's yaw (a MAP fit whose data term is |r|^2 / sigma^2), and the multi-view fit weighs views by
-# 1 / sigma^2. When introduced: dense face RMSE 4.66 -> 4.28 mm on 8 synthetic heads at yaw 0..80
-# (80 degrees: 5.76 -> 4.91 mm), 68-point NME unchanged.
+# face's yaw: a MAP fit whose data term is |r|^2 / sigma^2, so every view's data term is weighted by
+# (sigma(0) / sigma(yaw))^2, one view or several. When introduced: dense face RMSE 4.66 -> 4.28 mm
+# on 8 synthetic heads at yaw 0..80 (80 degrees: 5.76 -> 4.91 mm), 68-point NME unchanged.
 LANDMARK_NOISE_YAW = (0.0, 30.0, 60.0)
 LANDMARK_NOISE = (0.0139, 0.0201, 0.0506)
 
 
-def prior_scale(yaw_deg: float) -> float:
-    """(sigma(yaw) / sigma(0))^2: how much more the priors weigh for a face turned by ``yaw_deg``."""
-    return float((np.interp(abs(yaw_deg), LANDMARK_NOISE_YAW, LANDMARK_NOISE) / LANDMARK_NOISE[0]) ** 2)
+def landmark_weight(yaw_deg: float) -> float:
+    """(sigma(0) / sigma(yaw))^2: the relative weight of the landmarks of a face turned by ``yaw_deg``."""
+    return float((LANDMARK_NOISE[0] / np.interp(abs(yaw_deg), LANDMARK_NOISE_YAW, LANDMARK_NOISE)) ** 2)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,17 @@ class FitResult:
         return points @ self.rotation.T.astype(np.float32) + self.translation.astype(np.float32)
 
 
+@dataclass
+class JointFit:
+    """Views fitted together by :meth:`Fitter.fit_views`."""
+
+    identity: np.ndarray        # (n_identity,) float32, shared by every view
+    fits: list[FitResult]       # per view: that identity with the view's pose and expression
+    weights: np.ndarray         # (n,) the view weights used
+    iterations: int
+    cost: float
+
+
 @dataclass(frozen=True)
 class Correspondence:
     vertices: np.ndarray            # (468, 3) int32
@@ -105,15 +119,6 @@ def load_correspondence() -> Correspondence:
     data = np.load(PACKAGE_DATA / "mediapipe_ict.npz")
     return Correspondence(data["vertices"], data["bary"], data["contour_landmarks"],
                           data["contour_candidates"])
-
-
-def _skew(v: np.ndarray) -> np.ndarray:
-    """(n, 3) -> (n, 3, 3) cross-product matrices."""
-    out = np.zeros(v.shape + (3,), v.dtype)
-    out[:, 0, 1], out[:, 0, 2] = -v[:, 2], v[:, 1]
-    out[:, 1, 0], out[:, 1, 2] = v[:, 2], -v[:, 0]
-    out[:, 2, 0], out[:, 2, 1] = -v[:, 1], v[:, 0]
-    return out
 
 
 class Fitter:
@@ -216,70 +221,148 @@ class Fitter:
             raise FitError("could not find an initial head pose for these landmarks")
         return rotation, tvec[:, 0]
 
-    def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None) -> FitResult:
-        """Fit to (468, 2+) landmark pixels (Face Mesh order) seen by ``camera``.
+    def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None,
+            expression_prior: float | None = None) -> FitResult:
+        """Fit to (468, 2+) landmark pixels (Face Mesh order) seen by ``camera``: a one-view
+        :meth:`fit_views` from a PnP pose, the view weighted by its landmark noise at that yaw.
 
         ``identity`` (n_identity,): hold the identity at these coefficients and solve only pose and
-        expression (a video's one identity shared by all its frames)."""
-        observed = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2])
-        span = observed.max(0) - observed.min(0)
-        scale = float(np.sqrt(span[0] * span[1]))
-        if not (np.isfinite(scale) and scale > 1e-3):
-            raise FitError(f"the landmarks are degenerate (they span {span[0]:.3g} x {span[1]:.3g} px)")
-        n_id = self.n_id
-        coeffs = np.zeros(self.n_shape)
-        free = np.ones(6 + self.n_shape, bool)    # which of (rotation, translation, shape) are solved
-        if identity is not None:
-            coeffs[:n_id] = np.asarray(identity, np.float64)[:n_id]
-            free[6:6 + n_id] = False
+        expression (a video's one identity shared by all its frames). ``expression_prior``: instead
+        of the settings' one."""
+        observed, _ = _observed(landmarks_px)
         rotation, translation = self._initial_pose(observed, camera)
-        scale_prior = prior_scale(angles_from_rotation(rotation)[0])
-        prior, expression_l1 = self.prior * scale_prior, self.settings.expression_l1 * scale_prior
-        mu = 1e-3
-        points, best = self._landmark_points(coeffs, rotation, translation, camera)
-        res, cam = self._residuals(points, rotation, translation, observed, camera, scale)
-        iterations = 0
-        for iterations in range(1, self.settings.iterations + 1):
-            w = self._robust_weights(res) * self.weights
-            cost = self._cost(res, w, coeffs, prior, expression_l1)
-            jac = self._jacobian(cam, translation, rotation, self._landmark_basis(best), camera.focal)
-            jac /= scale
-            wj = jac * np.repeat(w, 2)[:, None]
-            hess = wj.T @ jac
-            grad = wj.T @ res.ravel()
-            hess[6:, 6:] += np.diag(prior)
-            grad[6:] += prior * coeffs
-            grad[6 + n_id:] += 0.5 * expression_l1
-            damping = np.diag(hess) + 1e-9
+        start_identity = np.zeros(self.model.n_identity, np.float32) if identity is None else identity
+        start = FitResult(np.asarray(start_identity, np.float32), np.zeros(self.model.n_expression, np.float32),
+                          rotation, translation, camera, residual_px=float("nan"), residual=float("nan"))
+        weight = landmark_weight(angles_from_rotation(rotation)[0])
+        return self.fit_views([observed], [camera], [start], np.array([weight]), identity=identity,
+                              expression_prior=expression_prior).fits[0]
+
+    def fit_views(self, landmarks: list[np.ndarray], cameras: list[Camera], start: list[FitResult],
+                  weights: np.ndarray | None = None, identity: np.ndarray | None = None,
+                  iterations: int | None = None, expression_prior: float | None = None) -> JointFit:
+        """Fit one identity and per-view pose and expression to several views' (468, 2+) landmarks.
+
+        ``start``: per view, the pose and expression to start from; the start identity is their
+        ``weights``-weighted mean. ``identity`` (n_identity,): hold the identity there and solve only
+        the views' pose and expression. The cost is the sum over views of the view weight times the
+        view's data term (robust, contour-weighted, normalised by the view's face size), plus the
+        identity prior once and each view's expression prior. Levenberg-Marquardt on block-structured
+        normal equations: the shared identity block plus one pose/expression block per view, solved
+        by the Schur complement on the identity.
+        """
+        s = self.settings
+        n_id, n_views = self.n_id, len(landmarks)
+        iterations = s.iterations if iterations is None else iterations
+        weights = np.ones(n_views) if weights is None else np.asarray(weights, np.float64)
+        observed, scales = zip(*(_observed(m) for m in landmarks))
+        fixed = identity is not None
+        if fixed:
+            given = np.array(identity, np.float32)
+            coeffs_id = np.asarray(identity, np.float64)[:n_id]
+        else:
+            coeffs_id = np.average([f.identity[:n_id] for f in start], axis=0, weights=weights).astype(np.float64)
+        rotations = [np.array(f.rotation, np.float64) for f in start]
+        translations = [np.array(f.translation, np.float64) for f in start]
+        expressions = [np.array(f.expression, np.float64) for f in start]
+        id_prior = self.prior[:n_id]
+        ex_prior = self.prior[n_id:] if expression_prior is None else np.full(self.model.n_expression, expression_prior)
+        # columns of _jacobian: rotation (3), translation (3), identity (n_id), expression
+        local = np.r_[0:6, 6 + n_id:6 + self.n_shape]
+        ident = np.arange(6, 6 + n_id)
+
+        def evaluate(identity, rotations, translations, expressions):
+            """Per view: slid contour choice, residuals (L, 2) and camera-frame points."""
+            out = []
+            for v in range(n_views):
+                coeffs = np.r_[identity, expressions[v]]
+                points, best = self._landmark_points(coeffs, rotations[v], translations[v], cameras[v])
+                res, cam = self._residuals(points, rotations[v], translations[v], observed[v], cameras[v], scales[v])
+                out.append((best, res, cam))
+            return out
+
+        def total_cost(state, robust, identity, expressions):
+            cost = np.sum(id_prior * identity ** 2)
+            for v, (_, res, _) in enumerate(state):
+                cost += weights[v] * np.sum(robust[v][:, None] * res ** 2)
+                cost += np.sum(ex_prior * expressions[v] ** 2) + s.expression_l1 * np.sum(expressions[v])
+            return cost
+
+        state = evaluate(coeffs_id, rotations, translations, expressions)
+        mu, iteration = 1e-3, 0
+        for iteration in range(1, iterations + 1):
+            robust = [self._robust_weights(res) * self.weights for _, res, _ in state]
+            cost = total_cost(state, robust, coeffs_id, expressions)
+            # Normal equations, block by block: H_ii (identity), H_il[v] (identity x view v), H_ll[v].
+            h_ii = np.diag(id_prior).astype(np.float64)
+            g_i = id_prior * coeffs_id
+            h_il, h_ll, g_l = [], [], []
+            for v, (best, res, cam) in enumerate(state):
+                jac = self._jacobian(cam, translations[v], rotations[v], self._landmark_basis(best),
+                                     cameras[v].focal) / scales[v]
+                wj = jac * (weights[v] * np.repeat(robust[v], 2))[:, None]
+                hess, grad = wj.T @ jac, wj.T @ res.ravel()
+                h_ii += hess[np.ix_(ident, ident)]
+                g_i += grad[ident]
+                h_il.append(hess[np.ix_(ident, local)])
+                block = hess[np.ix_(local, local)]
+                block[6:, 6:] += np.diag(ex_prior)
+                h_ll.append(block)
+                g_l.append(grad[local] + np.r_[np.zeros(6), ex_prior * expressions[v] + 0.5 * s.expression_l1])
             improved = False
             for _ in range(6):
-                hess_mu = hess.copy()
-                hess_mu[np.diag_indices_from(hess)] += mu * damping
-                step = np.zeros_like(grad)
-                step[free] = np.linalg.solve(hess_mu[np.ix_(free, free)], -grad[free])
-                new_rot = cv2.Rodrigues(step[:3])[0] @ rotation
-                new_t = translation + step[3:6]
-                new_coeffs = coeffs + step[6:]
-                new_coeffs[n_id:] = np.clip(new_coeffs[n_id:], 0.0, 1.0)
-                new_points, new_best = self._landmark_points(new_coeffs, new_rot, new_t, camera)
-                new_res, new_cam = self._residuals(new_points, new_rot, new_t, observed, camera, scale)
-                new_cost = self._cost(new_res, w, new_coeffs, prior, expression_l1)
-                if new_cost < cost and new_t[2] > 0:
-                    rotation, translation, coeffs = new_rot, new_t, new_coeffs
-                    best, res, cam = new_best, new_res, new_cam
-                    improved = cost - new_cost > self.settings.tolerance * cost
+                # Damped (Marquardt: scaled diagonal) blocks; eliminate the view blocks, solve identity.
+                h_ii_mu = h_ii + mu * np.diag(np.diag(h_ii) + 1e-9)
+                schur, rhs = h_ii_mu.copy(), -g_i.copy()
+                solved = []
+                for v in range(n_views):
+                    h_ll_mu = h_ll[v] + mu * np.diag(np.diag(h_ll[v]) + 1e-9)
+                    # [H_ll^-1 H_li, H_ll^-1 g_l] in one factorisation
+                    sol = np.linalg.solve(h_ll_mu, np.column_stack([h_il[v].T, g_l[v]]))
+                    schur -= h_il[v] @ sol[:, :-1]
+                    rhs += h_il[v] @ sol[:, -1]
+                    solved.append(sol)
+                d_id = np.zeros(n_id) if fixed else np.linalg.solve(schur, rhs)
+                new_id = coeffs_id + d_id
+                new_rot, new_t, new_ex = [], [], []
+                for v, sol in enumerate(solved):
+                    d_local = -sol[:, -1] - sol[:, :-1] @ d_id
+                    new_rot.append(cv2.Rodrigues(d_local[:3])[0] @ rotations[v])
+                    new_t.append(translations[v] + d_local[3:6])
+                    new_ex.append(np.clip(expressions[v] + d_local[6:], 0.0, 1.0))
+                new_state = evaluate(new_id, new_rot, new_t, new_ex)
+                new_cost = total_cost(new_state, robust, new_id, new_ex)
+                if new_cost < cost and all(t[2] > 0 for t in new_t):
+                    coeffs_id, rotations, translations, expressions = new_id, new_rot, new_t, new_ex
+                    state = new_state
+                    improved = cost - new_cost > s.tolerance * cost
                     mu = max(mu / 3, 1e-6)
                     break
                 mu *= 4
             if not improved:
                 break
-        err = np.linalg.norm(res, axis=1)
+        if fixed:
+            full_identity = given
+        else:
+            full_identity = np.zeros(self.model.n_identity, np.float32)
+            full_identity[:n_id] = coeffs_id
         inner = ~self.is_contour
-        if identity is None:
-            identity = np.zeros(self.model.n_identity, np.float32)
-            identity[:n_id] = coeffs[:n_id]
-        return FitResult(
-            identity=np.array(identity, np.float32), expression=coeffs[n_id:].astype(np.float32),
-            rotation=rotation, translation=translation, camera=camera,
-            residual_px=float(err[inner].mean() * scale), residual=float(err[inner].mean()),
-            iterations=iterations)
+        fits = []
+        for v, (_, res, _) in enumerate(state):
+            err = np.linalg.norm(res, axis=1)[inner].mean()
+            fits.append(FitResult(full_identity, expressions[v].astype(np.float32), rotations[v], translations[v],
+                                  cameras[v], residual_px=float(err * scales[v]), residual=float(err),
+                                  iterations=iteration))
+        robust = [self._robust_weights(res) * self.weights for _, res, _ in state]
+        return JointFit(full_identity, fits, weights, iteration,
+                        float(total_cost(state, robust, coeffs_id, expressions)))
+
+
+def _observed(landmarks_px: np.ndarray) -> tuple[np.ndarray, float]:
+    """The (468, 2) float64 landmark pixels and the face size (px) that normalises their residuals."""
+    observed = np.ascontiguousarray(np.asarray(landmarks_px, np.float64)[:N_FACE_POINTS, :2])
+    span = observed.max(0) - observed.min(0)
+    scale = float(np.sqrt(span[0] * span[1]))
+    if not (np.isfinite(scale) and scale > 1e-3):
+        raise FitError(f"the landmarks are degenerate (they span {span[0]:.3g} x {span[1]:.3g} px)")
+    return observed, scale

@@ -37,6 +37,8 @@ from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageEr
 
 from .errors import InputImageError
 
+# The file names taken as photos where a folder is searched for them (batch, --same-person, evaluation).
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_PIXELS = 80_000_000
 MIN_SIDE = 32
 

@@ -36,6 +36,9 @@ PARTS = {
 }
 EXPORTED_PARTS = ("face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right",
                   "eyeball_left", "eyeball_right")
+# The face area: the vertices of the "face" part (the front of the head, ears included), where
+# shape errors are measured and identities compared.
+FACE_AREA = np.arange(PARTS["face"][0], PARTS["face"][1] + 1)
 NARROW_FACE_LAST_VERTEX = 6705
 ICT_IDENTITY_MODES = 100   # in ICT-FaceKit Light; the packaged model keeps the leading ones
 
@@ -46,6 +49,24 @@ ATLAS = {
     "head_tile": (2.0 / 3.0, 2.0 / 3.0, 1.0 / 3.0),
     "eyeball_tile": (2.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0),
 }
+
+
+def in_face_area(vertices: np.ndarray) -> np.ndarray:
+    """Which of the vertex indices ``vertices`` (any shape) lie in FACE_AREA (the "face" part starts at 0)."""
+    return np.asarray(vertices) <= FACE_AREA[-1]
+
+
+def face_area_triangles(triangles: np.ndarray) -> np.ndarray:
+    """The rows of (T, 3) ``triangles`` whose corners all lie in FACE_AREA."""
+    return triangles[in_face_area(triangles).all(1)]
+
+
+def uv_to_texel(uv: np.ndarray, width: int, height: int | None = None) -> np.ndarray:
+    """(n, 2) UV (v up) -> (n, 2) float pixel coordinates (x, y) of a width x height (default
+    square) texture whose row 0 is v = 1, texel centres at integers."""
+    height = width if height is None else height
+    uv = np.asarray(uv)
+    return np.stack([uv[:, 0] * width - 0.5, (1.0 - uv[:, 1]) * height - 0.5], axis=1)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The main job: photo -> a textured, metric 3D head for every face in it.
 
-Stages: load -> detect -> landmarks -> reconstruct (fit) -> texture -> export / render.
+Stages: load -> detect -> the method (landmarks + fit, or a network; ``facerecon.methods``) ->
+texture -> export / render.
 """
 from __future__ import annotations
 
@@ -13,28 +14,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import methods
 from .assets import PACKAGE_DATA
 from .blendshapes import arkit_weights
 from .camera import Camera
 from .detect import Detection, DetectionResult, FaceDetector
 from .errors import FitError, NoFaceError
 from .export import export_mesh, mesh_info, write_json
-from .fit import Correspondence, FitResult, FitSettings, Fitter, load_correspondence
+from .fit import FitResult, Fitter, load_correspondence
 from .geometry import surface_points
 from .gltf import Rig
-from .landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks
+from .landmarks import LandmarkEstimator, Landmarks
 from .load import as_rgb8, exif_focal_35mm, load_image
-from .methods import DEFAULT_METHOD, METHODS
 from .model import HeadModel, load_model
-from .options import check_fov_deg, check_max_faces, check_texture_size
+from .options import (DEFAULT_TEXTURE_SIZE, FORMATS, ReconstructOptions, check_fov_deg, check_max_faces,
+                      check_texture_size)
 from .texture import bake_texture
-
-DEFAULT_TEXTURE_SIZE = 1024
-DEFAULT_FORMATS = ("obj", "glb", "ply")
-# The dense method's fit: all identity modes (its points carry identity that Face Mesh's do not).
-DENSE_FIT = FitSettings(identity_modes=100)
-# Below this face-presence probability the dense network's crop is not trusted.
-DENSE_MIN_PRESENCE = 0.5
 
 
 @lru_cache(maxsize=1)
@@ -130,7 +125,7 @@ class FaceReconstruction:
         """The GLB's animation rig: the fitted identity, expression, pose and camera."""
         return Rig(self.fit.identity, self.fit.expression, self.fit.pose_matrix, self.camera)
 
-    def save(self, out_dir: str | Path, stem: str | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
+    def save(self, out_dir: str | Path, stem: str | None = None, formats: tuple[str, ...] = FORMATS,
              units: str = "m", morph_targets: bool = True, texture_size: int = DEFAULT_TEXTURE_SIZE) -> dict[str, Path]:
         """Write the mesh files (OBJ and PLY in ``units``, the GLB in metres, with the expression
         shapes as morph targets unless ``morph_targets`` is False) and ``<stem>.json`` into
@@ -151,40 +146,44 @@ class FaceReconstruction:
 
 
 class Reconstructor:
-    """Holds the models (detector, Face Mesh, head model, fitter); call it on photos.
+    """Holds the models (detector, Face Mesh, head model, fitter, the methods used); call it on photos.
 
     Not thread-safe (the fitter and texture baker keep per-call state): use one per thread or process.
     """
 
     def __init__(self, texture_size: int = DEFAULT_TEXTURE_SIZE, max_faces: int | None = None,
-                 method: str = DEFAULT_METHOD, fov_deg: float | None = None):
-        """``fov_deg``: the photos' field of view across the longer side, when known; otherwise each
-        photo's EXIF focal length is used where it has one, else ``camera.DEFAULT_FOV_DEG``. Values
-        outside the limits of :mod:`facerecon.options` are a ValueError, as on the command line."""
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+                 method: str = methods.DEFAULT_METHOD, fov_deg: float | None = None):
+        """``method``: one of :func:`facerecon.methods.names` (an unknown one is a ValueError, one
+        whose network does not ship an AssetError naming its training config). ``fov_deg``: the
+        photos' field of view across the longer side, when known; otherwise each photo's EXIF focal
+        length is used where it has one, else ``camera.DEFAULT_FOV_DEG``. Values outside the limits
+        of :mod:`facerecon.options` are a ValueError, as on the command line."""
+        self.method = methods.require(method).name
         self.fov_deg = check_fov_deg(fov_deg)
         self.texture_size = check_texture_size(texture_size)
         self.max_faces = check_max_faces(max_faces)
-        self.method = method
-        self._regressor = None
-        self._guided = None
-        self._vrn = None
-        self._dense = None
         self.model = load_model()
         self.fitter = Fitter(self.model)
         self.detector = FaceDetector()
         self.estimator = LandmarkEstimator()
-        if method == "dense":
-            _ = self.dense
-        elif method == "regress":
-            _ = self.regressor  # load it now, so that per-face timings do not include loading
-        elif method == "guided":
-            _ = self.guided
-        elif method == "vrn":
-            _ = self.vrn
+        self._methods: dict[str, methods.Method] = {}
+        self.get_method().load()   # now, so that per-face timings do not include loading
+
+    @classmethod
+    def for_options(cls, options: ReconstructOptions) -> "Reconstructor":
+        return cls(options.texture_size, options.max_faces, options.method, options.fov_deg)
+
+    def get_method(self, name: str | None = None) -> methods.Method:
+        """The method ``name`` (default: this Reconstructor's), made on first use and kept."""
+        name = self.method if name is None else name
+        method = self._methods.get(name)
+        if method is None:
+            method = self._methods[name] = methods.create(name, methods.Shared(self.model, self.estimator, self.fitter))
+        return method
 
     def close(self) -> None:
+        for method in self._methods.values():
+            method.close()
         self.detector.close()
         self.estimator.close()
 
@@ -208,51 +207,15 @@ class Reconstructor:
     def detect(self, image: np.ndarray) -> DetectionResult:
         return self.detector.run(image, self.max_faces)
 
-    @property
-    def regressor(self):
-        """The CNN regressor (``method="regress"``), loaded on first use."""
-        if self._regressor is None:
-            from .regress import Regressor
-            self._regressor = Regressor(self.model)
-        return self._regressor
-
-    @property
-    def guided(self):
-        """The landmark-guided CNN regressor (``method="guided"``), loaded on first use."""
-        if self._guided is None:
-            from .regress import GUIDED_MODEL, Regressor
-            self._guided = Regressor(self.model, GUIDED_MODEL)
-        return self._guided
-
-    @property
-    def dense(self) -> tuple[LandmarkEstimator, Fitter]:
-        """The dense landmark network and its fitter (``method="dense"``), loaded on first use. Its
-        points are fixed surface points, so the fit slides no contour points."""
-        if self._dense is None:
-            corr = load_correspondence()
-            fixed = Correspondence(corr.vertices, corr.bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
-            self._dense = (LandmarkEstimator(DENSE_MODEL_FILE), Fitter(self.model, DENSE_FIT, correspondence=fixed))
-        return self._dense
-
-    @property
-    def vrn(self):
-        """The volumetric regressor (``method="vrn"``), loaded on first use."""
-        if self._vrn is None:
-            from .vrn import VolumeRegressor
-            self._vrn = VolumeRegressor(self.model)
-        return self._vrn
-
     def reconstruct_face(self, image: np.ndarray, detection: Detection, camera: Camera,
                          source: str | None = None, with_texture: bool = True,
                          method: str | None = None) -> FaceReconstruction | None:
-        """One face from its detection; None if Face Mesh finds no face in the box. ``method``
-        overrides the Reconstructor's (see ``METHODS``). Raises FitError if the head cannot be
-        fitted (degenerate landmarks, a non-finite result)."""
-        method = method or self.method
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        """One face from its detection; None if the method finds no face in the box. ``method``
+        overrides the Reconstructor's (see :func:`get_method`). Raises FitError if the head cannot
+        be fitted (degenerate landmarks, a non-finite result)."""
+        chosen = self.get_method(method)
         try:
-            return self._reconstruct_face(image, detection, camera, source, with_texture, method)
+            return self._reconstruct_face(image, detection, camera, source, with_texture, chosen)
         except FitError as exc:
             cause, reason = exc, str(exc)
         except (cv2.error, np.linalg.LinAlgError) as exc:  # the solvers' own failures on degenerate points
@@ -261,50 +224,18 @@ class Reconstructor:
         raise FitError(f"{source or 'image'}: {reason}") from cause  # named by the photo, as every user error is
 
     def _reconstruct_face(self, image: np.ndarray, detection: Detection, camera: Camera, source: str | None,
-                          with_texture: bool, method: str) -> FaceReconstruction | None:
-        t1 = time.perf_counter()
-        if method == "regress":
-            fit, landmarks = self.regressor.fit(image, detection, camera)
-            t2 = t1
-        elif method == "guided":   # the fit's 68 points guide the network
-            landmarks = self.estimator.estimate(image, detection)
-            if landmarks is None:
-                return None
-            t2 = time.perf_counter()
-            first = self.fitter.fit(landmarks.points, camera)
-            guide = camera.project(first.to_camera(first.vertices(self.model)[self.model.landmarks68]))
-            fit, _ = self.guided.fit(image, detection, camera, landmarks68=guide)
-        elif method == "dense":
-            estimator, fitter = self.dense
-            landmarks = estimator.estimate(image, detection)
-            if landmarks is None or landmarks.presence < DENSE_MIN_PRESENCE:
-                # unsure of the crop: Face Mesh and the ordinary fit instead, said in the JSON
-                face = self.reconstruct_face(image, detection, camera, source, with_texture, method="fit")
-                if face is not None:
-                    presence = 0.0 if landmarks is None else landmarks.presence
-                    face.fit.extra["fallback"] = (f"dense landmarks unsure (face presence {presence:.2f} < "
-                                                  f"{DENSE_MIN_PRESENCE}); Face Mesh and the fit used instead")
-                return face
-            t2 = time.perf_counter()
-            fit = fitter.fit(landmarks.points, camera)
-            fit.extra["method"] = "dense"
-        elif method == "vrn":
-            found = self.vrn.fit(image, detection, camera)
-            if found is None:
-                return None
-            (fit, landmarks), t2 = found, t1
-        else:
-            landmarks = self.estimator.estimate(image, detection)
-            if landmarks is None:
-                return None
-            t2 = time.perf_counter()
-            fit = self.fitter.fit(landmarks.points, camera)
+                          with_texture: bool, method: methods.Method) -> FaceReconstruction | None:
+        t0 = time.perf_counter()
+        estimate = method.estimate(image, detection, camera)
+        if estimate is None:
+            return None
+        fit, landmarks = estimate.fit, estimate.landmarks
         vertices = fit.vertices(self.model)
         if not (np.isfinite(vertices).all() and np.isfinite(fit.pose_matrix).all() and np.isfinite(fit.residual_px)):
             raise FitError("the fit of this face did not converge (non-finite result)")
-        t3 = time.perf_counter()
+        method_ms = (time.perf_counter() - t0) * 1000
         face = FaceReconstruction(0, detection, landmarks, fit, vertices, None, self.model, image, source,
-                                  {"landmarks": (t2 - t1) * 1000, "fit": (t3 - t2) * 1000})
+                                  {"landmarks": estimate.landmarks_ms, "fit": method_ms - estimate.landmarks_ms})
         if with_texture:
             self.add_texture(face)
         return face

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .camera import Camera
-from .model import EXPORTED_PARTS, PARTS, HeadModel
+from .model import EXPORTED_PARTS, PARTS, HeadModel, in_face_area, uv_to_texel
 from .render.raster import rasterize
 
 MAP_PARTS = ("face", "head_neck")   # the rest (sockets, eyeballs) is inside or hidden; the model fit restores it
@@ -168,8 +168,7 @@ def map_triangles(model: HeadModel) -> np.ndarray:
 def _build_layout(model: HeadModel, size: int) -> UVLayout:
     index, uv, _ = model.export_topology
     tris = map_triangles(model)
-    # texel (row i, col j) centre: u = (j + 0.5) / N, v = 1 - (i + 0.5) / N -> raster pixel (j, i)
-    xy = np.column_stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5])
+    xy = uv_to_texel(uv, size)
     frags = rasterize(xy, np.ones(len(uv), np.float32), tris, size, size)
     mask = frags.mask
     texel_vertices = index[tris[frags.triangle[mask]]].astype(np.int32)
@@ -178,7 +177,7 @@ def _build_layout(model: HeadModel, size: int) -> UVLayout:
     # region weights from the neutral surface point under each texel
     points = np.einsum("mk,mkc->mc", texel_bary, model.neutral[texel_vertices])
     near = cKDTree(model.neutral[_feature_vertices(model)]).query(points)[0] < FEATURE_RADIUS_CM
-    in_face = np.all(texel_vertices <= PARTS["face"][1], axis=1)
+    in_face = np.all(in_face_area(texel_vertices), axis=1)
     weights = np.zeros((size, size), np.float32)
     weights[mask] = np.where(near & in_face, WEIGHT_FEATURES, np.where(in_face, WEIGHT_FACE, WEIGHT_HEAD))
 
@@ -187,7 +186,7 @@ def _build_layout(model: HeadModel, size: int) -> UVLayout:
     first = np.full(len(model.neutral), -1, np.int64)
     first[index[::-1]] = np.arange(len(index))[::-1]
     corner_uv = uv[first[used]]
-    fx, fy = corner_uv[:, 0] * size - 0.5, (1.0 - corner_uv[:, 1]) * size - 0.5
+    fx, fy = uv_to_texel(corner_uv, size).T
     x0, y0 = np.floor(fx).astype(int), np.floor(fy).astype(int)
     ax, ay = fx - x0, fy - y0
     cols = np.stack([x0, x0 + 1, x0, x0 + 1], 1)

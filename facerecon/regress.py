@@ -24,25 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import PACKAGE_DATA
+from .assets import REGRESSOR_MODEL, missing_network
 from .errors import AssetError
 from .camera import Camera
 from .detect import Detection
 from .fit import FitResult, load_correspondence
-from .geometry import surface_points
+from .geometry import surface_points, umeyama
 from .landmarks import Landmarks
-from .model import PARTS, HeadModel
+from .model import HeadModel, in_face_area
 from .posmap import CropWindow, crop_image, crop_window, from_crop_frame, landmark_heatmaps, uv_layout
 
-DEFAULT_MODEL = PACKAGE_DATA / "regressor_uv128.onnx"
-GUIDED_MODEL = PACKAGE_DATA / "regressor_guided128.onnx"     # configs/guided_cpu.yaml
-TWOVIEW_MODEL = PACKAGE_DATA / "regressor_twoview128.onnx"   # configs/twoview_cpu.yaml
+DEFAULT_MODEL = REGRESSOR_MODEL
 N_HEATMAPS = 68
 # input channels -> the model's kind, and the method name a fit by it reports
 KINDS = {3: "image", 3 + N_HEATMAPS: "guided", 6: "twoview"}
 METHOD_OF_KIND = {"image": "regress", "guided": "guided", "twoview": "twoview"}
 HEATMAP_SIGMA = 2.0   # crop pixels, as in training (DataSettings.heatmap_sigma)
-FACE_LAST = PARTS["face"][1]
 
 
 @dataclass(frozen=True)
@@ -60,42 +57,20 @@ class RegressSettings:
     stride: int = 2                  # fit every stride-th map vertex: neighbours carry the same information
 
 
-# What `facerecon train CONFIG` makes, for models that measured no better than the mean head and
-# so do not ship (MODEL_CARD.md); they are written where the loaders look.
-TRAIN_CONFIG = {"regressor_guided128.onnx": "configs/guided_cpu.yaml", "regressor_twoview128.onnx": "configs/twoview_cpu.yaml",
-                "regressor_vrn64.onnx": "configs/vrn_cpu.yaml", "regressor_uv128.onnx": "configs/cpu.yaml"}
-
-
 def onnx_session(path: str | Path, threads: int):
     """An ONNX Runtime session on ``threads`` intra-op threads. The shipped models keep int8
     weights behind DequantizeLinear nodes (``training.export.shrink_onnx``); turning off
     ONNX Runtime's QDQ handling lets constant folding make them float32 once, at load, instead of
     dequantising on every call."""
     import onnxruntime as ort   # imported here: only the regressors need it
-    path = Path(path)
-    if not path.is_file():
-        config = TRAIN_CONFIG.get(path.name)
-        hint = f"; make it with `facerecon train {config}` (see MODEL_CARD.md)" if config else ""
-        raise AssetError(f"regressor model not found: {path}{hint}")
+    missing = missing_network(path)
+    if missing is not None:
+        raise AssetError(missing)
     options = ort.SessionOptions()
     # a batch worker's share of the cores (batch.runner.worker_threads); ONNX Runtime ignores OpenMP's variable
     options.intra_op_num_threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
     options.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Weighted Umeyama: (scale, R, t) minimising sum w |scale R source + t - target|^2."""
-    w = weights / weights.sum()
-    mu_s, mu_t = w @ source, w @ target
-    s, t = source - mu_s, target - mu_t
-    cov = (t * w[:, None]).T @ s
-    u, d, vt = np.linalg.svd(cov)
-    fix = np.eye(3)
-    fix[2, 2] = np.sign(np.linalg.det(u @ vt))
-    rotation = u @ fix @ vt
-    scale = float(np.trace(np.diag(d) @ fix) / (w @ np.sum(s ** 2, axis=1)))
-    return scale, rotation, mu_t - scale * rotation @ mu_s
 
 
 class Regressor:
@@ -112,7 +87,7 @@ class Regressor:
         self.use = np.flatnonzero(layout.reliable)[::settings.stride]  # rows of layout.vertices
         vertices = layout.vertices[self.use]
         self.vertices = vertices
-        self.weights = np.where(vertices <= FACE_LAST, settings.weight_face, settings.weight_head)
+        self.weights = np.where(in_face_area(vertices), settings.weight_face, settings.weight_head)
         self.mean = model.neutral[vertices].astype(np.float64)
         basis = np.concatenate([model.identity_basis[:, vertices], model.expression_basis[:, vertices]], 0)
         self.basis = basis.reshape(len(basis), -1).T.astype(np.float64)  # (3n, 153)
@@ -156,24 +131,26 @@ class Regressor:
         """The linear model fit to regressed crop-frame points (see the module docstring)."""
         m, s = self.model, self.settings
         half = window.side / 2
-        scale, _, _ = similarity(self.mean, points_crop.astype(np.float64), self.weights)
+        scale = umeyama(self.mean, points_crop.astype(np.float64), weights=self.weights).scale
         ref_depth = camera.focal / (scale * half)            # scale = crop units per cm at that depth
         target = from_crop_frame(points_crop.astype(np.float64), camera.focal, camera.cx, camera.cy, window, ref_depth)
         shape = self.mean
         coeffs = np.zeros(m.n_identity + m.n_expression)
         for _ in range(s.rounds):
-            k, rotation, translation = similarity(shape, target, self.weights)
-            target, translation = target / k, translation / k   # a farther or nearer head, same projection
+            placed = umeyama(shape, target, weights=self.weights)
+            rotation = placed.rotation   # the scale goes into the distance: same projection
+            target, translation = target / placed.scale, placed.translation / placed.scale
             local = (target - translation) @ rotation - self.mean
             coeffs = self.solve_matrix @ local.ravel()
             coeffs[m.n_identity:] = np.clip(coeffs[m.n_identity:], 0.0, 1.0)
             shape = self.mean + (self.basis @ coeffs).reshape(-1, 3)
-        k, rotation, translation = similarity(shape, target, self.weights)
-        target, translation = target / k, translation / k
+        placed = umeyama(shape, target, weights=self.weights)
+        rotation = placed.rotation
+        target, translation = target / placed.scale, placed.translation / placed.scale
         fitted = shape @ rotation.T + translation
         pixels = camera.project(fitted)
         observed = camera.project(target)
-        err = np.linalg.norm(pixels - observed, axis=1)[self.vertices <= FACE_LAST]
+        err = np.linalg.norm(pixels - observed, axis=1)[in_face_area(self.vertices)]
         size = float(np.sqrt(np.prod(observed.max(0) - observed.min(0))))
         return FitResult(identity=coeffs[:m.n_identity].astype(np.float32),
                          expression=coeffs[m.n_identity:].astype(np.float32),

@@ -30,7 +30,7 @@ from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
 
 from .camera import Camera
-from .model import EXPORTED_PARTS, PARTS, HeadModel
+from .model import EXPORTED_PARTS, PARTS, HeadModel, uv_to_texel
 from .render.raster import rasterize
 
 # Weight of a view as a function of the cosine between the surface normal and the ray to the camera:
@@ -387,6 +387,11 @@ def _layout(model: HeadModel, size: int) -> _Layout:
     return _cached(model, ("layout", size), lambda: _build_layout(model, size))
 
 
+def atlas_texels(model: HeadModel, size: int) -> np.ndarray:
+    """(N,) flat indices into a (size, size) atlas of the texels inside the UV islands."""
+    return _layout(model, size).texels
+
+
 def _build_model_data(model: HeadModel) -> _ModelData:
     tri, used = model.triangles, model.used_vertices
     n_verts = len(model.neutral)
@@ -431,7 +436,7 @@ def _build_model_data(model: HeadModel) -> _ModelData:
 def _uv_fragments(model: HeadModel, triangles: np.ndarray, size: int):
     """Rasterise export triangles (rows of ``export_topology``) into the atlas; texel centres at integers."""
     _, uv, tri = model.export_topology
-    xy = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
+    xy = uv_to_texel(uv, size)
     frags = rasterize(xy, np.ones(len(xy), np.float32), tri[triangles], size, size)
     frags.triangle[frags.mask] = triangles[frags.triangle[frags.mask]]
     return frags

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .assets import TWOVIEW_MODEL
 from .camera import Camera, rotation_from_angles
 from .detect import Detection, box_detection
 from .fit import FitResult
 from .model import HeadModel
 from .posmap import detector_like_box
-from .regress import TWOVIEW_MODEL, Regressor
+from .regress import Regressor
 from .render.lighting import ambient
 from .render.renderer import render_head
 

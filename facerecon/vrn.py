@@ -25,18 +25,18 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .assets import PACKAGE_DATA
+from .assets import VRN_MODEL
 from .camera import Camera, rotation_from_angles
 from .detect import Detection
 from .fit import FitResult
-from .geometry import vertex_normals
+from .geometry import umeyama, vertex_normals
 from .landmarks import Landmarks
-from .model import PARTS, HeadModel
+from .model import FACE_AREA, HeadModel
 from .posmap import crop_image, crop_window, from_crop_frame, uv_layout
-from .regress import RegressSettings, fitted_landmarks, onnx_session, similarity
+from .regress import RegressSettings, fitted_landmarks, onnx_session
 from .volume import front_surface, marching_cubes_surface
 
-DEFAULT_MODEL = PACKAGE_DATA / "regressor_vrn64.onnx"
+DEFAULT_MODEL = VRN_MODEL
 YAW_STARTS = (-70.0, -35.0, 0.0, 35.0, 70.0)
 ICP_ITERATIONS = 10
 SHAPE_ROUNDS = 4
@@ -64,7 +64,7 @@ class VolumeRegressor:
         self.mean = model.neutral[self.vertices].astype(np.float64)
         normals = vertex_normals(model.neutral.astype(np.float64), model.triangles)
         # ICT's winding makes these point into the head; outward is what faces the camera
-        if normals[PARTS["face"][0]:PARTS["face"][1] + 1, 2].mean() < 0:
+        if normals[FACE_AREA, 2].mean() < 0:
             normals = -normals
         self.normals = normals[self.vertices]
         basis = np.concatenate([model.identity_basis[:, self.vertices], model.expression_basis[:, self.vertices]], 0)
@@ -97,7 +97,8 @@ class VolumeRegressor:
         for _ in range(ICP_ITERATIONS):
             rows, dist = self._pairs(self.mean, rotation, translation, scale, points)
             keep = dist < max(3 * np.median(dist), 1e-3)
-            scale, rotation, translation = similarity(self.mean[rows[keep]], points[keep], np.ones(keep.sum()))
+            placed = umeyama(self.mean[rows[keep]], points[keep])
+            scale, rotation, translation = placed.scale, placed.rotation, placed.translation
         _, dist = self._pairs(self.mean, rotation, translation, scale, points)
         return float(dist.mean()), scale, rotation, translation
 
@@ -138,7 +139,8 @@ class VolumeRegressor:
             rows, dist = self._pairs(shape, rotation, translation, 1.0, target)
             keep = dist < max(3 * np.median(dist), 0.05)
             rows, matched = rows[keep], target[keep]
-            k, rotation, translation = similarity(shape[rows], matched, np.ones(len(rows)))
+            placed = umeyama(shape[rows], matched)
+            k, rotation, translation = placed.scale, placed.rotation, placed.translation
             target, translation, matched = target / k, translation / k, matched / k
             local = (matched - translation) @ rotation - self.mean[rows]
             basis = self.basis[rows].reshape(-1, self.basis.shape[2])
@@ -146,7 +148,8 @@ class VolumeRegressor:
             coeffs = np.linalg.solve(normal, basis.T @ local.ravel())
             coeffs[m.n_identity:] = np.clip(coeffs[m.n_identity:], 0.0, 1.0)
             shape = self.mean + self.basis @ coeffs
-        k, rotation, translation = similarity(shape[rows], matched, np.ones(len(rows)))
+        placed = umeyama(shape[rows], matched)
+        k, rotation, translation = placed.scale, placed.rotation, placed.translation
         target, translation, matched = target / k, translation / k, matched / k
         residual = np.linalg.norm(camera.project(shape[rows] @ rotation.T + translation) - camera.project(matched), axis=1)
         pixels = camera.project(target)

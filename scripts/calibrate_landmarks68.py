@@ -39,7 +39,7 @@ from facerecon.fit import Fitter  # noqa: E402
 from facerecon.geometry import closest_on_surface, vertex_normals  # noqa: E402
 from facerecon.landmarks import LandmarkEstimator  # noqa: E402
 from facerecon.load import load_image  # noqa: E402
-from facerecon.model import PARTS, load_model  # noqa: E402
+from facerecon.model import FACE_AREA, PARTS, face_area_triangles, in_face_area, load_model  # noqa: E402
 from facerecon.render.raster import rasterize  # noqa: E402
 
 OUT = PACKAGE_DATA / "landmarks68_ict.npz"
@@ -53,11 +53,10 @@ def main() -> None:
     model = load_model()
     fitter = Fitter(model)
     estimator = LandmarkEstimator()
-    face_last = PARTS["face"][1]
-    face_tris = model.triangles[(model.triangles <= face_last).all(1)]
+    face_tris = face_area_triangles(model.triangles)
     eyeballs = (model.triangles >= PARTS["eyeball_left"][0]).all(1)
-    seen_tris = model.triangles[(model.triangles <= face_last).all(1) | eyeballs]
-    face = np.arange(face_last + 1)
+    seen_tris = model.triangles[in_face_area(model.triangles).all(1) | eyeballs]
+    face = FACE_AREA
     samples = [[] for _ in range(68)]
     faces, held_out = 0, []
     for k, sample in enumerate(ibug300w(subsets=("helen_train",))):

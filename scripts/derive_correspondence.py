@@ -33,8 +33,9 @@ from scipy.spatial import cKDTree
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facerecon.camera import Camera, rotation_from_angles  # noqa: E402
 from facerecon.detect import FaceDetector  # noqa: E402
+from facerecon.geometry import vertex_normals  # noqa: E402
 from facerecon.landmarks import N_POINTS, LandmarkEstimator  # noqa: E402
-from facerecon.model import PARTS, load_model  # noqa: E402
+from facerecon.model import FACE_AREA, PARTS, face_area_triangles, in_face_area, load_model  # noqa: E402
 from facerecon.render.raster import interpolate, rasterize  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "facerecon" / "data" / "mediapipe_ict.npz"
@@ -43,18 +44,9 @@ YAWS = (-20, -10, 0, 10, 20)
 PITCHES = (-10, 0, 10)
 IDENTITY_SEEDS = (None, 1, 2, 3, 4, 5)
 SKIN = (0.85, 0.66, 0.55)
-FACE_LAST = PARTS["face"][1]
 # Face Mesh's face-oval points (MediaPipe's FACEMESH_FACE_OVAL connections).
 OVAL = np.array([10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
                  284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454])
-
-
-def vertex_normals(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    n = np.cross(points[tris[:, 1]] - points[tris[:, 0]], points[tris[:, 2]] - points[tris[:, 0]])
-    out = np.zeros_like(points)
-    for k in range(3):
-        np.add.at(out, tris[:, k], n)
-    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)
 
 
 def render(points_cam, tris, colors, camera):
@@ -92,7 +84,7 @@ def closest_on_surface(points, surface, tris, tree):
 
 def contour_strips(model, surface, vertices, bary, oval):
     """Candidate vertices for each jaw/cheek contour landmark: a horizontal strip of the face."""
-    face = np.arange(FACE_LAST + 1)
+    face = FACE_AREA
     points = np.einsum("lk,lkc->lc", bary, surface[vertices])
     eye_level = points[[33, 263], 1].mean()
     chin_x_limit = 1.0  # cm: points this close to the midline are the chin, not a side contour
@@ -160,7 +152,7 @@ def main() -> None:
                     if lm in oval and abs(yaw) > 10:
                         continue
                     corners = tris[tri_id[lm]]
-                    if corners.max() > FACE_LAST:
+                    if not in_face_area(corners).all():
                         continue  # a face landmark must land on the face, not on an eye or the neck
                     samples[lm].append(frags.bary[row[lm], col[lm]] @ neutral[corners])
     hits = np.array([len(s) for s in samples])
@@ -168,7 +160,7 @@ def main() -> None:
         raise SystemExit(f"landmarks never seen: {np.flatnonzero(hits == 0)}")
     median = np.array([np.median(np.asarray(s), axis=0) for s in samples])
     spread = np.array([np.median(np.linalg.norm(np.asarray(s) - m, axis=1)) for s, m in zip(samples, median)])
-    face_tris = tris[(tris <= FACE_LAST).all(1)]
+    face_tris = face_area_triangles(tris)
     vertices, bary = closest_on_surface(median, neutral, face_tris,
                                         cKDTree(neutral[face_tris].mean(1)))
     contour_landmarks, contour_candidates = contour_strips(model, neutral, vertices, bary, oval)

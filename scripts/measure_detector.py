@@ -37,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facerecon.assets import shared_dir  # noqa: E402
 from facerecon.evaluation.datasets import aflw2000_3d, ibug300w, photos68  # noqa: E402
 from facerecon.evaluation.metrics import YAW_BINS, yaw_bin  # noqa: E402
-from facerecon.load import load_image  # noqa: E402
+from facerecon.load import PHOTO_SUFFIXES, load_image  # noqa: E402
+from facerecon.model import FACE_AREA  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 LOW_THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 CONFIRM_SCORES = (0.3, 0.35, 0.4, 0.45, 0.5)
 PRESENCES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def _contains(box: np.ndarray, point: np.ndarray) -> bool:
@@ -96,7 +96,7 @@ def synthetic_found(detector, n_identities: int = 8) -> dict[float, list[float |
             for pitch in synthetic.PITCHES:
                 for yaw in synthetic.YAWS:
                     s = synthetic.render_sample(run.model, head, yaw, pitch, 256, Path(tmp))
-                    centre = (s.vertices[synthetic.FACE_AREA] @ s.rotation.T + s.translation).mean(0)
+                    centre = (s.vertices[FACE_AREA] @ s.rotation.T + s.translation).mean(0)
                     pixel = s.camera.project(centre[None])[0]
                     found[abs(yaw)] += match(detector.detect(s.image), [np.r_[pixel, pixel]])[0]
     return found

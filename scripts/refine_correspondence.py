@@ -36,8 +36,8 @@ from facerecon.detect import FaceDetector, box_detection  # noqa: E402
 from facerecon.fit import N_FACE_POINTS, Correspondence, Fitter  # noqa: E402
 from facerecon.geometry import closest_on_surface, surface_points  # noqa: E402
 from facerecon.landmarks import LandmarkEstimator  # noqa: E402
-from facerecon.load import load_image  # noqa: E402
-from facerecon.model import PARTS, load_model  # noqa: E402
+from facerecon.load import PHOTO_SUFFIXES, load_image  # noqa: E402
+from facerecon.model import face_area_triangles, load_model  # noqa: E402
 from facerecon.render.raster import rasterize  # noqa: E402
 
 OUT = PACKAGE_DATA / "mediapipe_ict.npz"
@@ -55,7 +55,7 @@ def photos():
     """(image, box or None) for every photo used; None: detect every face."""
     root = shared_dir() / "eval"
     test = {_pixels_hash(load_image(p)) for p in (root / "aflw2000-3d-16").glob("*.jpg")}
-    paths = [p for p in sorted((root / "photos").rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    paths = [p for p in sorted((root / "photos").rglob("*")) if p.suffix.lower() in PHOTO_SUFFIXES]
     for path in [*paths, EXAMPLE]:
         image = load_image(path)
         if _pixels_hash(image) not in test:
@@ -77,7 +77,7 @@ def main() -> None:
     vertices, bary = data["render_vertices"].copy(), data["render_bary"].copy()
     contour = data["contour_landmarks"]
     inner = np.setdiff1d(np.arange(N_FACE_POINTS), contour)
-    face_tris = model.triangles[(model.triangles <= PARTS["face"][1]).all(1)]
+    face_tris = face_area_triangles(model.triangles)
     estimator, detector = LandmarkEstimator(), FaceDetector()
     faces = []
     for image, box in photos():

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from facerecon.batch.manifest import ManifestWriter, done_inputs, drop_records, read_records
-from facerecon.batch.runner import BatchOptions, find_jobs, run_batch
+from facerecon.batch.runner import find_jobs, run_batch
+from facerecon.options import ReconstructOptions
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
 FAST = ["--format", "glb", "--texture-size", "64", "--no-overlay"]
@@ -126,8 +127,8 @@ def test_ray_engine_on_a_local_two_cpu_cluster(tmp_path, eval_dir):
     src, out = tmp_path / "in", tmp_path / "out"
     good = photo_tree(src, eval_dir, 3)
     seen = []
-    summary = run_batch(src, out, BatchOptions(("obj",), 64, overlay=True), workers=2, engine="ray",
-                        on_record=seen.append)
+    options = ReconstructOptions(formats=("obj",), texture_size=64, overlay=True)
+    summary = run_batch(src, out, options, workers=2, engine="ray", on_record=seen.append)
     assert summary.counts == {"ok": 3, "no_face": 1, "error": 1} and summary.faces >= 3
     assert {r["input"] for r in read_records(out / "manifest.jsonl")} == {r["input"] for r in seen}
     for g in good:

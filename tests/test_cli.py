@@ -127,8 +127,9 @@ def test_a_full_disk_leaves_nothing_of_the_photos_output_set(tmp_path, monkeypat
 
 
 def test_a_full_disk_fails_one_batch_photo_and_leaves_none_of_its_files(tmp_path, monkeypatch):
-    from facerecon.batch.runner import BatchOptions, Job, PhotoWorker
-    worker = PhotoWorker(BatchOptions(formats=("glb",), texture_size=64), threads=os.cpu_count() or 1)
+    from facerecon.batch.runner import Job, PhotoWorker
+    from facerecon.options import ReconstructOptions
+    worker = PhotoWorker(ReconstructOptions(formats=("glb",), texture_size=64), threads=os.cpu_count() or 1)
     try:
         fill_the_disk_after(monkeypatch, files=1)
         record = worker.process(Job(EXAMPLE, "a/astronaut.jpg", "a/astronaut"), str(tmp_path))
@@ -136,3 +137,69 @@ def test_a_full_disk_fails_one_batch_photo_and_leaves_none_of_its_files(tmp_path
         worker.run.close()
     assert record["status"] == "error" and "No space left" in record["error"]
     assert list((tmp_path / "a").iterdir()) == []
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "batch", "video"])
+def test_an_unknown_method_exits_2_with_one_line(tmp_path, command):
+    target = EXAMPLE.parent if command == "batch" else EXAMPLE
+    result = cli(command, str(target), "-o", str(tmp_path / "o"), "--method", "fitt")
+    assert result.returncode == 2
+    assert "--method must be one of fit, dense, regress, guided, vrn, got 'fitt'" in one_error_line(result)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_method_whose_network_is_not_installed_exits_1_saying_how_to_make_it(tmp_path):
+    from facerecon import methods
+    from facerecon.assets import TRAIN_CONFIG
+    missing = [methods.spec(n) for n in methods.names() if methods.spec(n).unavailable() is not None]
+    if not missing:
+        pytest.skip("every method's network is installed here (trained locally)")
+    for spec in missing:
+        result = cli("reconstruct", str(EXAMPLE), "-o", str(tmp_path / "o"), "--method", spec.name)
+        assert result.returncode == 1
+        assert f"facerecon train {TRAIN_CONFIG[spec.networks[0].name]}" in one_error_line(result)
+        assert not (tmp_path / "o").exists()
+
+
+def test_video_takes_only_a_landmark_method(tmp_path):
+    result = cli("video", str(EXAMPLE), "-o", str(tmp_path / "o"), "--method", "regress")
+    assert result.returncode == 2 and "fit, dense" in one_error_line(result)
+
+
+def test_version_flag_and_command_print_the_version():
+    flag, command = cli("--version"), cli("version")
+    assert flag.returncode == 0 and command.returncode == 0
+    assert flag.stdout == command.stdout and flag.stdout.strip()[0].isdigit()
+
+
+def test_batch_writes_what_reconstruct_writes_with_the_same_options(tmp_path):
+    """One writer: the same files from `reconstruct` and `batch`, and batch honours --method,
+    --fov, --units, --no-morph-targets and --turntable."""
+    photos = tmp_path / "in"
+    photos.mkdir()
+    photo = photos / EXAMPLE.name
+    photo.write_bytes(EXAMPLE.read_bytes())
+    options = ["--format", "obj,glb", "--texture-size", "64", "--fov", "60", "--method", "dense",
+               "--units", "mm", "--no-morph-targets", "--turntable"]
+    single = cli("reconstruct", str(photo), "-o", str(tmp_path / "single"), *options)
+    assert single.returncode == 0, single.stderr
+    batch = cli("batch", str(photos), "-o", str(tmp_path / "batch"), *options)
+    assert batch.returncode == 0, batch.stderr
+    a, b = tmp_path / "single" / "astronaut", tmp_path / "batch" / "astronaut"
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir()) == [
+        "face0.glb", "face0.json", "face0.mtl", "face0.obj", "face0.png", "face0_turntable.gif",
+        "face0_turntable.mp4", "overlay.png"]
+    ours, theirs = (json.loads((folder / "face0.json").read_text()) for folder in (a, b))
+    for data in (ours, theirs):
+        assert data["camera"]["fov_deg"] == pytest.approx(60.0) and data["camera"]["focal_source"] == "given"
+        assert data["fit"]["method"] == "dense"
+        assert data["mesh_files"]["units"] == {"obj": "mm", "glb": "m"}
+        assert data["mesh_files"]["glb"]["morph_targets"] == 0
+    assert ours.keys() == theirs.keys()
+    assert ours["identity"] == pytest.approx(theirs["identity"], abs=1e-3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import facerecon.pipeline as pipeline
+import facerecon.methods.dense as dense
 from facerecon.assets import PACKAGE_DATA
 from facerecon.load import load_image
 
@@ -24,7 +24,7 @@ def test_dense_reconstructs_with_fixed_surface_points(run, photo):
     assert data["fit"]["method"] == "dense" and "fallback" not in data["fit"]
     assert data["fit"]["landmark_presence"] > 0.5
     assert len(data["landmarks"]["facemesh468"]["pixels"]) == 468
-    _, fitter = run.dense
+    fitter = run.get_method("dense").fitter
     assert len(fitter.contour_landmarks) == 0          # every point is a fixed surface point
     # its points and the fitted head agree (a few pixels on a 100 px face)
     assert face.fit.residual_px < 3.0
@@ -35,7 +35,7 @@ def test_dense_reconstructs_with_fixed_surface_points(run, photo):
 
 
 def test_unsure_network_falls_back_to_face_mesh(run, photo, monkeypatch):
-    monkeypatch.setattr(pipeline, "DENSE_MIN_PRESENCE", 1.01)    # no crop is ever sure enough
+    monkeypatch.setattr(dense, "MIN_PRESENCE", 1.01)    # no crop is ever sure enough
     (det,) = run.detect(photo).faces
     face = run.reconstruct_face(photo, det, run.camera_for(photo), with_texture=False, method="dense")
     data = face.to_dict()

@@ -35,7 +35,7 @@ def test_pose_recovered_from_exact_landmarks(fitter, yaw, pitch, roll):
     camera = Camera.for_image(640, 480)
     observed, rot, head = synthetic_landmarks(model, identity, expression, yaw, pitch, roll, camera)
     fit = fitter.fit(observed, camera)
-    assert fit.residual < 0.008  # of the face size (turned faces weigh the priors more: see prior_scale)
+    assert fit.residual < 0.008  # of the face size (turned faces weigh their landmarks less: see landmark_weight)
     got = np.array(fit.angles)
     assert np.abs(got - [yaw, pitch, roll]).max() < 4.0, got
     # the fitted face surface lies close to the true one (after removing the translation offset)
@@ -125,14 +125,31 @@ def test_eye_landmarks68_lie_on_the_eyelid_margins():
     assert np.all(cal["vertices"][eyes] <= PARTS["face"][1])
 
 
-def test_priors_weigh_more_for_turned_faces():
-    """The priors scale with Face Mesh's noise variance at the face's yaw (1 when frontal)."""
-    from facerecon.fit import LANDMARK_NOISE, prior_scale
+def test_landmarks_weigh_less_for_turned_faces():
+    """A view's landmarks weigh by 1 / Face Mesh's noise variance at the face's yaw (1 when frontal)."""
+    from facerecon.fit import LANDMARK_NOISE, landmark_weight
 
-    assert prior_scale(0.0) == 1.0
-    assert prior_scale(-30.0) == prior_scale(30.0) > 1.0
-    assert prior_scale(60.0) == pytest.approx((LANDMARK_NOISE[2] / LANDMARK_NOISE[0]) ** 2)
-    assert prior_scale(85.0) == prior_scale(60.0)      # held beyond the last measured yaw
+    assert landmark_weight(0.0) == 1.0
+    assert landmark_weight(-30.0) == landmark_weight(30.0) < 1.0
+    assert landmark_weight(60.0) == pytest.approx((LANDMARK_NOISE[0] / LANDMARK_NOISE[2]) ** 2)
+    assert landmark_weight(85.0) == landmark_weight(60.0)      # held beyond the last measured yaw
+
+
+def test_a_single_photo_is_a_one_view_joint_fit(fitter):
+    """Fitter.fit is Fitter.fit_views of one view from the PnP pose: refitting its result as one view
+    (weighted by its landmark weight) barely moves it, and a held identity stays exactly as given."""
+    from facerecon.fit import landmark_weight
+
+    model = fitter.model
+    identity = np.random.default_rng(3).standard_normal(model.n_identity) * 0.8
+    camera = Camera.for_image(640, 480)
+    observed, _, _ = synthetic_landmarks(model, identity, np.zeros(model.n_expression), 25.0, 5.0, 0.0, camera)
+    alone = fitter.fit(observed, camera)
+    again = fitter.fit_views([observed], [camera], [alone], np.array([landmark_weight(25.0)])).fits[0]
+    assert np.abs(again.identity - alone.identity).max() < 0.05
+    assert again.residual <= alone.residual * 1.01
+    held = fitter.fit(observed, camera, identity=identity)
+    assert np.array_equal(held.identity, identity.astype(np.float32))
 
 
 def test_real_photo_refinement_moves_only_inner_points_and_only_a_little():

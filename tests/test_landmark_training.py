@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from facerecon.assets import PACKAGE_DATA  # noqa: E402
-from facerecon.landmarks import MODEL_FILE, N_POINTS, _session  # noqa: E402
+from facerecon.landmarks import DENSE_MODEL_FILE, MODEL_FILE, N_POINTS, _session  # noqa: E402
 from facerecon.training.data import DataSettings  # noqa: E402
 from facerecon.training.landmark_data import LandmarkFaces  # noqa: E402
 from facerecon.training.onnx_module import OnnxModule, export_module  # noqa: E402
@@ -20,11 +20,13 @@ def faces():
     return LandmarkFaces(np.full((1, 64, 64, 3), 170, np.uint8), settings, seed=3)
 
 
-def test_module_reproduces_the_onnx_model_and_exports_it(tmp_path):
-    net = OnnxModule(PACKAGE_DATA / MODEL_FILE)
+# the converted Face Mesh graph, and a fine-tuned export of it (training goes on from either)
+@pytest.mark.parametrize("model_file", [MODEL_FILE, DENSE_MODEL_FILE])
+def test_module_reproduces_the_onnx_model_and_exports_it(tmp_path, model_file):
+    net = OnnxModule(PACKAGE_DATA / model_file)
     x = torch.rand(2, 3, 192, 192, generator=torch.Generator().manual_seed(1))
     points, flag = net(x)
-    reference = _session(MODEL_FILE).run(None, {"image": x.numpy()})
+    reference = _session(model_file).run(None, {"image": x.numpy()})
     assert np.abs(points.detach().numpy() - reference[0]).max() < 1e-3
     assert np.abs(flag.detach().numpy() - reference[1]).max() < 1e-3
     # every convolution and PReLU slope is trainable

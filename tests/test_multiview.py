@@ -15,7 +15,7 @@ import pytest
 from facerecon.evaluation import synthetic
 from facerecon.evaluation.protocols import base_texture, dense_error
 from facerecon.load import load_image
-from facerecon.multiview import joint_fit, prepare_views, reconstruct_same_person
+from facerecon.multiview import joint_fit_views, prepare_views, reconstruct_same_person
 from facerecon.texture import bake_texture
 from facerecon.model import load_model
 
@@ -40,8 +40,7 @@ def test_joint_fit_beats_the_worse_single_view(run, heads, tmp_path_factory):
     views = prepare_views(run, [r.image for r in renders])
     assert all(v.usable for v in views)
     alone = [np.sqrt(np.mean(dense_error(v.solo.vertices(run.model), r.vertices) ** 2)) for v, r in zip(views, renders)]
-    joint = joint_fit(run.fitter, [v.landmarks.points for v in views], [v.camera for v in views],
-                      [v.solo for v in views], np.array([v.weight for v in views]))
+    joint = joint_fit_views(run.fitter, views)
     both = np.sqrt(np.mean(dense_error(run.model.shape(joint.identity, joint.fits[0].expression),
                                        renders[0].vertices) ** 2))
     assert both < max(alone), (both, alone)

@@ -7,7 +7,8 @@ import pytest
 from facerecon.load import load_image
 from facerecon.model import PARTS, load_model
 from facerecon.posmap import CropWindow, crop_window, from_crop_frame, to_crop_frame, uv_layout
-from facerecon.regress import DEFAULT_MODEL, Regressor, RegressSettings, similarity
+from facerecon.geometry import umeyama
+from facerecon.regress import DEFAULT_MODEL, Regressor, RegressSettings
 from facerecon.vrn import DEFAULT_MODEL as VRN_MODEL
 
 FACE = PARTS["face"][1]
@@ -52,8 +53,7 @@ def test_linear_fit_recovers_a_head_from_its_true_map(model):
         points = regressor.layout.sample(s.posmap)[regressor.use]
         fit = regressor.fit_points(points, CropWindow(63.5, 63.5, 128), s.camera)
         pred, truth = fit.vertices(model)[:FACE + 1].astype(np.float64), s.vertices[:FACE + 1].astype(np.float64)
-        k, r, t = similarity(pred, truth, np.ones(len(pred)))
-        rmse_mm = np.sqrt(np.mean(np.sum((k * pred @ r.T + t - truth) ** 2, axis=1))) * 10
+        rmse_mm = np.sqrt(np.mean(np.sum((umeyama(pred, truth).apply(pred) - truth) ** 2, axis=1))) * 10
         assert rmse_mm < 2.5, (index, rmse_mm)
         assert np.allclose(fit.rotation, s.rotation, atol=0.05)
         # the distance comes from the model's metric size: within 10 %
@@ -72,7 +72,8 @@ def test_only_the_regress_model_ships_and_it_is_int8():
 
 def test_a_model_that_does_not_ship_is_one_line_naming_its_config():
     from facerecon.errors import AssetError
-    from facerecon.regress import GUIDED_MODEL, onnx_session
+    from facerecon.assets import GUIDED_MODEL
+    from facerecon.regress import onnx_session
     from facerecon.vrn import DEFAULT_MODEL as VRN_MODEL
     for path, config in ((GUIDED_MODEL, "configs/guided_cpu.yaml"), (VRN_MODEL, "configs/vrn_cpu.yaml")):
         if path.exists():

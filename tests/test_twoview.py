@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from facerecon.evaluation import synthetic
+from facerecon.assets import GUIDED_MODEL, TWOVIEW_MODEL
 from facerecon.detect import box_iou
-from facerecon.regress import GUIDED_MODEL, TWOVIEW_MODEL, Regressor
+from facerecon.regress import Regressor
 from facerecon.twoview import TwoViewRegressor, synthetic_second_view
 
 

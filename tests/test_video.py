@@ -16,7 +16,7 @@ from PIL import Image
 
 from gltf_check import Glb, assert_valid
 from facerecon.batch.smoothing import OneEuro
-from facerecon.batch.video import track_video
+from facerecon.batch.video import track_video, write_outputs
 from facerecon.model import load_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
@@ -131,3 +131,24 @@ def test_video_without_a_face_fails_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "facerecon", "video", str(clip), "-o", str(tmp_path / "o")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "no face" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_video_tracks_with_the_reconstructors_landmark_method_and_field_of_view_and_turns_the_head(tmp_path, monkeypatch):
+    from facerecon.camera import Camera
+    from facerecon.methods.dense import DenseLandmarkFit
+    from facerecon.pipeline import Reconstructor
+    clip = tmp_path / "still.mp4"
+    make_clip(clip, roll_deg=0, shift_px=0, noise=2)
+    placed = []
+    real_place = DenseLandmarkFit.place
+    monkeypatch.setattr(DenseLandmarkFit, "place", lambda self, *a: placed.append(1) or real_place(self, *a))
+    with Reconstructor(texture_size=64, method="dense", fov_deg=50.0) as run:
+        track = track_video(clip, run, smoothing="none")
+        paths = write_outputs(track, run, clip, tmp_path / "out", overlay=False, glb=False, turntable=True)
+    assert sorted(p.name for p in paths.values()) == ["frames.csv", "frames.json", "head_turntable.gif",
+                                                      "head_turntable.mp4"]
+    assert all(p.stat().st_size > 0 for p in paths.values())
+    assert len(placed) == FRAMES and sum(f is not None for f in track.fits) == FRAMES
+    assert track.camera.focal == pytest.approx(Camera.for_image(track.camera.width, track.camera.height, 50.0).focal)
+    with Reconstructor(texture_size=64, method="regress") as run, pytest.raises(ValueError, match="landmark method"):
+        track_video(clip, run)

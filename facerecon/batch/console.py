@@ -9,8 +9,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
+from ..options import ReconstructOptions
 from .manifest import Record
-from .runner import BatchOptions, BatchSummary, Engine, run_batch
+from .runner import BatchSummary, Engine, run_batch
 
 
 class ThroughputColumn(ProgressColumn):
@@ -25,7 +26,7 @@ class ThroughputColumn(ProgressColumn):
                     style="progress.data.speed")
 
 
-def run_with_progress(input_dir: Path, out_dir: Path, options: BatchOptions, workers: int, engine: Engine,
+def run_with_progress(input_dir: Path, out_dir: Path, options: ReconstructOptions, workers: int, engine: Engine,
                       address: str | None, resume: bool, console: Console) -> BatchSummary:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         ThroughputColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

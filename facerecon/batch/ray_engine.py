@@ -10,11 +10,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import require
+from ..options import ReconstructOptions
 from .manifest import Record
-from .runner import BatchOptions, Job, PhotoWorker
+from .runner import Job, PhotoWorker
 
 
-def run_ray(jobs: Sequence[Job], out_dir: Path, options: BatchOptions, workers: int,
+def run_ray(jobs: Sequence[Job], out_dir: Path, options: ReconstructOptions, workers: int,
             address: str | None = None) -> Iterator[Record]:
     """Records in the order the photos finish; Ray is shut down when the iterator ends."""
     ray = require("ray", "ray", "--engine ray")

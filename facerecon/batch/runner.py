@@ -3,7 +3,8 @@
 The parent process finds the photos, hands them to an engine (a local process pool here, Ray in
 :mod:`facerecon.batch.ray_engine`) and is the manifest's only writer; the workers each hold one
 :class:`~facerecon.pipeline.Reconstructor` (models loaded once per worker) and write a photo's
-files themselves, so only a small record travels back.
+files themselves (``outputs.write_photo``, as ``facerecon reconstruct`` does), so only a small
+record travels back.
 """
 from __future__ import annotations
 
@@ -20,22 +21,15 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import FaceReconError, NoFaceError
-from ..pipeline import DEFAULT_FORMATS, DEFAULT_TEXTURE_SIZE
+from ..load import PHOTO_SUFFIXES
+from ..options import ReconstructOptions
 from .manifest import MANIFEST_NAME, ManifestWriter, Record, done_inputs, drop_records
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 Engine = Literal["local", "ray"]
 
 
 class BatchError(FaceReconError):
     """The batch as a whole cannot run (bad folders, a manifest in the way, no Ray)."""
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-    texture_size: int = DEFAULT_TEXTURE_SIZE
-    overlay: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,7 +69,7 @@ def find_jobs(input_dir: Path, out_dir: Path | None = None) -> list[Job]:
 class PhotoWorker:
     """One worker's models; :meth:`process` turns a job into its files and a manifest record."""
 
-    def __init__(self, options: BatchOptions, threads: int = 1):
+    def __init__(self, options: ReconstructOptions, threads: int = 1):
         # Workers x threads must not oversubscribe the cores: each worker gets its share.
         import cv2
         import numba
@@ -83,24 +77,19 @@ class PhotoWorker:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         from ..pipeline import Reconstructor
         self.options = options
-        self.run = Reconstructor(texture_size=options.texture_size)
+        self.run = Reconstructor.for_options(options)
 
     def process(self, job: Job, out_dir: str) -> Record:
         """Never raises for a bad photo: the failure goes into the record."""
-        from ..export import atomic_folder, write_image
-        from ..pipeline import draw_overlay
+        from ..outputs import write_photo
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         faces, status, error = 0, "ok", None
         try:
-            found = self.run(job.source)
-            with atomic_folder(Path(out_dir) / job.output) as target:   # all of the photo's files, or none
-                for face in found:
-                    face.save(target, formats=self.options.formats)
-                    for stage, ms in face.timings_ms.items():
-                        timings[stage] = timings.get(stage, 0.0) + ms
-                if self.options.overlay:
-                    write_image(target / "overlay.png", draw_overlay(found))
+            found = write_photo(self.run, job.source, Path(out_dir) / job.output, self.options).faces
+            for face in found:
+                for stage, ms in face.timings_ms.items():
+                    timings[stage] = timings.get(stage, 0.0) + ms
             faces = len(found)
         except NoFaceError as exc:
             status, error = "no_face", str(exc)
@@ -127,7 +116,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(options: BatchOptions, threads: int, parent: int) -> None:
+def _init_worker(options: ReconstructOptions, threads: int, parent: int) -> None:
     global _worker
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _worker = PhotoWorker(options, threads)
@@ -158,7 +147,7 @@ def worker_threads(threads: int) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_local(jobs: Iterable[Job], out_dir: Path, options: BatchOptions, workers: int) -> Iterator[Record]:
+def run_local(jobs: Iterable[Job], out_dir: Path, options: ReconstructOptions, workers: int) -> Iterator[Record]:
     """Records in the order the photos finish. At most two photos per worker are queued at a time,
     so a killed run has little queued work to lose and results stream back at once."""
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -192,7 +181,7 @@ class BatchSummary:
         return self.counts["no_face"] + self.counts["error"]
 
 
-def run_batch(input_dir: Path, out_dir: Path, options: BatchOptions = BatchOptions(), workers: int = 1,
+def run_batch(input_dir: Path, out_dir: Path, options: ReconstructOptions = ReconstructOptions(), workers: int = 1,
               engine: Engine = "local", address: str | None = None, resume: bool = False,
               on_start: Callable[[int], None] | None = None,
               on_record: Callable[[Record], None] | None = None) -> BatchSummary:

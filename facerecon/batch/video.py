@@ -1,13 +1,15 @@
 """``facerecon video``: the main (largest) face of every frame, one identity for the whole clip.
 
-1. Every frame: detect, take the largest face, place its landmarks and fit freely.
+1. Every frame: detect, take the largest face, place its landmarks (the Reconstructor's method:
+   a landmark method, fit or dense) and fit freely.
 2. The clip's identity: the median identity of the best frames (near-frontal, lowest residual).
 3. Every frame again with that identity held fixed: only pose and expression are solved, so the
    head keeps its shape and the per-frame noise goes into fewer unknowns.
 4. Pose and expression smoothed over time (One Euro), unless ``smoothing="none"``.
 Outputs: per-frame pose and ARKit weights as CSV and JSON, an overlay MP4, and ``head.glb``: the
 clip's head (metres) textured from its most frontal identity frame, with the expression shapes as
-morph targets and a glTF animation of their weights and the head's pose, one key per frame.
+morph targets and a glTF animation of their weights and the head's pose, one key per frame; with
+``turntable``, that head turning (``head_turntable.gif`` and ``.mp4``).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Literal
 import imageio.v2 as imageio
 import numpy as np
 
+from .. import methods
 from ..blendshapes import arkit_weights
 from ..camera import Camera
 from ..errors import InputImageError, NoFaceError
@@ -53,7 +56,12 @@ def _largest(boxes: list) -> int:
 
 def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro",
                 max_frames: int | None = None) -> VideoTrack:
-    """Track the clip's main face; a clip over ``max_frames`` frames is refused (InputImageError)."""
+    """Track the clip's main face; a clip over ``max_frames`` frames is refused (InputImageError).
+    ``run``'s method must be a landmark method (``methods.names(fits_landmarks=True)``), else ValueError."""
+    if run.method not in methods.names(fits_landmarks=True):
+        raise ValueError(f"video tracking needs a landmark method ({', '.join(methods.names(fits_landmarks=True))}), "
+                         f"not {run.method!r}")
+    method = run.get_method()
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
     except Exception as exc:
@@ -65,18 +73,18 @@ def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro
         for frame in reader:
             if max_frames is not None and len(landmarks) >= max_frames:
                 raise InputImageError(f"{path}: the clip is over {max_frames} frames")
-            camera = camera or Camera.for_image(frame.shape[1], frame.shape[0])
+            camera = camera or run.camera_for(frame)
             found = run.detect(frame).faces
-            marks = run.estimator.estimate(frame, found[_largest(found)]) if found else None
+            marks = method.place(frame, found[_largest(found)]) if found else None
             landmarks.append(None if marks is None else marks.points)
     seen = [i for i, m in enumerate(landmarks) if m is not None]
     if not seen:
         raise NoFaceError(f"{path}: no face in any of its {len(landmarks)} frames")
     times = np.arange(len(landmarks)) / fps
 
-    free = {i: run.fitter.fit(landmarks[i], camera) for i in seen}
+    free = {i: method.fitter.fit(landmarks[i], camera) for i in seen}
     identity, identity_frames = shared_identity(free)
-    fixed = {i: run.fitter.fit(landmarks[i], camera, identity=identity) for i in seen}
+    fixed = {i: method.fitter.fit(landmarks[i], camera, identity=identity) for i in seen}
     final = smooth_fits(fixed, times) if smoothing == "one-euro" else fixed
     jitter = {"free_identity": jitter_mm(run, free), "shared_identity": jitter_mm(run, fixed),
               "smoothed": jitter_mm(run, final)}
@@ -132,7 +140,8 @@ def frame_rows(track: VideoTrack, run: Reconstructor) -> list[dict]:
 
 
 def write_outputs(track: VideoTrack, run: Reconstructor, source: Path, out_dir: Path,
-                  overlay: bool = True, glb: bool = True, label: str | None = None) -> dict[str, Path]:
+                  overlay: bool = True, glb: bool = True, label: str | None = None,
+                  turntable: bool = False) -> dict[str, Path]:
     """``label``: the clip's name in the outputs (default: its path)."""
     label = label or str(source)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,8 +171,15 @@ def write_outputs(track: VideoTrack, run: Reconstructor, source: Path, out_dir: 
                                           "between; the camera node at the origin is the video's camera",
                              "gaze": "not estimated: the eyeball nodes stay at rest"}} if glb else {}),
                  "per_frame": rows})}
+    texture = clip_texture(track, run, source) if glb or turntable else None
     if glb:
-        paths["glb"] = write_animated_glb(track, run, source, out_dir / "head.glb", Path(label).name)
+        paths["glb"] = write_animated_glb(track, run, texture, out_dir / "head.glb", Path(label).name)
+    if turntable:
+        from ..render.visualize import save_turntable, turntable_frames
+        fit = track.fits[texture_frame(track)]
+        paths["turntable_gif"], paths["turntable_mp4"] = out_dir / "head_turntable.gif", out_dir / "head_turntable.mp4"
+        save_turntable(turntable_frames(run.model, fit.vertices(run.model), texture), paths["turntable_gif"],
+                       paths["turntable_mp4"])
     if overlay:
         paths["overlay"] = write_overlay_video(track, run, source, out_dir / "overlay.mp4")
     return paths
@@ -174,20 +190,23 @@ def texture_frame(track: VideoTrack) -> int:
     return min(track.identity_frames, key=lambda i: abs(track.fits[i].angles[0]) + abs(track.fits[i].angles[1]))
 
 
-def write_animated_glb(track: VideoTrack, run: Reconstructor, source: Path, path: Path,
-                       name: str | None = None) -> Path:
-    """The clip's head with its animation (the GLB's units are metres, its axes glTF's)."""
-    frames = [i for i, fit in enumerate(track.fits) if fit is not None]
+def clip_texture(track: VideoTrack, run: Reconstructor, source: Path) -> np.ndarray:
+    """The head's texture (S, S, 3) uint8, baked from the clip's :func:`texture_frame`."""
     best = texture_frame(track)
     with imageio.get_reader(source, format="FFMPEG") as reader:
         image = next(frame for i, frame in enumerate(reader) if i == best)
     fit = track.fits[best]
-    vertices = fit.vertices(run.model)
-    texture = bake_texture(image, fit.to_camera(vertices), track.camera, run.model, run.texture_size).image
+    return bake_texture(image, fit.to_camera(fit.vertices(run.model)), track.camera, run.model, run.texture_size).image
+
+
+def write_animated_glb(track: VideoTrack, run: Reconstructor, texture: np.ndarray, path: Path,
+                       name: str) -> Path:
+    """The clip's head with its animation (the GLB's units are metres, its axes glTF's)."""
+    frames = [i for i, fit in enumerate(track.fits) if fit is not None]
     first = track.fits[frames[0]]
     rig = Rig(track.identity, first.expression, first.pose_matrix, track.camera)
     animation = Animation(track.times[frames], np.stack([track.fits[i].expression for i in frames]),
-                          np.stack([track.fits[i].pose_matrix for i in frames]), name=f"facerecon {name or source.name}")
+                          np.stack([track.fits[i].pose_matrix for i in frames]), name=f"facerecon {name}")
     return write_bytes(path, head_glb(run.model, first.vertices(run.model), encode_image(texture), rig, animation))
 
 

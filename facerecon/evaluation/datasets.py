@@ -12,6 +12,7 @@ import scipy.io
 
 from ..assets import shared_dir
 from ..camera import Camera
+from ..model import uv_to_texel
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def james_scan(folder: Path | None = None) -> Scan:
     half = width // 2
     photos = [np.ascontiguousarray(texture[:, :half]), np.ascontiguousarray(texture[:, half:])]
     uv = np.asarray(mesh.visual.uv, np.float64)
-    pixels = np.c_[uv[:, 0] * width - 0.5, (1.0 - uv[:, 1]) * height - 0.5]
+    pixels = uv_to_texel(uv, width, height)
     photo_pixels = []
     for k in (0, 1):
         inside = (pixels[:, 0] >= k * half) & (pixels[:, 0] < (k + 1) * half)

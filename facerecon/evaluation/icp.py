@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .metrics import Similarity, umeyama
+from ..geometry import Similarity, umeyama
 
 
 @dataclass(frozen=True)

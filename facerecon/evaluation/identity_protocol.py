@@ -20,11 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..camera import Camera
+from ..geometry import umeyama
 from ..load import load_image
-from ..model import sample_identity
+from ..model import FACE_AREA, sample_identity
 from .datasets import aflw2000_3d, kira_photos
-from .metrics import umeyama
-from .protocols import FACE_AREA, METHODS, Context, ProtocolResult, _camera, _mean
+from .metrics import finite_mean
+from .protocols import Context, ProtocolResult, reconstruct
 
 PRIOR_IDENTITIES = 16
 PRIOR_SEED = 1401
@@ -60,7 +61,7 @@ def _fit_identities(ctx: Context, method: str, photos: list, camera_of) -> tuple
     for path in photos:
         image = load_image(path)
         faces = ctx.run.detect(image).faces
-        face = METHODS[method](ctx.run, image, faces[0], camera_of(image)) if faces else None
+        face = reconstruct(ctx.run, method, image, faces[0], camera_of(image)) if faces else None
         rows.append({"image": path.name, "method": method, "reconstructed": face is not None,
                      "yaw": float(face.fit.angles[0]) if face is not None else np.nan})
         if face is not None:
@@ -78,13 +79,16 @@ def kira_protocol(ctx: Context) -> ProtocolResult:
     def kira_camera(image: np.ndarray) -> Camera:
         return Camera.for_image(image.shape[1], image.shape[0], kira.fov_deg, source="given")
 
+    def default_camera(image: np.ndarray) -> Camera:
+        return Camera.for_image(image.shape[1], image.shape[0])
+
     rng = np.random.default_rng(PRIOR_SEED)
     prior_mm, _ = identity_spread(identity_heads_mm(
         model, [sample_identity(rng, model) for _ in range(3 if ctx.smoke else PRIOR_IDENTITIES)]))
     summary, rows = {}, []
     for method in ctx.methods:
         own, own_rows = _fit_identities(ctx, method, photos, kira_camera)
-        between, _ = _fit_identities(ctx, method, others, _camera)
+        between, _ = _fit_identities(ctx, method, others, default_camera)
         spread, per_photo = identity_spread(identity_heads_mm(model, own)) if len(own) > 1 else (np.nan, [])
         between_mm = identity_spread(identity_heads_mm(model, between))[0] if len(between) > 1 else np.nan
         for row, dist in zip((r for r in own_rows if r["reconstructed"]), per_photo):
@@ -96,7 +100,7 @@ def kira_protocol(ctx: Context) -> ProtocolResult:
                            "max distance from mean mm": float(np.max(per_photo)) if len(per_photo) else np.nan,
                            "reconstructed": sum(r["reconstructed"] for r in own_rows),
                            "between people reconstructed": len(between),
-                           "mean abs yaw deg": _mean(np.abs([r["yaw"] for r in own_rows]))}
+                           "mean abs yaw deg": finite_mean(np.abs([r["yaw"] for r in own_rows]))}
     notes = [f"{len(photos)} photos of one person (keentools-kira, field of view {kira.fov_deg} deg, each fitted "
              f"alone from our detector's best face) against {len(others)} AFLW2000-3D-16 people (one photo each, "
              "default camera) and against identities from the model prior (seed "

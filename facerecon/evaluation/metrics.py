@@ -1,7 +1,5 @@
-"""Accuracy metrics with their normalisations spelled out, and similarity alignment (Umeyama)."""
+"""Accuracy metrics with their normalisations spelled out."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,39 +41,8 @@ def yaw_bin(yaw_deg: float) -> str:
     return "[0,30)" if a < 30 else "[30,60)" if a < 60 else "[60,90]"
 
 
-@dataclass(frozen=True)
-class Similarity:
-    """x -> scale * rotation @ x + translation, on (n, 3) row points."""
-
-    scale: float
-    rotation: np.ndarray     # (3, 3) proper rotation
-    translation: np.ndarray  # (3,)
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        return self.scale * points @ self.rotation.T + self.translation
-
-    def then(self, other: "Similarity") -> "Similarity":
-        """The composition: first ``self``, then ``other``."""
-        return Similarity(other.scale * self.scale, other.rotation @ self.rotation,
-                          other.scale * other.rotation @ self.translation + other.translation)
-
-
-def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True,
-            weights: np.ndarray | None = None) -> Similarity:
-    """Least-squares similarity (Umeyama 1991) taking (n, 3) ``source`` onto corresponding ``target``.
-
-    A proper rotation is enforced (no reflections), so mirrored inputs are not "aligned" by a flip.
-    """
-    w = np.ones(len(source)) if weights is None else np.asarray(weights, np.float64)
-    w = w / w.sum()
-    src, dst = np.asarray(source, np.float64), np.asarray(target, np.float64)
-    mu_s, mu_d = w @ src, w @ dst
-    xs, xd = src - mu_s, dst - mu_d
-    cov = (xd * w[:, None]).T @ xs
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    d[2] = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
-    rotation = u @ np.diag(d) @ vt
-    var_s = float(w @ np.sum(xs ** 2, axis=1))
-    scale = float(sig @ d / var_s) if with_scale else 1.0
-    return Similarity(scale, rotation, mu_d - scale * rotation @ mu_s)
+def finite_mean(values) -> float:
+    """The mean of the finite values (NaN where there are none)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else float("nan")

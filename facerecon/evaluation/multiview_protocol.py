@@ -13,15 +13,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..assets import shared_dir
+from ..assets import TWOVIEW_MODEL, shared_dir
 from ..geometry import vertex_normals
+from ..model import FACE_AREA, face_area_triangles
 from ..multiview import MultiViewReconstruction, expand_photos, joint_fit_views, reconstruct_same_person
 from ..camera import Camera
-from ..regress import TWOVIEW_MODEL
 from . import synthetic
 from .datasets import Scan, james_scan
-from .protocols import (FACE_AREA, SCAN_CROP_MM, Context, ProtocolResult, _mean, base_texture, dense_error,
-                        place_on_scan)
+from .metrics import finite_mean
+from .protocols import SCAN_CROP_MM, Context, ProtocolResult, base_texture, dense_error, place_on_scan
 
 # name -> yaws of the views given together (the first is the reference whose expression is compared)
 SYNTHETIC_SETS = {"1 view (front)": (0.0,), "1 view (side 60)": (60.0,), "2 views (front + 30)": (0.0, 30.0),
@@ -97,7 +97,7 @@ class Networks:
             return None
         det, camera = face
         if second is None:
-            fit = run.regressor.fit(first, det, camera)[0]
+            fit = run.get_method("regress").regressor.fit(first, det, camera)[0]
         elif isinstance(second, str):
             made = run.reconstruct_face(first, det, camera, method="fit")
             if made is None:
@@ -152,7 +152,7 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
     scan = james_scan()
     crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
     tris = run.model.triangles
-    face_tris = tris[(tris <= FACE_AREA[-1]).all(1)]
+    face_tris = face_area_triangles(tris)
     # The photos' own field of view (calibrated from the texture mapping, ~14 degrees: a portrait
     # lens) against the default the pipeline assumes for a photo without EXIF.
     true_fov = float(np.mean([scan.photo_fov_deg(k) for k in (0, 1)]))
@@ -197,13 +197,13 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
     summary = {}
     for name in SYNTHETIC_SETS:
         ok = [r for r in rows if r["part"] == "synthetic" and r["set"] == name]
-        summary[f"synthetic rmse_mm {name}"] = _mean([r["rmse_mm"] for r in ok])
-        summary[f"synthetic views used {name}"] = _mean([r["used"] for r in ok])
+        summary[f"synthetic rmse_mm {name}"] = finite_mean([r["rmse_mm"] for r in ok])
+        summary[f"synthetic views used {name}"] = finite_mean([r["used"] for r in ok])
         if len(SYNTHETIC_SETS[name]) == 1:
-            summary[f"synthetic rmse_mm {name}, joint solver"] = _mean([r.get("rmse_mm_joint_solver", np.nan) for r in ok])
-            summary[f"synthetic rmse_mm {name}, mean identity"] = _mean([r.get("rmse_mm_mean_identity", np.nan) for r in ok])
+            summary[f"synthetic rmse_mm {name}, joint solver"] = finite_mean([r.get("rmse_mm_joint_solver", np.nan) for r in ok])
+            summary[f"synthetic rmse_mm {name}, mean identity"] = finite_mean([r.get("rmse_mm_mean_identity", np.nan) for r in ok])
     for name in NETWORK_SETS if networks is not None else ():
-        summary[f"synthetic rmse_mm {name}"] = _mean([r["rmse_mm"] for r in rows
+        summary[f"synthetic rmse_mm {name}"] = finite_mean([r["rmse_mm"] for r in rows
                                                       if r["part"] == "synthetic" and r["set"] == name])
     scan_rows = {r["set"]: r for r in rows if r["part"] == "scan"}
     for name, r in scan_rows.items():

@@ -5,7 +5,6 @@ sense, the 3DDFA_V2 peer on exactly the same inputs (same images, same boxes).
 """
 from __future__ import annotations
 
-import functools
 import resource
 import tempfile
 import time
@@ -20,32 +19,29 @@ from scipy.spatial import cKDTree
 from ..assets import shared_dir
 from ..camera import Camera
 from ..detect import Detection, box_detection, box_iou
-from ..geometry import surface_points
-from ..load import load_image
-from ..model import PARTS
-from ..methods import METHODS as PIPELINE_METHODS
+from ..geometry import Similarity, surface_points, umeyama
+from ..load import PHOTO_SUFFIXES, load_image
+from ..model import FACE_AREA, face_area_triangles
 from ..pipeline import FaceReconstruction, Reconstructor, load_landmarks68
 from ..texture import bake_texture
 from . import synthetic
 from .datasets import Scan, aflw2000_3d, ibug300w, james_scan, photos68
 from .icp import icp
-from .metrics import (YAW_BINS, Similarity, box_diagonal, box_size, interocular, nme, umeyama,
-                      yaw_bin)
+from .metrics import YAW_BINS, box_diagonal, box_size, finite_mean, interocular, nme, yaw_bin
 from .peer import peer_landmarks68
 
 PEER = "peer"
-FACE_AREA = np.arange(PARTS["face"][0], PARTS["face"][1] + 1)
 # Scan crop: scan points within this distance of the nose tip (NoW-style face region), mm.
 SCAN_CROP_MM = 95.0
 # The 51 inner iBUG points (brows, nose, eyes, mouth): defined on the surface, unlike the jaw
 # contour, whose 3D position depends on the view.
 INNER68 = np.arange(17, 68)
 
-Method = Callable[[Reconstructor, np.ndarray, Detection, Camera], "FaceReconstruction | None"]
-METHODS: dict[str, Method] = {
-    name: functools.partial(lambda run, image, det, cam, method: run.reconstruct_face(
-        image, det, cam, with_texture=False, method=method), method=name)
-    for name in PIPELINE_METHODS}
+
+def reconstruct(run: Reconstructor, method: str, image: np.ndarray, detection: Detection,
+                camera: Camera) -> FaceReconstruction | None:
+    """One face by ``method`` (a name in the registry, ``facerecon.methods``), untextured: what the protocols score."""
+    return run.reconstruct_face(image, detection, camera, with_texture=False, method=method)
 
 
 @dataclass
@@ -72,12 +68,6 @@ class ProtocolResult:
 
 def _camera(image: np.ndarray) -> Camera:
     return Camera.for_image(image.shape[1], image.shape[0])
-
-
-def _mean(values) -> float:
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else float("nan")
 
 
 def match_detection(detections: list[Detection], truth_box: np.ndarray) -> Detection | None:
@@ -113,7 +103,7 @@ def _common_mean(rows: list[dict], key: str, who: list[str], yaw_bin_: str | Non
     finite value: everyone is scored on the same faces."""
     rows = [r for r in rows if (yaw_bin_ is None or r["yaw_bin"] == yaw_bin_)
             and all(np.isfinite(r[w].get(key, np.nan)) for w in who)]
-    return {w: _mean([r[w][key] for r in rows]) for w in who}
+    return {w: finite_mean([r[w][key] for r in rows]) for w in who}
 
 
 def _aflw_summary(rows: list[dict], who: list[str], methods: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -128,9 +118,9 @@ def _aflw_summary(rows: list[dict], who: list[str], methods: tuple[str, ...]) ->
         per_bin = {b: _common_mean(rows, key, who, b) for b in YAW_BINS}
         for w in who:
             summary[w].update({f"{key} {b}": per_bin[b][w] for b in YAW_BINS})
-            summary[w][f"{key} mean of bins"] = _mean([per_bin[b][w] for b in YAW_BINS])
-    found = {"detection_rate": _mean([r["detected"] for r in rows]),
-             **{f"detection_rate {b}": _mean([r["detected"] for r in rows if r["yaw_bin"] == b]) for b in YAW_BINS},
+            summary[w][f"{key} mean of bins"] = finite_mean([per_bin[b][w] for b in YAW_BINS])
+    found = {"detection_rate": finite_mean([r["detected"] for r in rows]),
+             **{f"detection_rate {b}": finite_mean([r["detected"] for r in rows if r["yaw_bin"] == b]) for b in YAW_BINS},
              **{f"faces {b}": sum(r["yaw_bin"] == b for r in rows) for b in YAW_BINS}}
     for w in who:
         summary[w].update(found)
@@ -167,8 +157,8 @@ def _aflw_run(ctx: Context, name: str, samples: list) -> ProtocolResult:
             return out
 
         for method in ctx.methods:
-            face = METHODS[method](ctx.run, image, box_detection(s.box), camera)
-            own = METHODS[method](ctx.run, image, detected, camera) if detected is not None else None
+            face = reconstruct(ctx.run, method, image, box_detection(s.box), camera)
+            own = reconstruct(ctx.run, method, image, detected, camera) if detected is not None else None
             row[method] = scores(points_3d_pixels(face) if face else None, points_3d_pixels(own) if own else None)
             if face is not None:
                 faces[(method, s.image_path.name)] = (face, s.points)
@@ -231,8 +221,8 @@ def _landmarks68_run(ctx: Context, name: str, samples: list, notes: list[str], h
                     "nme_box_own_box": nme(own, s.points, size) if own is not None else np.nan}
 
         for method in ctx.methods:
-            face = METHODS[method](ctx.run, image, box_detection(s.box), _camera(image))
-            own = METHODS[method](ctx.run, image, detected, _camera(image)) if detected is not None else None
+            face = reconstruct(ctx.run, method, image, box_detection(s.box), _camera(image))
+            own = reconstruct(ctx.run, method, image, detected, _camera(image)) if detected is not None else None
             row[method] = scores(face.landmarks68()[0] if face else None, own.landmarks68()[0] if own else None)
         if ctx.with_peer:
             row[PEER] = scores(peer_landmarks68(image, s.box)[:, :2],
@@ -245,7 +235,7 @@ def _landmarks68_run(ctx: Context, name: str, samples: list, notes: list[str], h
             for w, v in _common_mean(in_group, key, who).items():
                 summary[w][f"{key} {g}"] = v
         for w in who:
-            summary[w][f"detection_rate {g}"] = _mean([r["detected"] for r in in_group])
+            summary[w][f"detection_rate {g}"] = finite_mean([r["detected"] for r in in_group])
         for method in ctx.methods:
             summary[method][f"failed landmarks {g}"] = int(sum(not np.isfinite(r[method]["nme_io"]) for r in in_group))
     notes = [*notes, "'own box': our detector's box matched to the ground truth (the peer gets the same "
@@ -311,7 +301,7 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
                     dets = run.detect(s.image).faces
                     face = None
                     for name in ctx.methods:
-                        face = METHODS[name](run, s.image, dets[0], s.camera) if dets else None
+                        face = reconstruct(run, name, s.image, dets[0], s.camera) if dets else None
                         if face is None:
                             row[name] = {"detected": bool(dets), "rmse_mm": np.nan, "nme_diag": np.nan,
                                          "nme_io": np.nan}
@@ -327,14 +317,14 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
     summary = {}
     for name in ctx.methods:
         ok = [r for r in rows if r[name]["detected"]]
-        summary[name] = {"rmse_mm": _mean([r[name]["rmse_mm"] for r in ok]),
-                         "nme_diag": _mean([r[name]["nme_diag"] for r in ok]),
-                         "nme_io": _mean([r[name]["nme_io"] for r in ok]),
-                         "reconstructed_rate": _mean([np.isfinite(r[name]["rmse_mm"]) for r in rows]),
-                         **{f"rmse_mm yaw {y:+.0f}": _mean([r[name]["rmse_mm"] for r in rows if r["yaw"] == y]) for y in yaws},
-                         **{f"rate yaw {y:+.0f}": _mean([np.isfinite(r[name]["rmse_mm"]) for r in rows if r["yaw"] == y]) for y in yaws},
-                         **{f"rmse_mm pitch {p:+.0f}": _mean([r[name]["rmse_mm"] for r in rows if r["pitch"] == p]) for p in pitches},
-                         **{f"rmse_mm {s}px": _mean([r[name]["rmse_mm"] for r in rows if r["size"] == s]) for s in sizes}}
+        summary[name] = {"rmse_mm": finite_mean([r[name]["rmse_mm"] for r in ok]),
+                         "nme_diag": finite_mean([r[name]["nme_diag"] for r in ok]),
+                         "nme_io": finite_mean([r[name]["nme_io"] for r in ok]),
+                         "reconstructed_rate": finite_mean([np.isfinite(r[name]["rmse_mm"]) for r in rows]),
+                         **{f"rmse_mm yaw {y:+.0f}": finite_mean([r[name]["rmse_mm"] for r in rows if r["yaw"] == y]) for y in yaws},
+                         **{f"rate yaw {y:+.0f}": finite_mean([np.isfinite(r[name]["rmse_mm"]) for r in rows if r["yaw"] == y]) for y in yaws},
+                         **{f"rmse_mm pitch {p:+.0f}": finite_mean([r[name]["rmse_mm"] for r in rows if r["pitch"] == p]) for p in pitches},
+                         **{f"rmse_mm {s}px": finite_mean([r[name]["rmse_mm"] for r in rows if r["size"] == s]) for s in sizes}}
     notes = [f"{n_identities} ICT-prior identities (seeds {synthetic.SEED_BASE}..{synthetic.SEED_BASE + n_identities - 1}), "
              f"each with 3 random ARKit-shape weights in [0.15, 0.6], yaw {list(yaws)} x pitch {list(pitches)} "
              f"(roll within 5 deg) at {list(sizes)} px, SH lighting, skin texture baked from a real photo with a random tone, "
@@ -393,12 +383,12 @@ def scan_protocol(ctx: Context) -> ProtocolResult:
     crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
     io = interocular(scan.landmarks)
     tris = ctx.run.model.triangles
-    face_tris = tris[(tris <= FACE_AREA[-1]).all(1)]
+    face_tris = face_area_triangles(tris)
     rows, summary = [], {}
     for name in ctx.methods:
         for k, photo in enumerate(scan.photos):
             dets = ctx.run.detect(photo).faces
-            face = METHODS[name](ctx.run, photo, dets[0], _camera(photo)) if dets else None
+            face = reconstruct(ctx.run, name, photo, dets[0], _camera(photo)) if dets else None
             if face is None:
                 rows.append({"photo": k, "method": name, "reconstructed": False})
                 continue
@@ -412,7 +402,7 @@ def scan_protocol(ctx: Context) -> ProtocolResult:
                               "scale": placed.placement.scale, "icp_iterations": placed.icp_iterations}
             rows.append(row)
         ok = [r for r in rows if r["method"] == name and r["reconstructed"]]
-        summary[name] = {f"{k} {label}": _mean([r[label][k] for r in ok])
+        summary[name] = {f"{k} {label}": finite_mean([r[label][k] for r in ok])
                          for label in ("similarity", "metric") for k in ("rmse_mm", "nme_io", "landmark_nme_io", "scale")}
         summary[name]["reconstructed"] = len(ok)
     notes = [f"menpo3d 'james' scan (mm; {len(crop)} scan vertices within {SCAN_CROP_MM:.0f} mm of the nose tip). "
@@ -462,15 +452,15 @@ def hard(ctx: Context) -> ProtocolResult:
             row = {"image": s.image_path.name, "variant": variant,
                    "detected": match_detection(ctx.run.detect(image).faces, box) is not None}
             for name in ctx.methods:
-                face = METHODS[name](ctx.run, image, box_detection(box), _camera(image))
+                face = reconstruct(ctx.run, name, image, box_detection(box), _camera(image))
                 row[name] = nme(face.landmarks68()[0], points, size) if face else np.nan
             if ctx.with_peer:
                 row[PEER] = nme(peer_landmarks68(image, box)[:, :2], points, size)
             rows.append(row)
     names = list(dict.fromkeys(r["variant"] for r in rows))
-    summary = {w: {f"nme2d {v}": _mean([r[w] for r in rows if r["variant"] == v]) for v in names} for w in who}
+    summary = {w: {f"nme2d {v}": finite_mean([r[w] for r in rows if r["variant"] == v]) for v in names} for w in who}
     for name in ctx.methods:
-        summary[name].update({f"detection {v}": _mean([r["detected"] for r in rows if r["variant"] == v]) for v in names})
+        summary[name].update({f"detection {v}": finite_mean([r["detected"] for r in rows if r["variant"] == v]) for v in names})
         summary[name]["failed landmarks"] = int(sum(not np.isfinite(r[name]) for r in rows))
     notes = ["AFLW2000-3D photos degraded: exposure -2 / -3 EV in linear light, Gaussian noise (sigma 20), "
              "Gaussian blur (sigma 3 px), JPEG quality 8, and shrunk so the face box is ~50 px. Detection "
@@ -482,8 +472,7 @@ def hard(ctx: Context) -> ProtocolResult:
 
 # -------------------------------------------------------------------------------------- speed
 def speed(ctx: Context) -> ProtocolResult:
-    suffixes = {".jpg", ".jpeg", ".png"}
-    photos = sorted(p for p in (shared_dir() / "eval" / "photos").rglob("*") if p.suffix.lower() in suffixes)
+    photos = sorted(p for p in (shared_dir() / "eval" / "photos").rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
     photos = photos[:2] if ctx.smoke else photos
     stages = ("load", "detect", "landmarks", "fit", "texture", "export")
     rows = []

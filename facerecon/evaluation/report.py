@@ -10,13 +10,13 @@ import numpy as np
 
 from ..camera import Camera, rotation_from_angles
 from ..errors import require
-from ..model import HeadModel
+from ..model import FACE_AREA, HeadModel, face_area_triangles
 from ..pipeline import draw_overlay
 from ..render.lighting import frontal
 from ..render.renderer import render_mesh
 from .metrics import YAW_BINS
 from .peer import PEER_NAME
-from .protocols import FACE_AREA, PEER, ProtocolResult
+from .protocols import PEER, ProtocolResult
 
 HEADLINE_LABEL = {
     "aflw": "AFLW2000-3D-16 NME 2D, GT box (%)",
@@ -141,7 +141,7 @@ def error_heatmap(model: HeadModel, vertex_error_mm: np.ndarray, path: Path, siz
     if not np.any(vertex_error_mm):
         return False
     vertices = model.neutral[FACE_AREA]
-    tris = model.triangles[(model.triangles <= FACE_AREA[-1]).all(1)]
+    tris = face_area_triangles(model.triangles)
     top = float(np.percentile(vertex_error_mm, 98))
     colours = plt.get_cmap("inferno")(np.clip(vertex_error_mm / top, 0, 1))[:, :3]
     rotation = rotation_from_angles(0, 0, 0)

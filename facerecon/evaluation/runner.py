@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import require
+from ..methods import names as method_names, require as require_method
 
 require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
 from ..pipeline import Reconstructor  # noqa: E402
 from .identity_protocol import kira_protocol  # noqa: E402
 from .multiview_protocol import multiview_protocol  # noqa: E402
-from .protocols import METHODS, SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol  # noqa: E402
+from .protocols import SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol  # noqa: E402
 from .report import write_report  # noqa: E402
 
 PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol, "kira": kira_protocol}
@@ -29,9 +30,11 @@ class Evaluation:
 def evaluate(out_dir: Path, protocols: tuple[str, ...] = tuple(PROTOCOLS), methods: tuple[str, ...] = ("fit",),
              smoke: bool = False, with_peer: bool = True, identities: int | None = None,
              log: Callable[[str], None] = print) -> Evaluation:
-    unknown = [p for p in protocols if p not in PROTOCOLS] + [m for m in methods if m not in METHODS]
+    unknown = [p for p in protocols if p not in PROTOCOLS] + [m for m in methods if m not in method_names()]
     if unknown:
         raise ValueError(f"unknown protocol or method: {', '.join(unknown)}")
+    for name in methods:   # a method whose network does not ship: one line (AssetError) before the run
+        require_method(name)
     start = time.perf_counter()
     runners = {**PROTOCOLS, "synthetic": functools.partial(synthetic_protocol, n_identities=identities)}
     results = []

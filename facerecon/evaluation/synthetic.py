@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..camera import Camera, rotation_from_angles
-from ..model import PARTS, HeadModel, sample_identity
+from ..model import FACE_AREA, HeadModel, sample_identity
 from ..render.lighting import random_lighting
 from ..render.renderer import render_head
 
@@ -21,7 +21,6 @@ YAWS = (-80.0, -60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0, 80.0)
 PITCHES = (-15.0, 0.0, 15.0)
 SIZES = (256, 512)
 SEED_BASE = 20240   # identity k uses seed SEED_BASE + k: the same heads in every run
-FACE_AREA = np.arange(PARTS["face"][0], PARTS["face"][1] + 1)
 # Camera distance (cm) at the default 40 degree field of view: the face spans about 40 % of the image.
 DISTANCE_CM = 50.0
 

@@ -28,7 +28,9 @@ class Fragments:
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _rasterize(xy, z, tris, cull, tri_id, bary, depth):
+def rasterize_into(xy, z, tris, cull, tri_id, bary, depth):
+    """The z-buffer kernel behind :func:`rasterize`: fills ``tri_id`` (H, W), ``bary`` (H, W, 3)
+    and ``depth`` (H, W, starting far) in place (the renderer's pipeline calls it directly)."""
     height, width = depth.shape
     for t in range(tris.shape[0]):
         a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
@@ -77,9 +79,9 @@ def rasterize(xy: np.ndarray, z: np.ndarray, triangles: np.ndarray, height: int,
     tri_id = np.full((height, width), -1, np.int32)
     bary = np.zeros((height, width, 3), np.float32)
     depth = np.full((height, width), np.inf, np.float32)
-    _rasterize(np.ascontiguousarray(xy, np.float32), np.ascontiguousarray(z, np.float32),
-               np.ascontiguousarray(triangles, np.int32), CULL_BACK if cull_back else CULL_NONE,
-               tri_id, bary, depth)
+    rasterize_into(np.ascontiguousarray(xy, np.float32), np.ascontiguousarray(z, np.float32),
+                   np.ascontiguousarray(triangles, np.int32), CULL_BACK if cull_back else CULL_NONE,
+                   tri_id, bary, depth)
     return Fragments(tri_id, bary, depth)
 
 

@@ -1,7 +1,8 @@
 """Shaded rendering of triangle meshes on the CPU: textured or vertex-coloured, SH-lit, anti-aliased.
 
-One render is a fixed numba pipeline (see ``_render_into``): smooth vertex normals, projection,
-z-buffer (``raster._rasterize``), then one fused pass that interpolates UV / colour / normal per
+One render is a fixed numba pipeline (see ``_render_into``): smooth vertex normals
+(``geometry.vertex_normals_into``), projection,
+z-buffer (``raster.rasterize_into``), then one fused pass that interpolates UV / colour / normal per
 sample, samples the texture bilinearly, applies SH lighting and accumulates straight into the
 output resolution (so 2x2 supersampling never stores a large colour buffer). Depth, normal, UV and
 triangle maps come from a pass at the output resolution, so they are exact at pixel centres.
@@ -17,9 +18,10 @@ import numba
 import numpy as np
 
 from ..camera import Camera
+from ..geometry import vertex_normals_into
 from ..model import HeadModel
 from .lighting import shade_at
-from .raster import CULL_BACK, CULL_NONE, _rasterize
+from .raster import CULL_BACK, CULL_NONE, rasterize_into
 
 # Finite "far" value for internal depth buffers: fastmath code may not rely on comparisons with inf.
 _FAR = np.float32(3.0e38)
@@ -38,30 +40,6 @@ class RenderResult:
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _vertex_normals(verts, tris, weld, out):
-    """Area-weighted smooth normals; vertices with equal ``weld`` id share one normal (UV seams)."""
-    acc = np.zeros((weld.max() + 1, 3), np.float32)
-    for t in range(tris.shape[0]):
-        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
-        e1x, e1y, e1z = verts[b, 0] - verts[a, 0], verts[b, 1] - verts[a, 1], verts[b, 2] - verts[a, 2]
-        e2x, e2y, e2z = verts[c, 0] - verts[a, 0], verts[c, 1] - verts[a, 1], verts[c, 2] - verts[a, 2]
-        n0 = e1y * e2z - e1z * e2y
-        n1 = e1z * e2x - e1x * e2z
-        n2 = e1x * e2y - e1y * e2x
-        for k in (a, b, c):
-            g = weld[k]
-            acc[g, 0] += n0
-            acc[g, 1] += n1
-            acc[g, 2] += n2
-    for k in range(verts.shape[0]):
-        g = weld[k]
-        norm = np.sqrt(acc[g, 0] ** 2 + acc[g, 1] ** 2 + acc[g, 2] ** 2)
-        inv = 1.0 / norm if norm > 0 else 0.0
-        for j in range(3):
-            out[k, j] = acc[g, j] * inv
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
 def _project(verts, focal, cx, cy, xy, z):
     for k in range(verts.shape[0]):
         d = verts[k, 2]
@@ -74,7 +52,8 @@ def _project(verts, focal, cx, cy, xy, z):
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _sample_bilinear(texture, u, v, rgb):
-    """Texture row 0 is the top (v = 1); texel centres sit at ((i + 0.5) / W, 1 - (j + 0.5) / H)."""
+    """Texture row 0 is the top (v = 1); texel centres sit at ((i + 0.5) / W, 1 - (j + 0.5) / H)
+    (``model.uv_to_texel``, inside the kernel)."""
     th, tw = texture.shape[0], texture.shape[1]
     fx = min(max(u * tw - 0.5, 0.0), tw - 1.0)
     fy = min(max((1.0 - v) * th - 0.5, 0.0), th - 1.0)
@@ -170,12 +149,12 @@ def _render_into(verts, tris, weld, focal, cx, cy, ss, cull, uv, texture, colors
     normal_out[:] = 0.0
     uv_out[:] = 0.0
     normals = np.empty_like(verts)
-    _vertex_normals(verts, tris, weld, normals)
+    vertex_normals_into(verts, tris, weld, normals)
     xy = np.empty((verts.shape[0], 2), np.float32)
     z = np.empty(verts.shape[0], np.float32)
     _project(verts, focal, cx, cy, xy, z)
     bary = np.zeros((height, width, 3), np.float32)
-    _rasterize(xy, z, tris, cull, tri_out, bary, depth_out)
+    rasterize_into(xy, z, tris, cull, tri_out, bary, depth_out)
     if ss == 1:
         _shade(tri_out, bary, tris, normals, uv, texture, colors, sh, lit, 1, image_out, alpha_out)
     else:
@@ -184,7 +163,7 @@ def _render_into(verts, tris, weld, focal, cx, cy, ss, cull, uv, texture, colors
         tri_ss = np.full((height * ss, width * ss), -1, np.int32)
         bary_ss = np.zeros((height * ss, width * ss, 3), np.float32)
         depth_ss = np.full((height * ss, width * ss), _FAR, np.float32)
-        _rasterize(xy_ss, z, tris, cull, tri_ss, bary_ss, depth_ss)
+        rasterize_into(xy_ss, z, tris, cull, tri_ss, bary_ss, depth_ss)
         _shade(tri_ss, bary_ss, tris, normals, uv, texture, colors, sh, lit, ss, image_out, alpha_out)
     _geometry_maps(tri_out, bary, tris, normals, uv, normal_out, uv_out)
     _composite(background, image_out, alpha_out, depth_out, tri_out)

@@ -26,12 +26,11 @@ import numpy as np
 from ..camera import Camera, rotation_from_angles
 from ..errors import FaceReconError
 from ..evaluation.synthetic import skin_texture   # the evaluation set's skin model, shared
-from ..model import PARTS, HeadModel, load_model, sample_identity
+from ..model import FACE_AREA, HeadModel, load_model, sample_identity
 from ..posmap import CropWindow, crop_window, detector_like_box, landmark_heatmaps, to_crop_frame, uv_layout
 from ..render.lighting import random_lighting
 from ..render.renderer import render_head
 
-FACE_AREA = np.arange(PARTS["face"][0], PARTS["face"][1] + 1)
 PHOTO_SIZE = 512   # the virtual photo the head is placed in (only its camera and box matter)
 
 
@@ -268,11 +267,11 @@ def bake_real_textures(size: int = 256, folders: tuple[Path, ...] = (), max_yaw:
     """Real skin atlases from the main job: the shipped example photo, and every face of at least
     80 px turned less than ``max_yaw`` degrees in the photos under ``folders`` (so that most of the
     atlas is seen, not mirror-filled)."""
-    from ..load import load_image
+    from ..load import PHOTO_SUFFIXES, load_image
     from ..pipeline import Reconstructor
     photos = [Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"]
     for folder in folders:
-        photos += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        photos += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
     atlases = []
     with Reconstructor(texture_size=size) as run:
         for photo in photos:

@@ -2,7 +2,9 @@
 
 Made for ``facerecon/data/face_landmark.onnx`` (Face Mesh's network as ``scripts/convert_mediapipe.py``
 writes it), so it knows that graph's operators: Conv, Add, Mul, Neg, Relu, Clip, MaxPool, Pad,
-Flatten, Identity. Every initialiser that feeds a Conv or a Mul (the PReLU slopes, written as
+Flatten, Identity; and the constant shape arithmetic torch's exporter writes for each Pad
+(Constant, ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast), so that a fine-tuned export
+such as ``face_landmark_ict.onnx`` loads again to go on training. Every initialiser that feeds a Conv or a Mul (the PReLU slopes, written as
 ``1 - a``) becomes a parameter, so fine-tuning reaches every weight; exporting writes a graph with
 the same input and output names, which ``facerecon.landmarks`` runs unchanged.
 """
@@ -89,6 +91,40 @@ def _pad(_, args, attrs):
     return F.pad(args[0], flat)
 
 
+def _onnx_tensor(value) -> torch.Tensor:
+    from onnx import numpy_helper
+    return torch.from_numpy(np.array(numpy_helper.to_array(value)))
+
+
+def _cast(_, args, attrs):
+    from onnx import helper
+    return args[0].to(torch.from_numpy(np.zeros(0, helper.tensor_dtype_to_np_dtype(attrs["to"]))).dtype)
+
+
+def _reshape(_, args, attrs):
+    shape = [int(v) for v in args[1]]
+    if not attrs.get("allowzero", 0):   # 0 copies the input's size on that axis
+        shape = [args[0].shape[i] if v == 0 else v for i, v in enumerate(shape)]
+    return args[0].reshape(shape)
+
+
+def _slice(_, args, attrs):
+    x, starts, ends = args[:3]
+    axes = args[3] if len(args) > 3 and args[3] is not None else range(len(starts))
+    steps = args[4] if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    index = [slice(None)] * x.dim()
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        start, end, axis, step = int(start), int(end), int(axis), int(step)
+        if step < 0:   # torch slicing takes no negative step: flip, then slice forwards
+            size = x.shape[axis]
+            start = min(max(start + size if start < 0 else start, 0), size - 1)
+            end = min(max(end + size if end < 0 else end, -1), size - 1)
+            x = torch.flip(x, [axis])
+            start, end, step = size - 1 - start, size - 1 - end, -step
+        index[axis] = slice(start, end, step)
+    return x[tuple(index)]
+
+
 _OPS = {
     "Conv": _conv,
     "Add": lambda _, a, __: a[0] + a[1],
@@ -100,6 +136,14 @@ _OPS = {
     "Flatten": lambda _, a, attrs: torch.flatten(a[0], attrs.get("axis", 1)),
     "MaxPool": _max_pool,
     "Pad": _pad,
+    "Constant": lambda _, __, attrs: _onnx_tensor(attrs["value"]),
+    "ConstantOfShape": lambda _, a, attrs: torch.full([int(v) for v in a[0]], _onnx_tensor(attrs["value"]).item(),
+                                                      dtype=_onnx_tensor(attrs["value"]).dtype),
+    "Concat": lambda _, a, attrs: torch.cat(a, attrs["axis"]),
+    "Reshape": _reshape,
+    "Slice": _slice,
+    "Transpose": lambda _, a, attrs: a[0].permute(attrs["perm"]),
+    "Cast": _cast,
 }
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from ..errors import FitError, InputImageError, NoFaceError
 from ..export import atomic_path, write_image
 from ..multiview import reconstruct_same_person
+from ..options import ReconstructOptions
+from ..outputs import write_photo
 from ..pipeline import Reconstructor, draw_overlay
 from .store import Job, JobError, JobStore, Status
 
@@ -29,6 +31,8 @@ _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
 
 # What each face's downloads are called; the viewer reads the same keys.
 FACE_FILES = {"glb": "face{k}.glb", "json": "face{k}.json", "texture": "face{k}.png", "obj": "face{k}_obj.zip"}
+# The mesh files of a photo job; its overlay is a JPEG for the page (photo.jpg, overlay.jpg), not overlay.png.
+WEB_FORMATS = ("obj", "glb")
 # A video job's downloads (batch.video's outputs; no overlay video, to keep the job short).
 VIDEO_FILES = ("head.glb", "frames.json", "frames.csv")
 
@@ -38,8 +42,8 @@ class ReconstructionPool:
                  max_video_frames: int | None = None):
         self.store = store
         self.max_video_frames = max_video_frames
-        self.texture_size = texture_size
-        self.max_faces = max_faces
+        self.options = ReconstructOptions(texture_size=texture_size, max_faces=max_faces, formats=WEB_FORMATS,
+                                          overlay=False)
         self._local = threading.local()
         self._reconstructors: list[Reconstructor] = []
         self._lock = threading.Lock()
@@ -63,7 +67,7 @@ class ReconstructionPool:
         run = getattr(self._local, "run", None)
         if run is None:
             self.store.update(job, stage="loading models")
-            run = self._local.run = Reconstructor(self.texture_size, self.max_faces)
+            run = self._local.run = Reconstructor.for_options(self.options)
             with self._lock:
                 self._reconstructors.append(run)
         return run
@@ -100,14 +104,14 @@ class ReconstructionPool:
 
     def _single_photo(self, run: Reconstructor, job: Job, upload: Path) -> tuple[list[dict], dict[str, Path]]:
         """Every face in one photo."""
-        faces = run(upload)
+        # the user's file name in the JSON, not the server's temp path
+        written = write_photo(run, upload, job.folder, self.options, source=job.photos[0])
+        faces = written.faces
         image = faces[0].image
         self.store.update(job, stage="exporting")
         files: dict[str, Path] = {}
         summaries = []
-        for face in faces:
-            face.source = job.photos[0]     # the user's file name, not the server's temp path
-            paths = face.save(job.folder, formats=("obj", "glb"))
+        for face, paths in zip(faces, written.face_files):
             summaries.append(_face_files(job, face.index, paths, files))
             summaries[-1].update(_face_summary(face.detection, face.fit.angles))
         # JPEG: the browser must show them whatever the upload's format, and PNG is slow on big photos.

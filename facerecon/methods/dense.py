@@ -1,0 +1,67 @@
+"""``dense``: the landmark network fine-tuned on the ICT surface, then the model fit to its points.
+
+Its 468 points are fixed surface points, so the fit slides no contour points, and they carry
+identity that Face Mesh's do not, so the fit solves for every identity mode. Where the network is
+unsure of its crop, Face Mesh and the ordinary fit are used instead, and the JSON says so.
+"""
+from __future__ import annotations
+
+import time
+from functools import cached_property
+
+import numpy as np
+
+from ..camera import Camera
+from ..detect import Detection
+from ..fit import Correspondence, Fitter, FitSettings, load_correspondence
+from ..landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks
+from . import Estimate, Shared
+from .fit import LandmarkFit
+
+FIT_SETTINGS = FitSettings(identity_modes=100)
+MIN_PRESENCE = 0.5      # below this face-presence probability the network's crop is not trusted
+
+
+class DenseLandmarkFit:
+    name = "dense"
+
+    def __init__(self, shared: Shared):
+        self.model = shared.model
+        self.face_mesh = LandmarkFit(shared)
+
+    @cached_property
+    def estimator(self) -> LandmarkEstimator:
+        return LandmarkEstimator(DENSE_MODEL_FILE)
+
+    @cached_property
+    def fitter(self) -> Fitter:
+        corr = load_correspondence()
+        fixed = Correspondence(corr.vertices, corr.bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+        return Fitter(self.model, FIT_SETTINGS, correspondence=fixed)
+
+    def load(self) -> None:
+        _ = self.estimator, self.fitter
+
+    def close(self) -> None:
+        if "estimator" in self.__dict__:
+            self.estimator.close()
+
+    def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
+        landmarks = self.estimator.estimate(image, detection)
+        return landmarks if landmarks is not None and landmarks.presence >= MIN_PRESENCE else None
+
+    def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
+        t0 = time.perf_counter()
+        landmarks = self.estimator.estimate(image, detection)
+        t1 = time.perf_counter()
+        if landmarks is None or landmarks.presence < MIN_PRESENCE:
+            found = self.face_mesh.estimate(image, detection, camera)
+            if found is not None:
+                presence = 0.0 if landmarks is None else landmarks.presence
+                found.fit.extra["fallback"] = (f"dense landmarks unsure (face presence {presence:.2f} < "
+                                               f"{MIN_PRESENCE}); Face Mesh and the fit used instead")
+                found.landmarks_ms += (t1 - t0) * 1000
+            return found
+        fit = self.fitter.fit(landmarks.points, camera)
+        fit.extra["method"] = "dense"
+        return Estimate(fit, landmarks, (t1 - t0) * 1000)

@@ -1,0 +1,35 @@
+"""``fit`` (the default): Face Mesh's 468 landmarks, then the model fit to them (facerecon.fit)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..camera import Camera
+from ..detect import Detection
+from ..landmarks import Landmarks
+from . import Estimate, Shared
+
+
+class LandmarkFit:
+    name = "fit"
+
+    def __init__(self, shared: Shared):
+        self.estimator, self.fitter = shared.estimator, shared.fitter   # the Reconstructor's: it closes them
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
+        return self.estimator.estimate(image, detection)
+
+    def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
+        t0 = time.perf_counter()
+        landmarks = self.place(image, detection)
+        if landmarks is None:
+            return None
+        t1 = time.perf_counter()
+        return Estimate(self.fitter.fit(landmarks.points, camera), landmarks, (t1 - t0) * 1000)
