@@ -14,7 +14,13 @@ Detections are merged by non-maximum suppression: a box is dropped when it overl
 by IoU > ``NMS_IOU`` or when more than ``NMS_CONTAIN`` of the smaller box lies inside the other (half
 faces cut by a tile edge). Boxes are mapped to MediaPipe-like boxes (``BOX_FROM_YUNET``).
 
-``MIN_SCORE`` is calibrated on helen_train, synthetic renders and the unlabelled photos
+A box scoring ``MIN_SCORE`` or more is kept. YuNet's scores at large yaw are uneven between a face and
+its mirror image (on AFLW2000-3D-like profiles, 0.32 on the photo and 0.59 mirrored), so a box
+scoring from ``UNSURE_SCORE`` to ``MIN_SCORE`` is kept when it, or the box overlapping it (IoU >
+``MIRROR_IOU``) in the same pass on the mirror image, scores ``CONFIRM_SCORE`` or more; it keeps its
+own score, so that a score under ``MIN_SCORE`` marks a face the detector was unsure of (the
+landmark stage asks more of those). The mirror pass runs only where such a box is found. The thresholds are
+calibrated on helen_train, synthetic renders at large yaw and the unlabelled photos
 (scripts/measure_detector.py --calibrate).
 Faces whose box side is under ``MIN_FACE_PX`` in the full image are dropped (too few pixels for
 landmarks or texture) but counted.
@@ -39,6 +45,9 @@ STRIDES = (8, 16, 32)
 TILE_IF_FACE_BELOW = 24.0
 TILE_OVERLAP = 0.25
 MIN_SCORE = 0.5
+UNSURE_SCORE = 0.2
+CONFIRM_SCORE = 0.4
+MIRROR_IOU = 0.5
 NMS_IOU = 0.3
 NMS_CONTAIN = 0.7
 MIN_FACE_PX = 32
@@ -91,13 +100,14 @@ class DetectionResult:
 class FaceDetector:
     """YuNet, loaded once. Use as a context manager or call close()."""
 
-    def __init__(self, min_score: float = MIN_SCORE, threads: int = 1) -> None:
+    def __init__(self, min_score: float = MIN_SCORE, threads: int = 1, confirm_score: float = CONFIRM_SCORE) -> None:
+        """``confirm_score`` >= ``min_score``: no mirror pass (every box under ``min_score`` is dropped)."""
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads   # one photo at a time; batch workers parallelise
         self._session = ort.InferenceSession(str(PACKAGE_DATA / YUNET_MODEL), options,
                                              providers=["CPUExecutionProvider"])
-        self.min_score = min_score
+        self.min_score, self.confirm_score = min_score, confirm_score
 
     def __enter__(self) -> "FaceDetector":
         return self
@@ -134,7 +144,31 @@ class FaceDetector:
         return found
 
     def _run(self, image: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[Detection]:
-        """YuNet on one (sub)image; boxes and keypoints in the coordinates of the image it was cut from."""
+        """YuNet on one (sub)image; boxes and keypoints in the coordinates of the image it was cut from.
+        Boxes scoring from ``UNSURE_SCORE`` to ``min_score`` are kept when the pass on the mirror
+        image confirms them (module docstring)."""
+        confirming = self.confirm_score < self.min_score
+        boxes, scores, keypoints = self._pass(image, UNSURE_SCORE if confirming else self.min_score)
+        sure = scores >= self.min_score
+        # boxes under min_score that a sure box would suppress anyway need no confirming
+        unsure = ~sure & np.array([not any(_overlapping(b, a) for a in boxes[sure]) for b in boxes], bool)
+        if unsure.any():
+            w = image.shape[1]
+            mirror_boxes, mirror_scores, _ = self._pass(np.ascontiguousarray(image[:, ::-1]), UNSURE_SCORE)
+            mirror_boxes = np.c_[w - 1 - mirror_boxes[:, 2], mirror_boxes[:, 1], w - 1 - mirror_boxes[:, 0], mirror_boxes[:, 3]]
+            best = scores.copy()
+            for i in np.flatnonzero(unsure):
+                best[i] = max([scores[i], *(ms for mb, ms in zip(mirror_boxes, mirror_scores)
+                                            if box_iou(boxes[i], mb) > MIRROR_IOU)])
+            unsure &= best >= self.confirm_score
+        keep = sure | unsure
+        boxes = _landmark_box(boxes[keep]) + np.tile(np.asarray(offset, np.float64), 2)
+        keypoints = keypoints[keep] + np.asarray(offset, np.float64)
+        return [Detection(b.astype(np.float32), float(s), k.astype(np.float32))
+                for b, s, k in zip(boxes, scores[keep], keypoints)]
+
+    def _pass(self, image: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """YuNet's own (n, 4) boxes, (n,) scores >= floor and (n, 5, 2) keypoints, in ``image``'s pixels."""
         h, w = image.shape[:2]
         if max(h, w) > DETECT_MAX_SIDE:
             size = DETECT_MAX_SIDE / max(h, w)
@@ -146,14 +180,11 @@ class FaceDetector:
         canvas[:sh, :sw] = image[:, :, ::-1]       # YuNet takes BGR, 0-255
         outputs = self._session.run(None, {"input": canvas.transpose(2, 0, 1)[None]})
         boxes, scores, keypoints = _decode(outputs, canvas.shape[:2])
-        keep = scores >= self.min_score
-        boxes = _landmark_box(boxes[keep])
+        keep = scores >= floor
         # Resized pixel centres u map to full-image centres (u + 0.5) / scale - 0.5.
-        shift = np.array(offset, np.float64) + 0.5 / scale - 0.5
-        boxes = boxes / np.tile(scale, 2) + np.tile(shift, 2)
-        keypoints = keypoints[keep] / scale + shift
-        return [Detection(b.astype(np.float32), float(s), k.astype(np.float32))
-                for b, s, k in zip(boxes, scores[keep], keypoints)]
+        shift = 0.5 / scale - 0.5
+        return (boxes[keep] / np.tile(scale, 2) + np.tile(shift, 2), scores[keep].astype(np.float64),
+                keypoints[keep] / scale + shift)
 
 
 def _decode(outputs: list[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -95,7 +95,7 @@ def test_small_background_face(detector, eval_dir):
 
 def test_tiles_find_far_faces(detector, eval_dir, monkeypatch):
     """48 helen_train crops of 160 px in one 1920x640 picture (faces of about 58 px, 19 px in the
-    whole-image pass): the whole image alone finds 45, the tiles all 48."""
+    whole-image pass): the whole image alone finds 46, the tiles all 48."""
     faces = ibug300w(eval_dir / "300w-helen-afw", ("helen_train",))[100:148]
     picture, boxes = np.zeros((640, 1920, 3), np.uint8), []
     for i, face in enumerate(faces):
@@ -113,7 +113,7 @@ def test_tiles_find_far_faces(detector, eval_dir, monkeypatch):
 
     assert found() == 48
     monkeypatch.setattr(detect_module, "TILE_IF_FACE_BELOW", 0.0)
-    assert found() < 46
+    assert found() < 48
 
 
 def test_collage_of_many_faces(detector, eval_dir):
@@ -128,8 +128,14 @@ def test_collage_of_many_faces(detector, eval_dir):
 
 def test_dogs_are_mostly_not_faces(detector, eval_dir):
     """A known limitation: YuNet takes one of these four dogs (a frontal, face-like one) for a face
-    at score 0.85, above any threshold that keeps profiles; MediaPipe's detectors took none."""
-    assert len(detector.detect(load_image(eval_dir / "photos-68pt" / "dlib" / "dogs.jpg"))) <= 1
+    at score 0.85, above any threshold that keeps profiles, and Face Mesh accepts it; MediaPipe's
+    detectors took none. Two more dogs score 0.33 and 0.22, unsure boxes that the mirror image
+    confirms (0.79 and 0.45 there); Face Mesh turns one of them down."""
+    from facerecon.landmarks import LandmarkEstimator, landmarks_for_image
+    image = load_image(eval_dir / "photos-68pt" / "dlib" / "dogs.jpg")
+    with LandmarkEstimator() as estimator:
+        assert len(detector.detect(image)) <= 3
+        assert len(landmarks_for_image(image, detector, estimator)) <= 2
 
 
 @pytest.mark.parametrize("kind", ["grey", "noise"])
@@ -156,3 +162,23 @@ def test_faces_below_min_size_are_counted(detector, photos):
     assert result.faces == [] and result.too_small >= 1
     with pytest.raises(NoFaceError, match=f"smaller than {MIN_FACE_PX} px"):
         result.raise_if_empty("small.jpg")
+
+
+def test_unsure_boxes_are_kept_only_when_the_mirror_image_confirms_them(photos, monkeypatch):
+    """A face made unsure by a high min_score is kept (with its own score) when the better of its
+    score and its mirror box's reaches confirm_score; a photo with only sure faces runs no mirror pass."""
+    image = load_image(photos / "deep3d" / "000002.jpg")
+    passes = []
+    original = FaceDetector._pass
+    monkeypatch.setattr(FaceDetector, "_pass", lambda self, *a: passes.append(1) or original(self, *a))
+    with FaceDetector() as sure_detector:
+        (sure,) = sure_detector.detect(image)
+    assert len(passes) == 1
+    with FaceDetector(min_score=0.999, confirm_score=0.3) as unsure_detector:
+        (confirmed,) = unsure_detector.detect(image)
+    assert len(passes) == 3
+    assert np.abs(confirmed.box - sure.box).max() < 1e-3 and confirmed.score == pytest.approx(sure.score)
+    with FaceDetector(min_score=0.999, confirm_score=0.998) as strict:
+        assert strict.detect(image) == [] and len(passes) == 5
+    with FaceDetector(min_score=0.999, confirm_score=0.999) as no_mirror:   # confirm >= min: no mirror pass
+        assert no_mirror.detect(image) == [] and len(passes) == 6

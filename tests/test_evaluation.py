@@ -201,3 +201,36 @@ def test_evaluate_rejects_an_unknown_protocol(tmp_path):
     result = subprocess.run([sys.executable, "-m", "facerecon", "evaluate", "--protocol", "nope",
                              "-o", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "nope" in result.stderr
+
+
+def test_identity_spread_ignores_similarities_and_measures_shape_noise(face):
+    from facerecon.evaluation.identity_protocol import identity_spread
+    rng = np.random.default_rng(3)
+    moved = [face] + [Similarity(rng.uniform(0.9, 1.1), rotation_from_angles(*rng.uniform(-10, 10, 3)),
+                                 rng.normal(0, 1, 3)).apply(face) for _ in range(3)]
+    assert identity_spread(np.stack(moved))[0] < 1e-6
+    # two heads differing by isotropic noise of sigma per axis: mean |d|^2 = 6 sigma^2, each head
+    # half of it from the mean, Bessel's 2/1: spread = sqrt(3) sigma
+    sigma = 0.2
+    noisy = np.stack([face, face + rng.normal(0, sigma * np.sqrt(2), face.shape)])
+    spread, per_head = identity_spread(noisy)
+    assert spread == pytest.approx(np.sqrt(3) * sigma, rel=0.03)
+    assert per_head.shape == (2,) and np.allclose(per_head, per_head[0], rtol=0.05)
+    with pytest.raises(ValueError, match="at least 2"):
+        identity_spread(face[None])
+
+
+def test_evaluate_smoke_kira(tmp_path):
+    """Three kira photos (frontal to profile) against three other people and three prior heads."""
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "facerecon", "evaluate", "--smoke", "--no-peer", "--protocol",
+                             "kira", "--methods", "fit", "-o", str(out)], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    kira = json.loads((out / "report.json").read_text())["protocols"]["kira"]
+    summary = kira["summary"]["fit"]
+    assert summary["reconstructed"] == 3 and summary["between people reconstructed"] == 3
+    assert 0 < summary["spread_mm"] < summary["prior_mm"] < 20
+    assert 0 < summary["between_people_mm"] < 20
+    assert summary["spread / between people"] == pytest.approx(summary["spread_mm"] / summary["between_people_mm"], rel=1e-3)
+    assert [r["image"] for r in kira["rows"]] == ["0001.jpg", "0005.jpg", "0009.jpg"]
+    assert all(r["distance_from_mean_mm"] > 0 for r in kira["rows"])

@@ -163,3 +163,22 @@ def james_scan(folder: Path | None = None) -> Scan:
         photo_pixels.append(np.where(inside[:, None], pixels - [k * half, 0], np.nan))
     return Scan(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces),
                 _read_ljson(folder / "james.ljson")[SCAN_TO_IBUG68], photos, photo_pixels)
+
+
+@dataclass(frozen=True)
+class PhotoSet:
+    photos: list[Path]   # one person, sorted by name
+    fov_deg: float       # the one camera's field of view across the longer side
+
+
+# keentools-kira/README.md: a 50 mm lens on a 23.6 mm wide sensor, the longer side 2 * atan(11.8 / 50).
+KIRA_FOV_DEG = 26.6
+
+
+def kira_photos(folder: Path | None = None) -> PhotoSet:
+    """The ten keentools-kira photos of one person, frontal to both profiles, and their camera."""
+    folder = folder or shared_dir() / "eval" / "multiview" / "keentools-kira"
+    photos = sorted(folder.glob("*.jpg"))
+    if not photos:
+        raise FileNotFoundError(f"{folder}: no photos")
+    return PhotoSet(photos, KIRA_FOV_DEG)

@@ -28,6 +28,7 @@ HEADLINE_LABEL = {
     "hard": "small faces (50 px) NME 2D (%)",
     "speed": "median ms per face (detect+landmarks+fit / peer landmarks)",
     "multiview": "two james photos vs the better one: scan RMSE reduction (%)",
+    "kira": "kira identity spread across 10 photos / between people",
 }
 
 
