@@ -151,7 +151,7 @@ def _atlas_uv(uv: np.ndarray, tri_uv: np.ndarray, tri_part: np.ndarray) -> np.nd
     if np.any(is_eyeball & (tile != 0)) or tile[np.unique(tri_uv)].max() > 1:
         raise AssetError("unexpected ICT UV layout: exported parts must lie in UV tiles 0 and 1")
     local = uv - np.stack([tile, np.zeros_like(tile)], 1)
-    out = np.empty_like(uv)
+    out = np.zeros_like(uv)   # UVs of the parts not exported stay 0, not uninitialised memory
     for name, mask in (("face_tile", (tile == 0) & ~is_eyeball), ("head_tile", tile == 1),
                        ("eyeball_tile", is_eyeball)):
         u0, v0, scale = ATLAS[name]
