@@ -32,7 +32,7 @@ from scipy.spatial.transform import Rotation
 
 from .blendshapes import arkit_name
 from .camera import FLIP_YZ, Camera
-from .geometry import vertex_normals
+from .geometry import vertex_normals, vertex_normals_into
 from .model import EXPORTED_PARTS, HeadModel
 
 CM_TO_M = 0.01
@@ -214,30 +214,18 @@ def normal_deltas(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray, r
 
 @numba.njit(cache=True, nogil=True)
 def _normal_deltas(base, shapes, triangles, rows, normals, drop, counts, kept, deltas):
-    total = np.zeros((base.shape[0], 3), np.float64)
+    shaped = np.empty_like(base)
+    unit = np.empty(base.shape, np.float32)
+    weld = np.arange(base.shape[0])
     m = 0
     for k in range(shapes.shape[0]):
-        total[:] = 0.0
-        for t in range(triangles.shape[0]):
-            a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
-            ax, ay, az = base[a, 0] + shapes[k, a, 0], base[a, 1] + shapes[k, a, 1], base[a, 2] + shapes[k, a, 2]
-            ux = base[b, 0] + shapes[k, b, 0] - ax
-            uy = base[b, 1] + shapes[k, b, 1] - ay
-            uz = base[b, 2] + shapes[k, b, 2] - az
-            vx = base[c, 0] + shapes[k, c, 0] - ax
-            vy = base[c, 1] + shapes[k, c, 1] - ay
-            vz = base[c, 2] + shapes[k, c, 2] - az
-            nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-            for v in (a, b, c):   # area-weighted: the cross product's length is twice the area
-                total[v, 0] += nx
-                total[v, 1] += ny
-                total[v, 2] += nz
+        shaped[:] = base + shapes[k]
+        vertex_normals_into(shaped, triangles, weld, unit)
         for i in range(rows.shape[0]):
             v = rows[i]
-            length = np.sqrt(total[v, 0] ** 2 + total[v, 1] ** 2 + total[v, 2] ** 2) + 1e-12
-            dx = total[v, 0] / length - normals[i, 0]
-            dy = total[v, 1] / length - normals[i, 1]
-            dz = total[v, 2] / length - normals[i, 2]
+            dx = unit[v, 0] - normals[i, 0]
+            dy = unit[v, 1] - normals[i, 1]
+            dz = unit[v, 2] - normals[i, 2]
             if dx * dx + dy * dy + dz * dz >= drop * drop:
                 kept[m] = i
                 deltas[m, 0], deltas[m, 1], deltas[m, 2] = dx, dy, dz

@@ -31,6 +31,7 @@ from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
 
 from .camera import Camera
+from .geometry import vertex_normals
 from .model import EXPORTED_PARTS, PARTS, HeadModel, uv_to_texel
 from .render.raster import rasterize
 
@@ -84,7 +85,7 @@ class _ModelData:
 
     used: np.ndarray           # (n,) model vertex indices of the exported mesh
     mirror: np.ndarray         # (n,) position in ``used`` of each vertex's mirror image
-    incidence: sp.csr_matrix   # (V, T) vertex-triangle incidence, to sum triangle normals
+    n_vertices: int            # V, all model vertices
     adjacency: sp.csr_matrix   # (n, n) float32 mesh edges between ``used`` vertices (0 or 1)
     degree: np.ndarray         # (n,) float32 edges per vertex
     skin: np.ndarray           # (n,) bool, cheek and forehead vertices (the skin tone's samples)
@@ -142,7 +143,7 @@ def view_samples(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, mo
     data = _model_data(model)
     layout = _layout(model, size)
     verts = np.ascontiguousarray(vertices_cam, np.float32)
-    normals = _vertex_normals(verts, model, data)
+    normals = vertex_normals(np.asarray(verts, np.float32), model.triangles)
     observe = _Observer(verts, normals, camera, *_depth_map(verts, camera, model))
 
     with ThreadPoolExecutor(1) as pool:   # two passes at once: the kernel releases the GIL
@@ -212,14 +213,6 @@ def fuse_textures(views: list[ViewSamples], model: HeadModel, size: int = 1024,
 
 
 # --- per-photo steps ---------------------------------------------------------------------------
-
-def _vertex_normals(verts: np.ndarray, model: HeadModel, data: _ModelData) -> np.ndarray:
-    """(V, 3) area-weighted outward vertex normals (unnormalised; the kernels normalise)."""
-    tri = model.triangles
-    a = verts[tri[:, 0]]
-    face = np.cross(verts[tri[:, 1]] - a, verts[tri[:, 2]] - a)
-    return np.ascontiguousarray(data.incidence @ face, np.float32)
-
 
 def _depth_map(verts: np.ndarray, camera: Camera, model: HeadModel) -> tuple[np.ndarray, ...]:
     """The photo's z-buffer over the head's bounding box, at most DEPTH_MAP_MAX_PX across.
@@ -343,7 +336,7 @@ def _fill_vertices(colour: np.ndarray, weight: np.ndarray, data: _ModelData) -> 
     x = confidence[:, None] * observed + (1.0 - confidence)[:, None] * prior
     x = _jacobi(data.adjacency.indptr, data.adjacency.indices, x.astype(np.float32), rhs.astype(np.float32),
                 inverse.astype(np.float32), JACOBI_SWEEPS)
-    out = np.zeros((data.incidence.shape[0], 3), np.float32)
+    out = np.zeros((data.n_vertices, 3), np.float32)
     out[data.used] = x
     return out
 
@@ -419,8 +412,6 @@ def _build_model_data(model: HeadModel) -> _ModelData:
     position = np.full(n_verts, -1, np.int64)
     position[used] = np.arange(len(used))
 
-    incidence = sp.csr_matrix((np.ones(tri.size, np.float32), (tri.ravel(), np.repeat(np.arange(len(tri)), 3))),
-                              shape=(n_verts, len(tri)))
     edges = position[np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])]
     adjacency = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(used),) * 2)
     adjacency = ((adjacency + adjacency.T).tocsr() > 0).astype(np.float32)
@@ -436,9 +427,7 @@ def _build_model_data(model: HeadModel) -> _ModelData:
     brow_top = lm[17:27, 1].max()
     forehead = (p[:, 1] > brow_top + 1.0) & (p[:, 1] < brow_top + 4.0) & (ax < 0.66 * abs(lm[17, 0]))
 
-    normals = (incidence @ np.cross(model.neutral[tri[:, 1]] - model.neutral[tri[:, 0]],
-                                    model.neutral[tri[:, 2]] - model.neutral[tri[:, 0]]))[used]
-    up = normals[:, 1] / np.maximum(np.linalg.norm(normals, axis=1), 1e-12)
+    up = vertex_normals(np.asarray(model.neutral, np.float32), tri)[used, 1]
     shade = (0.9 + 0.1 * up).astype(np.float32)
     lo, hi = PARTS["mouth_socket"]
     shade[(used >= lo) & (used <= hi)] *= MOUTH_SHADE
@@ -448,7 +437,7 @@ def _build_model_data(model: HeadModel) -> _ModelData:
     eyeball[np.concatenate(eyes)] = True
     point_bary = np.zeros((len(used), 3), np.float32)
     point_bary[:, 0] = 1.0
-    return _ModelData(used, position[model.mirror_vertex[used]], incidence, adjacency,
+    return _ModelData(used, position[model.mirror_vertex[used]], n_verts, adjacency,
                       np.asarray(adjacency.sum(1), np.float32).ravel(),
                       in_face & (cheek | forehead), shade, eyeball, eyes,
                       np.repeat(used[:, None], 3, 1).astype(np.int32), point_bary)
