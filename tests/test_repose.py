@@ -54,17 +54,17 @@ def test_fits_are_cached(fitted, monkeypatch):
 
 
 def test_the_unchanged_pose_reproduces_the_fit_and_the_photo(faces):
-    from facerecon.fit import load_correspondence
     from facerecon.geometry import surface_points
+    from facerecon.landmarks import dense_surface_points
     from facerecon.load import load_image
-    corr = load_correspondence()
+    vertices, bary = dense_surface_points()   # what the targets are: the dense network's surface points
     for index, fit in enumerate(faces.reposed):
         faces_one = LandmarkFaces(faces.textures, faces.settings, 0, reposed=[fit], repose=faces.repose)
         r = plain(faces_one, index, yaw_change=0.0, pitch_change=0.0, new_identity=False, flip=False, jitter=False)
         assert r.image.shape == (SIZE, SIZE, 3) and r.image.dtype == np.uint8
         assert r.target.shape == (468, 3) and r.target.dtype == np.float32
         # the targets, taken back to the photo, are where the fitted head's points project there
-        points = surface_points(faces.model.shape(fit.identity, fit.expression), corr.vertices, corr.bary)
+        points = surface_points(faces.model.shape(fit.identity, fit.expression), vertices, bary)
         truth = fit.camera.project(points @ fit.rotation.T + fit.translation)
         linear, offset = r.to_crop[:, :2], r.to_crop[:, 2]
         back = (r.target[:, :2] - 0.5 - offset) @ np.linalg.inv(linear).T
