@@ -132,7 +132,7 @@ def sample_identity(rng: np.random.Generator, model: HeadModel) -> np.ndarray:
     return np.clip(rng.normal(0.0, 1.0, ICT_IDENTITY_MODES), -2.5, 2.5)[:model.n_identity].astype(np.float32)
 
 
-def _triangulate(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def triangulate_quads(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split ICT quads (with -1 padding for triangles) into triangles; returns vertex and uv indices."""
     quad = faces[:, 3, 0] >= 0
     first = faces[:, [0, 1, 2]]
@@ -162,7 +162,7 @@ def _atlas_uv(uv: np.ndarray, tri_uv: np.ndarray, tri_part: np.ndarray) -> np.nd
 def _build(arrays, landmarks68, rigid, fitting) -> HeadModel:
     """A HeadModel from ICT's arrays (``ict_face_model.npz`` keys) and its vertex index lists."""
     faces = arrays["faces"]
-    tri_v, tri_uv, owner = _triangulate(faces)
+    tri_v, tri_uv, owner = triangulate_quads(faces)
     first_vertex = faces[owner, 0, 0]
     tri_part = np.full(len(tri_v), -1, np.int32)
     for i, name in enumerate(EXPORTED_PARTS):

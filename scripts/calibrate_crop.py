@@ -21,7 +21,7 @@ import facerecon.landmarks as landmarks  # noqa: E402
 from facerecon.evaluation import synthetic  # noqa: E402
 from facerecon.evaluation.datasets import ibug300w  # noqa: E402
 from facerecon.evaluation.metrics import box_size, interocular, nme  # noqa: E402
-from facerecon.evaluation.protocols import _camera, base_texture, match_detection  # noqa: E402
+from facerecon.evaluation.protocols import default_camera, base_texture, match_detection  # noqa: E402
 from facerecon.load import load_image  # noqa: E402
 from facerecon.pipeline import Reconstructor  # noqa: E402
 
@@ -47,7 +47,7 @@ def main() -> None:
             landmarks.DETECTION_ROI_SCALES = (first, *(first * r for r in FALLBACK_RATIOS))
             scores = []
             for s, image, det in samples:
-                face = run.reconstruct_face(image, det, _camera(image), with_texture=False) if det else None
+                face = run.reconstruct_face(image, det, default_camera(image), with_texture=False) if det else None
                 pred = face.landmarks68()[0] if face is not None else None
                 scores.append((nme(pred, s.points, interocular(s.points)), nme(pred, s.points, box_size(s.points)))
                               if pred is not None else None)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from facerecon.assets import PACKAGE_DATA, shared_dir  # noqa: E402
 from facerecon.export import atomic_path  # noqa: E402
 from facerecon.fit import FitSettings  # noqa: E402
-from facerecon.model import EXPORTED_PARTS, PARTS, _triangulate  # noqa: E402
+from facerecon.model import EXPORTED_PARTS, PARTS, triangulate_quads  # noqa: E402
 
 OUT = PACKAGE_DATA / "ict_facekit.npz"
 LICENSE_OUT = PACKAGE_DATA / "ICT-FaceKit-LICENSE.txt"
@@ -106,7 +106,7 @@ def pack(arrays: dict, indices: dict) -> dict:
         exported |= (first >= PARTS[name][0]) & (first <= PARTS[name][1])
     faces = faces[exported]
     neutral = arrays["neutral"].astype(np.float32)
-    tri_v = _triangulate(faces)[0]
+    tri_v = triangulate_quads(faces)[0]
     used = np.unique(tri_v)
     # the vertex nearest each used vertex's mirror image, as HeadModel.mirror_vertex finds it
     from scipy.spatial import cKDTree

@@ -25,7 +25,7 @@ from ..load import load_image
 from ..model import FACE_AREA, sample_identity
 from .datasets import aflw2000_3d, kira_photos
 from .metrics import finite_mean
-from .protocols import Context, ProtocolResult, reconstruct
+from .protocols import Context, ProtocolResult, default_camera, reconstruct
 
 PRIOR_IDENTITIES = 16
 PRIOR_SEED = 1401
@@ -78,9 +78,6 @@ def kira_protocol(ctx: Context) -> ProtocolResult:
 
     def kira_camera(image: np.ndarray) -> Camera:
         return Camera.for_image(image.shape[1], image.shape[0], kira.fov_deg, source="given")
-
-    def default_camera(image: np.ndarray) -> Camera:
-        return Camera.for_image(image.shape[1], image.shape[0])
 
     rng = np.random.default_rng(PRIOR_SEED)
     prior_mm, _ = identity_spread(identity_heads_mm(

@@ -66,7 +66,7 @@ class ProtocolResult:
     extra: dict = field(default_factory=dict, repr=False)                    # data for plots
 
 
-def _camera(image: np.ndarray) -> Camera:
+def default_camera(image: np.ndarray) -> Camera:
     return Camera.for_image(image.shape[1], image.shape[0])
 
 
@@ -139,7 +139,7 @@ def _aflw_run(ctx: Context, name: str, samples: list) -> ProtocolResult:
     rows, faces = [], {}
     for s in samples:
         image = load_image(s.image_path)
-        camera = _camera(image)
+        camera = default_camera(image)
         size = box_size(s.points)
         re_size = box_size(s.points_reannotated) if s.points_reannotated is not None else None
         detected = match_detection(ctx.run.detect(image).faces, s.box)
@@ -221,8 +221,8 @@ def _landmarks68_run(ctx: Context, name: str, samples: list, notes: list[str], h
                     "nme_box_own_box": nme(own, s.points, size) if own is not None else np.nan}
 
         for method in ctx.methods:
-            face = reconstruct(ctx.run, method, image, box_detection(s.box), _camera(image))
-            own = reconstruct(ctx.run, method, image, detected, _camera(image)) if detected is not None else None
+            face = reconstruct(ctx.run, method, image, box_detection(s.box), default_camera(image))
+            own = reconstruct(ctx.run, method, image, detected, default_camera(image)) if detected is not None else None
             row[method] = scores(face.landmarks68()[0] if face else None, own.landmarks68()[0] if own else None)
         if ctx.with_peer:
             row[PEER] = scores(peer_landmarks68(image, s.box)[:, :2],
@@ -388,7 +388,7 @@ def scan_protocol(ctx: Context) -> ProtocolResult:
     for name in ctx.methods:
         for k, photo in enumerate(scan.photos):
             dets = ctx.run.detect(photo).faces
-            face = reconstruct(ctx.run, name, photo, dets[0], _camera(photo)) if dets else None
+            face = reconstruct(ctx.run, name, photo, dets[0], default_camera(photo)) if dets else None
             if face is None:
                 rows.append({"photo": k, "method": name, "reconstructed": False})
                 continue
@@ -452,7 +452,7 @@ def hard(ctx: Context) -> ProtocolResult:
             row = {"image": s.image_path.name, "variant": variant,
                    "detected": match_detection(ctx.run.detect(image).faces, box) is not None}
             for name in ctx.methods:
-                face = reconstruct(ctx.run, name, image, box_detection(box), _camera(image))
+                face = reconstruct(ctx.run, name, image, box_detection(box), default_camera(image))
                 row[name] = nme(face.landmarks68()[0], points, size) if face else np.nan
             if ctx.with_peer:
                 row[PEER] = nme(peer_landmarks68(image, box)[:, :2], points, size)
