@@ -56,7 +56,8 @@ MIN_FACE_PX = 32
 # multi-view agreement test): on helen_train (290 faces, medians, measured before MediaPipe's removal)
 # that box is 1.10 x YuNet's width and 0.83 x its height, centred 0.08 of its height lower. (Mapped
 # onto the 68-point box instead, 1.03 / 0.76 / 0.115, the mvfnet front photo's leave-one-out ratio
-# rose from 1.05 to 1.45, beyond multiview.REJECT_RATIO; with this map it is 1.20.)
+# rose from 1.05 to 1.45, beyond the multi-view check's rejection ratio of the time; with this map
+# it is 1.20.)
 BOX_FROM_YUNET = (1.10, 0.83, 0.08)   # width scale, height scale, centre shift down (x height)
 
 # YuNet's keypoint order: the subject's right eye (on the image's left in a frontal photo) first.
