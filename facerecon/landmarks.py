@@ -139,6 +139,12 @@ class LandmarkEstimator:
             points, _ = self._run(image, roi, mirror=True, net=self._refiner)
         return Landmarks(points.astype(np.float32), detection, presence)
 
+    def glance(self, image_rgb: np.ndarray, detection: Detection) -> Landmarks:
+        """The first pass alone (one crop of the detection, no mirror, no refiner): rough points
+        for a quick look at the pose, about a tenth of :meth:`estimate`'s time."""
+        points, presence = self._run(as_rgb8(image_rgb), detection_roi(detection, DETECTION_ROI_SCALES[0]), mirror=False)
+        return Landmarks(points.astype(np.float32), detection, presence)
+
     def _run(self, image: np.ndarray, roi: Roi, mirror: bool,
              net: ort.InferenceSession | None = None) -> tuple[np.ndarray, float]:
         """A network (default: the model's) on ``roi`` (and its mirror): (468, 3) image points and the

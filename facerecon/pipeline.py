@@ -106,8 +106,8 @@ class FaceReconstruction:
             "expression_ict": {n: round(float(w), 5) for n, w in
                                zip(self.model.expression_names, self.fit.expression)},
             "identity": self.fit.identity.round(5),
-            "fit": {"method": self.fit.extra.get("method", "fit"), **({"fallback": self.fit.extra["fallback"]}
-                                                                      if "fallback" in self.fit.extra else {}),
+            "fit": {"method": self.fit.extra.get("method", "fit"),
+                    **{key: self.fit.extra[key] for key in ("fallback", "chosen_by") if key in self.fit.extra},
                     "landmark_presence": round(float(self.landmarks.presence), 4),
                     "residual_px": round(self.fit.residual_px, 3),
                     "residual_rel": round(self.fit.residual, 5), "iterations": self.fit.iterations},

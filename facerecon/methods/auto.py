@@ -1,0 +1,89 @@
+"""``auto``: ``fit`` for faces turned less than ``DENSE_FROM_YAW``, ``dense`` for faces turned more.
+
+Face Mesh's points (``fit``) are the better ones on real, hand-marked photos of faces up to 40
+degrees of yaw (helen_train: 68-point NME 10 % below ``dense``'s in every 10-degree bin), but they
+break down on turned faces, where the dense network's fixed surface points hold (synthetic renders
+of heads the evaluation does not use: ``fit``/``dense`` NME 1.2-1.3x up to 40 degrees, 1.4x at
+40-50, 1.5x at 50-60, 2.9x at 60-70, 7x beyond; Face Mesh often gives up there or returns a head
+turned 20-40 degrees too little). The renders' ratio scaled by the real photos' (0.72 of it where
+both have faces) crosses 1 at 46 degrees: ``scripts/calibrate_auto_method.py``.
+
+The yaw that decides is the dense network's: its points posed on the mean head by PnP (a
+millisecond). The network's first pass alone decides the faces well inside the switch, so a
+frontal face costs one extra network pass.
+"""
+from __future__ import annotations
+
+import time
+from functools import cached_property
+
+import cv2
+import numpy as np
+
+from ..camera import Camera, angles_from_rotation
+from ..detect import Detection
+from ..geometry import surface_points
+from ..landmarks import dense_surface_points
+from . import Estimate, Shared
+from . import dense as dense_fit
+from .dense import DenseLandmarkFit
+from .fit import LandmarkFit
+
+DENSE_FROM_YAW = 46.0   # degrees; calibrated by scripts/calibrate_auto_method.py (module docstring)
+# The dense network's first pass alone decides faces this far inside the switch: its yaw is within
+# 4.4 degrees of the whole estimate's for 99 % of the calibration faces (8.8 at most;
+# scripts/calibrate_auto_method.py). The rest, and crops it is unsure of, get the whole estimate.
+GLANCE_MARGIN = 10.0
+
+
+class TurnAwareFit:
+    name = "auto"
+
+    def __init__(self, shared: Shared):
+        self.model = shared.model
+        self.face_mesh = LandmarkFit(shared)
+        self.dense = DenseLandmarkFit(shared)
+
+    @cached_property
+    def mean_points(self) -> np.ndarray:
+        """(468, 3) float64 cm: the dense network's points on the mean head (model frame)."""
+        vertices, bary = dense_surface_points()
+        return surface_points(self.model.shape().astype(np.float64), vertices, bary)
+
+    def load(self) -> None:
+        self.dense.load()
+        _ = self.mean_points
+
+    def close(self) -> None:
+        self.dense.close()
+
+    def yaw(self, points: np.ndarray, camera: Camera) -> float:
+        """Degrees of yaw of the mean head posed onto the dense points ``points`` (468, 2+) px."""
+        ok, rvec, _ = cv2.solvePnP(self.mean_points, points[:, :2].astype(np.float64), camera.matrix,
+                                   None, flags=cv2.SOLVEPNP_SQPNP)
+        return angles_from_rotation(cv2.Rodrigues(rvec)[0])[0] if ok else 0.0
+
+    def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
+        t0 = time.perf_counter()
+        glance = self.dense.estimator.glance(image, detection)
+        yaw, dense = self.yaw(glance.points, camera), None
+        if glance.presence < dense_fit.MIN_PRESENCE or abs(yaw) >= DENSE_FROM_YAW - GLANCE_MARGIN:
+            dense = self.dense.place(image, detection)
+            yaw = None if dense is None else self.yaw(dense.points, camera)
+        placed_ms = (time.perf_counter() - t0) * 1000
+        chosen = None
+        if yaw is None or abs(yaw) < DENSE_FROM_YAW:
+            chosen = self.face_mesh.estimate(image, detection, camera)
+        if chosen is not None:
+            chosen.fit.extra["method"] = "fit"
+        else:   # turned, or Face Mesh gave up on the face
+            if dense is None and yaw is not None:
+                dense = self.dense.place(image, detection)
+            if dense is None:
+                return None
+            chosen = Estimate(self.dense.fitter.fit(dense.points, camera), dense)
+            chosen.fit.extra["method"] = "dense"
+        chosen.landmarks_ms += placed_ms
+        seen = "no dense points" if yaw is None else f"yaw {yaw:.1f} deg by the dense network"
+        chosen.fit.extra["chosen_by"] = f"auto: {seen} (dense from {DENSE_FROM_YAW:.0f} deg)"
+        return chosen
