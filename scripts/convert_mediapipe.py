@@ -15,8 +15,8 @@ in [0, 1] and outputs ``landmarks`` (N, 3 * points), x, y, z in input pixels, an
   473-477 (right) with the mean z of their eye's contour.
 
 The graph is rebuilt op by op from the TFLite flatbuffer (no TensorFlow needed): fp16 weights are
-dequantised into fp32 initialisers (the attention net keeps them fp16, each cast to fp32 in the
-graph: exact, half the size, and ONNX Runtime folds the casts when it loads the model) and PReLU is
+kept fp16, each cast to fp32 in the graph (exact, half the size; ONNX Runtime folds the casts
+when it loads the model, and the training's OnnxModule folds them into fp32 parameters) and PReLU is
 written as ``x + (1 - a) * relu(-x)``, which ONNX Runtime runs 2-3x faster than its PRelu.
 
 The script checks the ONNX model on random and real crops and refuses to write it if its points
@@ -79,10 +79,8 @@ class Patch:
 class Converter:
     """Walks the TFLite operators in order and emits NCHW ONNX nodes."""
 
-    def __init__(self, model: tflite.Model, half_weights: bool):
-        """``half_weights``: keep the file's fp16 weights fp16 (see :meth:`weight`)."""
+    def __init__(self, model: tflite.Model):
         self.model = model
-        self.half_weights = half_weights
         self.graph = model.Subgraphs(0)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
@@ -232,7 +230,7 @@ class Converter:
         options = op.BuiltinOptions()
         if name == "DEQUANTIZE":
             self.consts[out] = self.value(ins[0]).astype(np.float32)
-            if self.half_weights and self.tensor(ins[0]).Type() == tflite.TensorType.FLOAT16:
+            if self.tensor(ins[0]).Type() == tflite.TensorType.FLOAT16:
                 self.half.add(out)
             return
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -465,8 +463,7 @@ def main() -> int:
     out = args.out or DATA / OUT_NAMES[args.tflite.stem]
     model = tflite.Model.GetRootAsModel(args.tflite.read_bytes(), 0)
     attention = args.tflite.stem == "face_landmark_with_attention"
-    # The plain net's weights stay fp32: the training's OnnxModule reads them as parameters.
-    converted = Converter(model, half_weights=attention).convert()
+    converted = Converter(model).convert()
     tmp = out.with_suffix(".tmp.onnx")
     onnx.save(converted, str(tmp))
     rng = np.random.default_rng(0)

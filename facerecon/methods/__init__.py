@@ -113,7 +113,7 @@ def register(spec: MethodSpec) -> None:
 register(MethodSpec("fit", "Face Mesh landmarks + model fit (the default)", "fit:LandmarkFit", fits_landmarks=True))
 register(MethodSpec("dense", "our ICT-surface landmark network + model fit", "dense:DenseLandmarkFit",
                     fits_landmarks=True))
-register(MethodSpec("auto", "fit, or dense for faces turned 46 degrees or more", "auto:TurnAwareFit"))
+register(MethodSpec("auto", "fit, or dense for faces turned 39 degrees or more", "auto:TurnAwareFit"))
 register(MethodSpec("regress", "CNN position map + linear fit", "regress:PositionMapRegression",
                     (REGRESSOR_MODEL,)))
 register(MethodSpec("guided", "the position-map CNN given the fit's 68 landmarks too",

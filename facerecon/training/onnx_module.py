@@ -4,7 +4,8 @@ Made for ``facerecon/data/face_landmark.onnx`` (Face Mesh's network as ``scripts
 writes it), so it knows that graph's operators: Conv, Add, Mul, Neg, Relu, Clip, MaxPool, Pad,
 Flatten, Identity; and the constant shape arithmetic torch's exporter writes for each Pad
 (Constant, ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast), so that a fine-tuned export
-such as ``face_landmark_ict.onnx`` loads again to go on training. Every initialiser that feeds a Conv or a Mul (the PReLU slopes, written as
+such as ``face_landmark_ict.onnx`` loads again to go on training. Weights stored in fp16 (each
+through a Cast, as the converter writes them) are folded to fp32. Every initialiser that feeds a Conv or a Mul (the PReLU slopes, written as
 ``1 - a``) becomes a parameter, so fine-tuning reaches every weight; exporting writes a graph with
 the same input and output names, which ``facerecon.landmarks`` runs unchanged.
 """
@@ -37,15 +38,25 @@ class OnnxModule(nn.Module):
         self.consts: dict[str, np.ndarray] = {}
         for init in graph.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)
-        trainable = {name for node in graph.node if node.op_type in ("Conv", "Mul") for name in node.input[1:]}
+        # Weights stored in fp16 reach the graph through a Cast: fold it, so that they train in fp32
+        stored_as = {name: name for name in self.consts}
+        nodes = []
+        for n in graph.node:
+            if n.op_type == "Cast" and n.input[0] in stored_as:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(onnx.helper.get_attribute_value(n.attribute[0]))
+                self.consts[n.output[0]] = self.consts[n.input[0]].astype(dtype)
+                stored_as[n.input[0]] = n.output[0]
+            else:
+                nodes.append(n)
+        trainable = {name for node in nodes if node.op_type in ("Conv", "Mul") for name in node.input[1:]}
         self._keys: dict[str, str] = {}
         # parameters in the graph's initialiser order, so that checkpoints map back in any process
-        for name in [i.name for i in graph.initializer if i.name in trainable]:
+        for name in [stored_as[i.name] for i in graph.initializer if stored_as[i.name] in trainable]:
             key = f"p{len(self._keys)}"
             self._keys[name] = key
             self.params[key] = nn.Parameter(torch.from_numpy(self.consts[name].astype(np.float32).copy()))
         self.nodes = [(n.op_type, list(n.input), n.output[0],
-                       {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}) for n in graph.node]
+                       {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}) for n in nodes]
         unknown = {op for op, *_ in self.nodes} - set(_OPS)
         if unknown:
             raise ValueError(f"{path}: unsupported ONNX operators {sorted(unknown)}")
