@@ -24,6 +24,7 @@ import json
 import math
 import struct
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -213,13 +214,22 @@ def normal_deltas(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray, r
     without one)."""
     if plan is None:
         plan = normal_plan(shapes, triangles, rows)
-    k, n = len(shapes), len(rows)
-    counts = np.zeros(k, np.int64)
-    kept = np.empty(k * n, np.int32)
-    deltas = np.empty((k * n, 3), np.float32)
-    total = _normal_deltas(np.ascontiguousarray(base, np.float32), shapes, *plan,
-                           np.ascontiguousarray(normals, np.float32), np.float32(drop), counts, kept, deltas)
-    return counts, kept[:total], deltas[:total]
+    base, normals = np.ascontiguousarray(base, np.float32), np.ascontiguousarray(normals, np.float32)
+
+    def some(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = np.zeros(last - first, np.int64)
+        kept = np.empty((last - first) * len(rows), np.int32)
+        deltas = np.empty((len(kept), 3), np.float32)
+        total = _normal_deltas(base, shapes, *plan, normals, np.float32(drop), first, last, counts, kept, deltas)
+        return counts, kept[:total], deltas[:total]
+
+    # Half the shapes in a second thread (the kernel releases the GIL): this is most of the GLB's
+    # time, and the GLB the export's longest part.
+    half = len(shapes) // 2
+    with ThreadPoolExecutor(1) as pool:
+        later = pool.submit(some, half, len(shapes))
+        first = some(0, half)
+        return tuple(np.concatenate(parts) for parts in zip(first, later.result()))
 
 
 _NormalPlan = tuple[np.ndarray, ...]
@@ -299,9 +309,10 @@ def _plan_shapes(moved, triangles, rows, vertex_start, triangle_start, row_start
 
 @numba.njit(cache=True, nogil=True)
 def _normal_deltas(base, shapes, vertex_start, vertices, triangle_start, triangles, row_start, row_ids, row_at,
-                   normals, drop, counts, kept, deltas):
+                   normals, drop, first, last, counts, kept, deltas):
+    """Shapes ``first`` to ``last`` - 1; ``counts`` has one entry for each of them."""
     m = 0
-    for k in range(shapes.shape[0]):
+    for k in range(first, last):
         mine = vertices[vertex_start[k]:vertex_start[k + 1]]
         shaped = np.empty((len(mine), 3), np.float32)
         for j in range(len(mine)):
@@ -320,7 +331,7 @@ def _normal_deltas(base, shapes, vertex_start, vertices, triangle_start, triangl
                 kept[m] = i
                 deltas[m, 0], deltas[m, 1], deltas[m, 2] = dx, dy, dz
                 m += 1
-                counts[k] += 1
+                counts[k - first] += 1
     return m
 
 
