@@ -94,9 +94,50 @@ def write_image(path: Path, image: np.ndarray) -> Path:
 
 def write_json(path: Path, data: dict) -> Path:
     """Write ``data`` as pretty-printed, strict JSON (NaN is refused); numpy arrays become lists and
-    numpy scalars plain numbers."""
-    text = json.dumps(data, indent=2, default=_plain, allow_nan=False) + "\n"
-    return write_bytes(path, text.encode())
+    numpy scalars plain numbers. Objects are indented as ``json.dumps(indent=2)`` would; a list of
+    plain values (numbers, strings, ...) is written on one line and a list of such lists one row a
+    line, so that the large arrays (landmarks) stay readable and go through json's C encoder."""
+    return write_bytes(path, (json_text(data) + "\n").encode())
+
+
+def json_text(value, level: int = 0) -> str:
+    """``value`` as pretty-printed JSON text (see :func:`write_json`); parses to what
+    ``json.dumps(value, default=...)`` does."""
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(value, np.ndarray):
+        if value.ndim == 2 and len(value) and value.dtype.kind in "biuf":
+            # Numbers only, so "], [" is a row boundary: one C-encoder call for the whole matrix.
+            return "[\n" + inner + _compact(value.tolist())[1:-1].replace("], [", f"],\n{inner}[") + f"\n{pad}]"
+        value = value.tolist()
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = (f"{inner}{_json_key(k)}: {json_text(v, level + 1)}" for k, v in value.items())
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        if all(_is_leaf(v) for v in value):
+            return _compact(value)
+        if all(isinstance(v, (list, tuple, np.ndarray)) and all(_is_leaf(x) for x in v) for v in value):
+            return "[\n" + ",\n".join(inner + _compact(v) for v in value) + f"\n{pad}]"
+        return "[\n" + ",\n".join(inner + json_text(v, level + 1) for v in value) + f"\n{pad}]"
+    return _compact(value)
+
+
+def _is_leaf(value) -> bool:
+    return value is None or isinstance(value, (str, int, float, np.generic))
+
+
+def _compact(value) -> str:
+    return json.dumps(value, default=_plain, allow_nan=False)
+
+
+def _json_key(key) -> str:
+    # As json.dumps converts keys: str as is; int, float, bool and None by their JSON text.
+    if isinstance(key, str) or key is None or isinstance(key, (int, float)):
+        return json.dumps(key if isinstance(key, str) else json.dumps(key, allow_nan=False))
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
 def _plain(value):

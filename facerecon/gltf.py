@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -94,15 +95,20 @@ class _Builder:
     def __init__(self) -> None:
         self.gltf: dict = {"asset": {"version": "2.0", "generator": "facerecon"}, "scene": 0,
                            "bufferViews": [], "accessors": [], "meshes": [], "nodes": []}
-        self.blob = bytearray()
+        self.chunks: list[bytes | memoryview] = []   # the binary chunk, joined once at the end
+        self.size = 0
 
-    def view(self, data: bytes, target: int | None = None) -> int:
-        self.blob.extend(b"\0" * (-len(self.blob) % 4))   # accessors need aligned offsets
-        view = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)}
+    def _append(self, data: bytes | memoryview) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+
+    def view(self, data: bytes | memoryview, target: int | None = None) -> int:
+        self._append(b"\0" * (-self.size % 4))   # accessors need aligned offsets
+        view = {"buffer": 0, "byteOffset": self.size, "byteLength": len(data)}
         if target is not None:
             view["target"] = target
         self.gltf["bufferViews"].append(view)
-        self.blob.extend(data)
+        self._append(data)
         return len(self.gltf["bufferViews"]) - 1
 
     def _add(self, accessor: dict, values: np.ndarray, bounds: bool | tuple) -> int:
@@ -137,13 +143,13 @@ class _Builder:
 
     def glb(self) -> bytes:
         """The GLB container: header, JSON chunk (space-padded), BIN chunk (zero-padded)."""
-        self.blob.extend(b"\0" * (-len(self.blob) % 4))
-        self.gltf["buffers"] = [{"byteLength": len(self.blob)}]
+        self._append(b"\0" * (-self.size % 4))
+        self.gltf["buffers"] = [{"byteLength": self.size}]
         text = json.dumps(self.gltf, separators=(",", ":"), allow_nan=False).encode()
         text += b" " * (-len(text) % 4)
-        total = 12 + 8 + len(text) + 8 + len(self.blob)
+        total = 12 + 8 + len(text) + 8 + self.size
         return b"".join([struct.pack("<4sII", b"glTF", 2, total), struct.pack("<I4s", len(text), b"JSON"), text,
-                         struct.pack("<I4s", len(self.blob), b"BIN\0"), bytes(self.blob)])
+                         struct.pack("<I4s", self.size, b"BIN\0"), *self.chunks])
 
 
 @dataclass(frozen=True)
@@ -183,11 +189,12 @@ def _encode_deltas(n: int, counts: np.ndarray, rows: np.ndarray, values: np.ndar
     return out
 
 
-def _position_targets(model: HeadModel, used: np.ndarray) -> list[_Delta]:
+def _position_targets(model: HeadModel) -> list[_Delta]:
     """The skin's encoded position deltas in metres, rows moving under DROP_M left out: the same
     for every head, so encoded once per model."""
-    key = ("gltf_position_targets", used.tobytes())
+    key = ("gltf_position_targets",)
     if key not in model.extra:
+        used = _head_parts(model)["head"].used
         moves = model.expression_basis[:, model.export_topology[0][used]] * CM_TO_M
         keep = np.einsum("knc,knc->kn", moves, moves) >= DROP_M * DROP_M
         trimmed = np.where(keep[..., None], moves, 0)
@@ -197,32 +204,126 @@ def _position_targets(model: HeadModel, used: np.ndarray) -> list[_Delta]:
 
 
 def normal_deltas(base: np.ndarray, shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray,
-                  normals: np.ndarray, drop: float = DROP_NORMAL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  normals: np.ndarray, drop: float = DROP_NORMAL,
+                  plan: "_NormalPlan | None" = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The NORMAL morph targets: for each shape k, the unit vertex normals of ``base + shapes[k]``
     (V, 3) cm, summed over ``triangles`` (T, 3), at the vertices ``rows`` (n,), minus ``normals``
     (n, 3) (the base's), where that moves by at least ``drop``. Returns the count of such rows per
-    shape (K,), then the rows (M,) (positions in ``rows``) and their deltas (M, 3), shape by shape."""
-    k, n = len(shapes), len(rows)
-    counts = np.zeros(k, np.int64)
-    kept = np.empty(k * n, np.int32)
-    deltas = np.empty((k * n, 3), np.float32)
-    total = _normal_deltas(np.ascontiguousarray(base, np.float32), shapes, np.ascontiguousarray(triangles, np.int64),
-                           np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(normals, np.float32),
-                           np.float32(drop), counts, kept, deltas)
-    return counts, kept[:total], deltas[:total]
+    shape (K,), then the rows (M,) (positions in ``rows``) and their deltas (M, 3), shape by shape.
+    ``plan``: ``normal_plan(shapes, triangles, rows)``, which depends only on the model (made here
+    without one)."""
+    if plan is None:
+        plan = normal_plan(shapes, triangles, rows)
+    base, normals = np.ascontiguousarray(base, np.float32), np.ascontiguousarray(normals, np.float32)
+
+    def some(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = np.zeros(last - first, np.int64)
+        kept = np.empty((last - first) * len(rows), np.int32)
+        deltas = np.empty((len(kept), 3), np.float32)
+        total = _normal_deltas(base, shapes, *plan, normals, np.float32(drop), first, last, counts, kept, deltas)
+        return counts, kept[:total], deltas[:total]
+
+    # Half the shapes in a second thread (the kernel releases the GIL): this is most of the GLB's
+    # time, and the GLB the export's longest part.
+    half = len(shapes) // 2
+    with ThreadPoolExecutor(1) as pool:
+        later = pool.submit(some, half, len(shapes))
+        first = some(0, half)
+        return tuple(np.concatenate(parts) for parts in zip(first, later.result()))
+
+
+_NormalPlan = tuple[np.ndarray, ...]
+
+
+def normal_plan(shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray) -> _NormalPlan:
+    """What shape k changes, for ``normal_deltas``: a row's normal moves only where a corner of one
+    of its triangles moves, so per shape only those rows, and the triangles around them, are
+    recomputed (the others' normals are the base's exactly). Per shape k, in slices given by
+    offsets (K + 1,): the vertices of those triangles (ascending), the triangles in their order
+    among ``triangles`` (corners as positions in those vertices), and the rows (ascending) with
+    their vertex's position there."""
+    triangles = np.ascontiguousarray(triangles, np.int64)
+    rows = np.ascontiguousarray(rows, np.int64)
+    moved = _moved(shapes)
+    starts = [np.zeros(len(shapes) + 1, np.int64) for _ in range(3)]
+    _plan_shapes(moved, triangles, rows, *starts, None, None, None, None)   # the sizes
+    out = (np.empty(starts[0][-1], np.int64), np.empty((starts[1][-1], 3), np.int64),
+           np.empty(starts[2][-1], np.int64), np.empty(starts[2][-1], np.int64))
+    _plan_shapes(moved, triangles, rows, *starts, *out)
+    return starts[0], out[0], starts[1], out[1], starts[2], out[2], out[3]
 
 
 @numba.njit(cache=True, nogil=True)
-def _normal_deltas(base, shapes, triangles, rows, normals, drop, counts, kept, deltas):
-    shaped = np.empty_like(base)
-    unit = np.empty(base.shape, np.float32)
-    weld = np.arange(base.shape[0])
-    m = 0
+def _moved(shapes):
+    """(K, V) bool: whether shape k moves vertex v at all ((shapes != 0).any(2), without the temporaries)."""
+    out = np.zeros(shapes.shape[:2], np.bool_)
     for k in range(shapes.shape[0]):
-        shaped[:] = base + shapes[k]
-        vertex_normals_into(shaped, triangles, weld, unit)
+        for v in range(shapes.shape[1]):
+            out[k, v] = shapes[k, v, 0] != 0 or shapes[k, v, 1] != 0 or shapes[k, v, 2] != 0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _plan_shapes(moved, triangles, rows, vertex_start, triangle_start, row_start, vertices, local, row_ids, row_at):
+    # Without output arrays (None) it fills the offsets; with them, the slices.
+    fill = vertices is not None
+    n_vertices = moved.shape[1]
+    for k in range(moved.shape[0]):
+        changed = np.zeros(n_vertices, np.bool_)
+        for t in range(triangles.shape[0]):
+            a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+            if moved[k, a] or moved[k, b] or moved[k, c]:
+                changed[a] = changed[b] = changed[c] = True
+        at = np.full(n_vertices, -1, np.int64)
+        for t in range(triangles.shape[0]):
+            a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+            if changed[a] or changed[b] or changed[c]:
+                at[a] = at[b] = at[c] = 0
+        count = 0
+        for v in range(n_vertices):
+            if at[v] == 0:
+                if fill:
+                    vertices[vertex_start[k] + count] = v
+                at[v] = count
+                count += 1
+        m = 0
+        for t in range(triangles.shape[0]):
+            a, b, c = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+            if changed[a] or changed[b] or changed[c]:
+                if fill:
+                    j = triangle_start[k] + m
+                    local[j, 0], local[j, 1], local[j, 2] = at[a], at[b], at[c]
+                m += 1
+        r = 0
         for i in range(rows.shape[0]):
-            v = rows[i]
+            if changed[rows[i]]:
+                if fill:
+                    row_ids[row_start[k] + r] = i
+                    row_at[row_start[k] + r] = at[rows[i]]
+                r += 1
+        if not fill:
+            vertex_start[k + 1] = vertex_start[k] + count
+            triangle_start[k + 1] = triangle_start[k] + m
+            row_start[k + 1] = row_start[k] + r
+
+
+@numba.njit(cache=True, nogil=True)
+def _normal_deltas(base, shapes, vertex_start, vertices, triangle_start, triangles, row_start, row_ids, row_at,
+                   normals, drop, first, last, counts, kept, deltas):
+    """Shapes ``first`` to ``last`` - 1; ``counts`` has one entry for each of them."""
+    m = 0
+    for k in range(first, last):
+        mine = vertices[vertex_start[k]:vertex_start[k + 1]]
+        shaped = np.empty((len(mine), 3), np.float32)
+        for j in range(len(mine)):
+            for c in range(3):
+                shaped[j, c] = base[mine[j], c] + shapes[k, mine[j], c]
+        unit = np.empty_like(shaped)
+        # Contiguous copies: the same kernel on the same array types as a whole-mesh call.
+        vertex_normals_into(shaped, triangles[triangle_start[k]:triangle_start[k + 1]].copy(),
+                            np.arange(len(mine)), unit)
+        for r in range(row_start[k], row_start[k + 1]):
+            i, v = row_ids[r], row_at[r]
             dx = unit[v, 0] - normals[i, 0]
             dy = unit[v, 1] - normals[i, 1]
             dz = unit[v, 2] - normals[i, 2]
@@ -230,7 +331,7 @@ def _normal_deltas(base, shapes, triangles, rows, normals, drop, counts, kept, d
                 kept[m] = i
                 deltas[m, 0], deltas[m, 1], deltas[m, 2] = dx, dy, dz
                 m += 1
-                counts[k] += 1
+                counts[k - first] += 1
     return m
 
 
@@ -256,22 +357,26 @@ def head_glb(model: HeadModel, vertices_model: np.ndarray, texture_png: bytes | 
     g["materials"] = [{"name": "head", "pbrMetallicRoughness": {
         "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.8}}]
 
-    eye_parts = [EXPORTED_PARTS.index(p) for p in EYES.values()]
-    is_skin = ~np.isin(model.triangle_part, eye_parts)
-    skin = faces[is_skin]
-    mesh = {"name": "head", "primitives": [_primitive(b, skin, positions, normals, uv_gltf,
-                                                      (model, base, is_skin) if rig is not None else None)]}
+    parts = _head_parts(model)
+    skin = parts["head"]
+    targets = None
+    if rig is not None:
+        turns = normal_deltas(base, model.expression_basis, model.triangles[skin.triangles], skin.source,
+                              normals[skin.used], plan=_normal_plan(model))
+        targets = zip(_position_targets(model), _encode_deltas(len(skin.used), *turns))
+    mesh = {"name": "head", "primitives": [_primitive(b, skin.used, skin.local, positions, normals, uv_gltf,
+                                                      targets)]}
     if rig is not None:
         mesh["weights"] = np.clip(rig.expression, 0, 1).astype(float).round(6).tolist()
         mesh["extras"] = {"targetNames": target_names(model)}
     g["meshes"].append(mesh)
     head = {"name": "head", "mesh": 0, "children": []}
     g["nodes"].append(head)
-    for name, part in EYES.items():
-        part_faces = faces[model.triangle_part == EXPORTED_PARTS.index(part)]
-        centre = eyeball_centre(positions[np.unique(part_faces)])
+    for name in EYES:
+        eye = parts[name]
+        centre = eyeball_centre(positions[eye.used])
         g["meshes"].append({"name": name, "primitives": [
-            _primitive(b, part_faces, positions - centre, normals, uv_gltf, None)]})
+            _primitive(b, eye.used, eye.local, positions - centre, normals, uv_gltf)]})
         g["nodes"].append({"name": name, "mesh": len(g["meshes"]) - 1, "translation": centre.tolist(),
                            "extras": {"gaze": "not estimated: the eyeball stays at rest"}})
         head["children"].append(len(g["nodes"]) - 1)
@@ -306,34 +411,63 @@ def surface_glb(positions_m: np.ndarray, normals: np.ndarray, uv: np.ndarray, fa
     g["materials"] = [{"name": name, "pbrMetallicRoughness": {
         "baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.8}}]
     uv_gltf = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1).astype(np.float32)   # glTF's v runs down
+    used, local = np.unique(np.asarray(faces), return_inverse=True)
     g["meshes"].append({"name": name, "primitives": [
-        _primitive(b, np.asarray(faces), np.asarray(positions_m, np.float32), np.asarray(normals, np.float32),
-                   uv_gltf, None)]})
+        _primitive(b, used, local.reshape(-1, 3), np.asarray(positions_m, np.float32),
+                   np.asarray(normals, np.float32), uv_gltf)]})
     g["nodes"].append({"name": name, "mesh": 0})
     g["scenes"] = [{"nodes": [0]}]
     return b.glb()
 
 
-def _primitive(b: _Builder, faces: np.ndarray, positions: np.ndarray, normals: np.ndarray, uv: np.ndarray,
-               morphs: tuple[HeadModel, np.ndarray, np.ndarray] | None) -> dict:
-    """One primitive over the vertices ``faces`` uses (re-indexed); with ``morphs`` (the model, the
-    neutral head in cm, and the mask of the model's triangles in this primitive) it carries the
-    expression shapes as morph targets."""
-    used, local = np.unique(faces, return_inverse=True)
+@dataclass(frozen=True)
+class _Part:
+    """One primitive of the head's GLB: its triangles among the model's, and its vertices."""
+
+    triangles: np.ndarray   # (T,) bool mask over the model's triangles
+    used: np.ndarray        # (n,) the export-topology vertices it uses, ascending
+    local: np.ndarray       # (t, 3) its triangles' corners as positions in ``used``
+    source: np.ndarray      # (n,) the model vertex of each of ``used``
+
+
+def _head_parts(model: HeadModel) -> dict[str, _Part]:
+    """The skin ("head") and the two eyeballs: the same for every head, so made once per model."""
+    key = ("gltf_parts",)
+    if key not in model.extra:
+        vertex, _, faces = model.export_topology
+        eye_parts = {name: EXPORTED_PARTS.index(part) for name, part in EYES.items()}
+        masks = {"head": ~np.isin(model.triangle_part, list(eye_parts.values())),
+                 **{name: model.triangle_part == index for name, index in eye_parts.items()}}
+        parts = {}
+        for name, mask in masks.items():
+            used, local = np.unique(faces[mask], return_inverse=True)
+            parts[name] = _Part(mask, used, local.reshape(-1, 3), vertex[used])
+        model.extra[key] = parts
+    return model.extra[key]
+
+
+def _normal_plan(model: HeadModel) -> _NormalPlan:
+    # Only the skin's triangles: its vertices have no others (the eyeballs are apart).
+    key = ("gltf_normal_plan",)
+    if key not in model.extra:
+        skin = _head_parts(model)["head"]
+        model.extra[key] = normal_plan(model.expression_basis, model.triangles[skin.triangles], skin.source)
+    return model.extra[key]
+
+
+def _primitive(b: _Builder, used: np.ndarray, local: np.ndarray, positions: np.ndarray, normals: np.ndarray,
+               uv: np.ndarray, targets: Iterable[tuple[_Delta, _Delta]] | None = None) -> dict:
+    """One primitive over the vertices ``used`` (n,) of ``positions``, ``normals`` and ``uv``, its
+    triangles ``local`` (t, 3) indexing ``used``; ``targets``: its morph targets' encoded
+    (position, normal) deltas."""
     index_type = np.uint16 if len(used) < 65536 else np.uint32
     primitive = {"attributes": {"POSITION": b.accessor(positions[used].astype(np.float32), ARRAY_BUFFER, True),
                                 "NORMAL": b.accessor(normals[used].astype(np.float32), ARRAY_BUFFER),
                                 "TEXCOORD_0": b.accessor(uv[used], ARRAY_BUFFER)},
                  "indices": b.accessor(local.reshape(-1).astype(index_type), ELEMENT_ARRAY_BUFFER),
                  "material": 0}
-    if morphs is not None:
-        model, base, mine = morphs
-        source = model.export_topology[0][used]
-        # Only this primitive's triangles: its vertices have no others (the eyeballs are apart).
-        turns = _encode_deltas(len(used), *normal_deltas(base, model.expression_basis, model.triangles[mine], source,
-                                                         normals[used]))
-        primitive["targets"] = [{"POSITION": b.delta(move), "NORMAL": b.delta(turn)}
-                                for move, turn in zip(_position_targets(model, used), turns)]
+    if targets is not None:
+        primitive["targets"] = [{"POSITION": b.delta(move), "NORMAL": b.delta(turn)} for move, turn in targets]
     return primitive
 
 

@@ -307,10 +307,27 @@ def _feather(weight: np.ndarray, layout: _Layout) -> np.ndarray:
     size = layout.size
     k = max(3, int(size * FEATHER)) | 1
     unseen = np.zeros(size * size, np.float32)
-    unseen[layout.texels] = weight == 0
-    # 1 - 2 * (unseen fraction): zero on the boundary itself, full weight half a kernel inside.
-    ramp = 1.0 - 2.0 * cv2.blur(unseen.reshape(size, size), (k, k)).ravel()[layout.texels]
-    return weight * np.clip(ramp, 0.0, 1.0)
+    _mark_unseen(weight, layout.texels, unseen)
+    out = np.empty_like(weight)
+    _ramp_weights(weight, cv2.blur(unseen.reshape(size, size), (k, k)).ravel(), layout.texels, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _mark_unseen(weight, texels, unseen):
+    for i in range(texels.shape[0]):
+        if weight[i] == 0:
+            unseen[texels[i]] = 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _ramp_weights(weight, blurred, texels, out):
+    # 1 - 2 * (unseen fraction), clipped to [0, 1]: zero on the boundary itself, full weight half a
+    # kernel inside. In float32, as the weights are.
+    for i in range(texels.shape[0]):
+        ramp = np.float32(1.0) - np.float32(2.0) * blurred[texels[i]]
+        ramp = min(max(ramp, np.float32(0.0)), np.float32(1.0))
+        out[i] = weight[i] * ramp
 
 
 def _fill_vertices(colour: np.ndarray, weight: np.ndarray, data: _ModelData) -> np.ndarray:

@@ -11,7 +11,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from conftest import read_rgb
-from facerecon.export import atomic_path, export_mesh, fixed_point_lines, write_image, write_json
+from facerecon.export import atomic_path, export_mesh, fixed_point_lines, json_text, write_image, write_json
 from facerecon.model import EXPORTED_PARTS, HeadModel, load_model
 from facerecon.texture import sample_image
 
@@ -186,6 +186,35 @@ def test_write_image(tmp_path):
     with pytest.raises(ValueError):
         write_image(tmp_path / "red.nope", image)
     assert [p.name for p in tmp_path.iterdir()] == ["red.png"]
+
+
+def plain(value):
+    return value.tolist() if isinstance(value, np.ndarray) else value.item()
+
+
+def test_json_text_is_json_dumps_content_with_compact_arrays():
+    """The same content as json.dumps (indent=2) writes, the objects laid out as it lays them out,
+    and the arrays compact: a list of values on one line, a matrix one row a line."""
+    rng = np.random.default_rng(0)
+    data = {"source": "a \"photo\"\n], [x].jpg", "n": np.int64(3), "score": np.float32(0.1), "ok": True,
+            "none": None, "empty": {}, "nothing": [], "no_rows": np.zeros((0, 3)),
+            "points": rng.normal(size=(468, 2)).astype(np.float32).round(2), "ints": np.arange(6).reshape(3, 2),
+            "flags": np.array([True, False]), "cube": rng.normal(size=(2, 2, 2)),
+            "rows": [[1, "], [", 2.5], (3, None)], "mixed": [1, [2, 3], {"a": [4.0]}],
+            "faces": [{"box": np.array([1, 2, 3, 4]), "m": np.eye(3, dtype=np.float32)}],
+            "nested": {"deep": {"x": -0.0, "y": 1e-300, "z": 12345678901234567890}}, 7: "int key", 1.5: "float key"}
+    text = json_text(data)
+    assert json.loads(text) == json.loads(json.dumps(data, indent=2, default=plain))
+    scalars = {"a": 1, "b": {"c": "d", "e": 2.5, "f": {}}, "g": None}
+    assert json_text(scalars) == json.dumps(scalars, indent=2)
+    lines = text.splitlines()
+    assert '  "ints": [' in lines and "    [0, 1]," in lines and "    [4, 5]" in lines
+    assert '  "flags": [true, false],' in lines
+    assert len(lines) < 700   # one line a row, not one a number
+    for bad, error in (({"x": [float("nan")]}, ValueError), ({"x": np.array([[np.inf]])}, ValueError),
+                       ({"x": [object()]}, TypeError), ({(1, 2): 1}, TypeError)):
+        with pytest.raises(error):
+            json_text(bad)
 
 
 def test_write_json(tmp_path):

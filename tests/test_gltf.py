@@ -17,7 +17,7 @@ from facerecon.blendshapes import arkit_name
 from facerecon.camera import FLIP_YZ, Camera, rotation_from_angles
 from facerecon.export import encode_image, export_mesh
 from facerecon.geometry import vertex_normals
-from facerecon.gltf import DROP_NORMAL, Animation, Rig, head_glb
+from facerecon.gltf import DROP_NORMAL, Animation, Rig, head_glb, normal_deltas
 from facerecon.model import EXPORTED_PARTS, load_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
@@ -130,6 +130,26 @@ def test_normal_targets_give_each_shapes_normals(written, model, face):
         error = np.linalg.norm(turned - expected, axis=1)
         assert error.max() < 1.01 * DROP_NORMAL and error.mean() < 0.1 * DROP_NORMAL, (name, error.max(), error.mean())
         assert np.linalg.norm(expected - base, axis=1).max() > 0.1   # the shape does turn normals
+
+
+def test_normal_deltas_are_the_whole_mesh_recomputed(model, face):
+    """Recomputing only what each shape moves gives exactly (bit for bit) the deltas of every
+    shape's whole-mesh normals: the same rows, in the same order, with the same values."""
+    skin = ~np.isin(model.triangle_part, [EXPORTED_PARTS.index("eyeball_left"), EXPORTED_PARTS.index("eyeball_right")])
+    triangles = model.triangles[skin]
+    rows = model.export_topology[0][skin_rows(model)]
+    base = model.shape(face[0].identity)
+    normals = vertex_normals(base, model.triangles)[rows]
+    shapes = model.expression_basis[[0, 17, 24, 40]]   # eyes, brows, jaw, mouth
+    counts, kept, deltas = normal_deltas(base, shapes, triangles, rows, normals)
+    start = 0
+    for k, shape in enumerate(shapes):
+        delta = vertex_normals(base + shape, triangles)[rows] - normals
+        expect = np.flatnonzero((delta * delta).sum(1) >= np.float32(DROP_NORMAL) ** 2)
+        assert counts[k] == len(expect) > 0
+        assert np.array_equal(kept[start:start + counts[k]], expect)
+        assert np.array_equal(deltas[start:start + counts[k]], delta[expect])
+        start += counts[k]
 
 
 def test_head_is_metric_in_metres(written, model):
