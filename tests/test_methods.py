@@ -88,11 +88,11 @@ def test_guided_gives_its_network_the_fits_68_points_and_vrn_passes_on_an_empty_
     """The two methods whose networks do not ship, with stand-ins for the networks: what they are given and return."""
     import numpy as np
 
-    from facerecon.assets import PACKAGE_DATA
     from facerecon.load import load_image
+    from helpers import EXAMPLE
     from facerecon.methods.guided import GuidedRegression
     from facerecon.methods.vrn import VolumetricRegression
-    image = load_image(PACKAGE_DATA.parent / "examples" / "astronaut.jpg")
+    image = load_image(EXAMPLE)
     (det,) = run.detect(image).faces
     camera = run.camera_for(image)
     shared = methods.Shared(run.model, run.estimator, run.fitter)
