@@ -69,7 +69,8 @@ def test_astronaut_reconstructs_and_downloads(client: TestClient):
 
 def test_several_photos_of_one_person_give_one_head(client: TestClient, eval_dir: Path):
     views = eval_dir / "multiview" / "mvfnet"
-    response = post_photos(client, *[(f"{n}.jpg", (views / f"{n}.jpg").read_bytes(), "image/jpeg") for n in ("front", "left")])
+    response = post_photos(client, *[(f"{n}.jpg", (views / f"{n}.jpg").read_bytes(), "image/jpeg")
+                                     for n in ("front", "left")])
     assert response.status_code == 202, response.text
     job = wait_for_job(client, response.json(), timeout_s=120)
     assert job["status"] == "done", job["error"]
