@@ -15,8 +15,8 @@ from facerecon.model import load_model
 from facerecon.render import lighting
 from facerecon.render.raster import CULL_BACK, rasterize_into
 from facerecon.geometry import vertex_normals_into
-from facerecon.render.renderer import (_geometry_maps, _project, _shade,
-                                       render_batch, render_mesh)
+from facerecon.render.renderer import (geometry_maps_into, project_into, render_batch, render_mesh,
+                                       shade_into)
 
 
 def median_seconds(fn, repeats: int, inner: int) -> float:
@@ -69,7 +69,7 @@ def main() -> None:
     normals, xy, z = np.empty_like(v), np.empty((n, 2), np.float32), np.empty(n, np.float32)
     h = w = args.size
     vertex_normals_into(v, tris, index, normals)
-    _project(v, camera.focal, camera.cx, camera.cy, xy, z)
+    project_into(v, camera.focal, camera.cx, camera.cy, xy, z)
 
     def raster():
         tri_id, bary = np.full((h, w), -1, np.int32), np.zeros((h, w, 3), np.float32)
@@ -80,12 +80,12 @@ def main() -> None:
     color, alpha = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
     stages = {
         "vertex normals + project": lambda: (vertex_normals_into(v, tris, index, normals),
-                                             _project(v, camera.focal, camera.cx, camera.cy, xy, z)),
+                                             project_into(v, camera.focal, camera.cx, camera.cy, xy, z)),
         "rasterise": raster,
-        "shade (texture + SH)": lambda: _shade(tri_id, bary, tris, normals, uv, texture,
-                                               np.zeros((0, 3), np.float32), sh[0], True, 1, color, alpha),
-        "normal / uv maps": lambda: _geometry_maps(tri_id, bary, tris, normals, uv, np.zeros((h, w, 3), np.float32),
-                                                   np.zeros((h, w, 2), np.float32)),
+        "shade (texture + SH)": lambda: shade_into(tri_id, bary, tris, normals, uv, texture,
+                                                   np.zeros((0, 3), np.float32), sh[0], True, 1, color, alpha),
+        "normal / uv maps": lambda: geometry_maps_into(tri_id, bary, tris, normals, uv, np.zeros((h, w, 3), np.float32),
+                                                       np.zeros((h, w, 2), np.float32)),
     }
     total = median_seconds(lambda: render_mesh(v, tris, camera, sh=sh[0], **common), args.repeats, 20)
     print(f"\nstage split of one single render (supersample=1), {total * 1e3:.2f} ms in all:")

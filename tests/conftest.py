@@ -54,5 +54,13 @@ def run():
         yield reconstructor
 
 
+@pytest.fixture(scope="module")
+def detector():
+    """The face detector, one per test module."""
+    from facerecon.detect import FaceDetector
+    with FaceDetector() as det:
+        yield det
+
+
 def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -16,11 +16,11 @@ import psutil
 import pytest
 from PIL import Image
 
+from helpers import EXAMPLE
 from facerecon.batch.manifest import ManifestWriter, done_inputs, drop_records, read_records
 from facerecon.batch.runner import find_jobs, run_batch
 from facerecon.options import ReconstructOptions
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
 FAST = ["--format", "glb", "--texture-size", "64", "--no-overlay"]
 
 

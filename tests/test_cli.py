@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
+from helpers import EXAMPLE
 
 
 def cli(*args: str, cwd: Path | None = None, **env_vars: str) -> subprocess.CompletedProcess:

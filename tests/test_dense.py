@@ -5,11 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import EXAMPLE
 import facerecon.methods.dense as dense
-from facerecon.assets import PACKAGE_DATA
 from facerecon.load import load_image
-
-EXAMPLE = PACKAGE_DATA.parent / "examples" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")

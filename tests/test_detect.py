@@ -16,12 +16,6 @@ from facerecon.load import load_image
 
 
 @pytest.fixture(scope="module")
-def detector():
-    with FaceDetector() as det:
-        yield det
-
-
-@pytest.fixture(scope="module")
 def photos(eval_dir: Path) -> Path:
     return eval_dir / "photos"
 

@@ -13,7 +13,9 @@ from facerecon.camera import FLIP_YZ, rotation_from_angles
 from facerecon.detect import box_detection
 from facerecon.evaluation.icp import icp
 from facerecon.evaluation.metrics import box_size, interocular, nme, rmse, yaw_bin
-from facerecon.evaluation.protocols import dense_error, match_detection, surface_samples, variants
+from facerecon.evaluation.hard_protocol import variants
+from facerecon.evaluation.protocols import dense_error, match_detection
+from facerecon.evaluation.scan_protocol import surface_samples
 from facerecon.geometry import Similarity, umeyama
 from facerecon.model import FACE_AREA, face_area_triangles, load_model
 
@@ -166,10 +168,10 @@ def test_scan_photos_field_of_view_is_calibrated_from_the_texture_mapping(eval_d
 def test_model_floor_fits_the_scan_far_better_than_the_mean_head(eval_dir):
     from facerecon.evaluation.datasets import james_scan
     from facerecon.evaluation.multiview_protocol import model_floor, scan_rmse
-    from facerecon.evaluation.protocols import SCAN_CROP_MM
+    from facerecon.evaluation.scan_protocol import scan_crop
     model = load_model()
     scan = james_scan(eval_dir / "scan-james")
-    crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
+    crop = scan_crop(scan)
     face_tris = face_area_triangles(model.triangles)
     mean_head = scan_rmse(model.neutral, scan, crop, face_tris)
     floor, identity = model_floor(model, scan, crop, face_tris, modes=20, iterations=5)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from helpers import EXAMPLE
 from facerecon.errors import FaceReconError, MissingExtraError, require
 
 # Runs the CLI with some modules made unimportable (None in sys.modules makes `import` raise).
@@ -33,10 +34,9 @@ def test_require_names_the_extra():
     ("ray", ["batch", "{photos}", "-o", "{tmp}/batch", "--engine", "ray"], "ray"),
 ])
 def test_a_missing_extra_is_one_line(tmp_path, hidden, args, extra):
-    from pathlib import Path
     photos = tmp_path / "photos"
     photos.mkdir()
-    (photos / "a.jpg").write_bytes((Path(__file__).parents[1] / "facerecon" / "examples" / "astronaut.jpg").read_bytes())
+    (photos / "a.jpg").write_bytes(EXAMPLE.read_bytes())
     args = [a.format(tmp=tmp_path, photos=photos) for a in args]
     result = subprocess.run([sys.executable, "-c", HIDE_AND_RUN, hidden, *args], capture_output=True, text=True,
                             timeout=120)

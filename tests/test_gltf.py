@@ -13,6 +13,7 @@ import pytest
 import trimesh
 
 from gltf_check import Glb, assert_valid, node_matrix
+from helpers import EXAMPLE
 from facerecon.blendshapes import arkit_name
 from facerecon.camera import FLIP_YZ, Camera, rotation_from_angles
 from facerecon.export import encode_image, export_mesh
@@ -20,7 +21,6 @@ from facerecon.geometry import vertex_normals
 from facerecon.gltf import DROP_NORMAL, Animation, Rig, head_glb, normal_deltas
 from facerecon.model import EXPORTED_PARTS, load_model
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
 CHIN = 8   # iBUG 68 index of the menton
 
 

@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import write_training_config  # noqa: E402
 from facerecon.assets import PACKAGE_DATA  # noqa: E402
 from facerecon.landmarks import DENSE_MODEL_FILE, MODEL_FILE, N_POINTS, _session  # noqa: E402
 from facerecon.training.data import DataSettings  # noqa: E402
@@ -71,17 +72,12 @@ def test_the_landmark_crop_is_the_estimators(faces):
 def test_fine_tuning_runs_and_exports(tmp_path):
     from facerecon.landmarks import LandmarkEstimator
     from facerecon.training.train import train
-    config = tmp_path / "tiny.yaml"
-    config.write_text(f"""
-seed: 1
-output: {tmp_path / 'run'}
-threads: 2
-workers: 0
-model: {{kind: landmarks, init: {PACKAGE_DATA / MODEL_FILE}, input_size: 192}}
-data: {{framing: landmarks, textures: 1, base_texture_size: 64, supersample: 1, rotate: 8.0, translate: 0.04}}
-train: {{batch_size: 2, steps: 2, lr: 1.0e-5, checkpoint_every: 1, val_every: 1, val_samples: 2}}
-export: {tmp_path / 'tuned.onnx'}
-""")
+    config = write_training_config(
+        tmp_path, model={"kind": "landmarks", "init": PACKAGE_DATA / MODEL_FILE, "input_size": 192},
+        data={"framing": "landmarks", "textures": 1, "base_texture_size": 64, "supersample": 1, "rotate": 8.0,
+              "translate": 0.04},
+        train={"batch_size": 2, "steps": 2, "lr": 1.0e-5, "checkpoint_every": 1, "val_every": 1, "val_samples": 2},
+        export=tmp_path / "tuned.onnx")
     result = train(config)
     # the targets are checked above; here the run must validate finite, head-sized errors (the
     # untrained network on these two low-texture samples: about 20 mm)

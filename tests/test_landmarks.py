@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import EXAMPLE
 from facerecon.detect import Detection, FaceDetector
-from facerecon.assets import PACKAGE_DATA
 from facerecon.landmarks import (INPUT_SIZE, MODEL_FILE, N_POINTS, NOSE_TIP, REFINER_FILE, Landmarks,
                                   LandmarkEstimator, Roi, _session, crop_roi, landmarks_for_image)
 from facerecon.load import load_image
-
-
-@pytest.fixture(scope="module")
-def detector():
-    with FaceDetector() as det:
-        yield det
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +77,7 @@ def test_close_to_the_mediapipe_solution_it_replaces(detector, estimator):
     """On the example photo the estimator lands within 1 % of the face box, on average, of what the
     MediaPipe Face Mesh solution (attention model, its own detector and crop) gave before it was
     removed (stored): the plain network's crops, the same network refining, mirror averaging."""
-    image = load_image(PACKAGE_DATA.parent / "examples" / "astronaut.jpg")
+    image = load_image(EXAMPLE)
     lm = _single(image, detector, estimator)
     reference = np.load(STORED / "astronaut_facemesh.npz")
     box = reference["box"]

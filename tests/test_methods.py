@@ -70,6 +70,39 @@ def test_the_methods_that_ship_are_made_once_per_reconstructor(run):
     assert regress.regressor is network                        # loaded once
 
 
+def test_base_method_loads_its_networks_once_and_closes_only_those_loaded():
+    from functools import cached_property
+    made, closed = [], []
+
+    class Network:
+        def close(self):
+            closed.append(self)
+
+    class TwoNetworks(methods.BaseMethod):
+        name = "two"
+        network_attributes = ("first", "second")
+
+        @cached_property
+        def first(self):
+            made.append("first")
+            return Network()
+
+        @cached_property
+        def second(self):
+            made.append("second")
+            return object()        # no close: nothing to free
+
+    method = TwoNetworks(methods.Shared(model="model", estimator=None, fitter=None))
+    assert method.model == "model" and method.shared.model == "model"
+    method.close()
+    assert made == [] and closed == []     # nothing loaded, nothing made to close it
+    method.load()
+    method.load()
+    assert made == ["first", "second"]
+    method.close()
+    assert closed == [method.first]
+
+
 def test_options_are_checked_named_by_flag_and_travel_to_workers():
     options = ReconstructOptions(method="dense", fov_deg=60, formats="GLB, obj,glb", units="mm", turntable=True)
     assert options.formats == ("glb", "obj") and options.fov_deg == 60.0
@@ -88,11 +121,11 @@ def test_guided_gives_its_network_the_fits_68_points_and_vrn_passes_on_an_empty_
     """The two methods whose networks do not ship, with stand-ins for the networks: what they are given and return."""
     import numpy as np
 
-    from facerecon.assets import PACKAGE_DATA
     from facerecon.load import load_image
+    from helpers import EXAMPLE
     from facerecon.methods.guided import GuidedRegression
     from facerecon.methods.vrn import VolumetricRegression
-    image = load_image(PACKAGE_DATA.parent / "examples" / "astronaut.jpg")
+    image = load_image(EXAMPLE)
     (det,) = run.detect(image).faces
     camera = run.camera_for(image)
     shared = methods.Shared(run.model, run.estimator, run.fitter)

@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from helpers import EXAMPLE
 from facerecon.evaluation import synthetic
 from facerecon.evaluation.protocols import base_texture, dense_error
 from facerecon.load import load_image
@@ -127,7 +127,7 @@ def test_cli_same_person_writes_one_head_with_per_view_poses(tmp_path, eval_dir)
 
 
 def test_two_photos_of_different_people_fall_back_to_one(run, mvfnet):
-    astronaut = load_image(Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg")
+    astronaut = load_image(EXAMPLE)
     result = reconstruct_same_person(run, [mvfnet["front"], astronaut], ["man", "woman"], with_texture=False)
     assert len(result.used) == 1
     rejected = [v for v in result.views if v.status == "rejected"]

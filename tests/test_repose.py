@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import write_training_config
 from facerecon.training.data import DataSettings
 from facerecon.training.landmark_data import LandmarkFaces
 from facerecon.training.repose import ReposeSettings, fit_photos, painted_out, photo_crop
@@ -132,17 +133,11 @@ def test_training_mixes_them_in(fitted, tmp_path):
     from facerecon.training.train import train
     pytest.importorskip("torch")
     folder, cache, _, _ = fitted
-    config = tmp_path / "tiny.yaml"
-    config.write_text(f"""
-seed: 1
-output: {tmp_path / 'run'}
-threads: 1
-workers: 0
-model: {{kind: landmarks, init: {PACKAGE_DATA / MODEL_FILE}, input_size: {SIZE}}}
-data: {{framing: landmarks, textures: 1, base_texture_size: 64, supersample: 1, repose_every: 1,
-        repose_photos: [{folder}], repose_cache: {cache}, repose_texture_size: 256}}
-train: {{batch_size: 2, steps: 1, lr: 1.0e-5, checkpoint_every: 1, val_every: 1, val_samples: 1}}
-""")
+    config = write_training_config(
+        tmp_path, threads=1, model={"kind": "landmarks", "init": PACKAGE_DATA / MODEL_FILE, "input_size": SIZE},
+        data={"framing": "landmarks", "textures": 1, "base_texture_size": 64, "supersample": 1, "repose_every": 1,
+              "repose_photos": [folder], "repose_cache": cache, "repose_texture_size": 256},
+        train={"batch_size": 2, "steps": 1, "lr": 1.0e-5, "checkpoint_every": 1, "val_every": 1, "val_samples": 1})
     result = train(config)
     assert result.steps == 1 and np.isfinite(result.loss)
     assert not (tmp_path / "run" / "repose").exists()

@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import write_training_config  # noqa: E402
 from facerecon.training.data import DataSettings, SyntheticFaces  # noqa: E402
 
 
@@ -56,17 +57,11 @@ def test_training_runs_resumes_and_exports(tmp_path):
     from facerecon.training.export import onnx_max_difference
     from facerecon.training.network import PosMapNet
     from facerecon.training.train import train
-    config = tmp_path / "tiny.yaml"
-    config.write_text(f"""
-seed: 1
-output: {tmp_path / 'run'}
-threads: 2
-workers: 0
-model: {{input_size: 64, width: 0.25, blocks_per_stage: 1, convs_per_scale: 1}}
-data: {{textures: 2, base_texture_size: 64}}
-train: {{batch_size: 2, steps: 3, lr: 1.0e-3, checkpoint_every: 1, val_every: 2, val_samples: 2}}
-export: {tmp_path / 'model.onnx'}
-""")
+    config = write_training_config(
+        tmp_path, model={"input_size": 64, "width": 0.25, "blocks_per_stage": 1, "convs_per_scale": 1},
+        data={"textures": 2, "base_texture_size": 64},
+        train={"batch_size": 2, "steps": 3, "lr": 1.0e-3, "checkpoint_every": 1, "val_every": 2, "val_samples": 2},
+        export=tmp_path / "model.onnx")
     first = train(config, max_steps=2)
     assert first.steps == 2 and (tmp_path / "run" / "last.pt").exists()
     second = train(config, resume=True)
@@ -90,21 +85,16 @@ export: {tmp_path / 'model.onnx'}
     assert (tmp_path / "model.onnx").stat().st_size < 0.5 * (tmp_path / "run" / "model.onnx").stat().st_size
 
 
-@pytest.mark.parametrize("channels, data", [(6, "views: 2"), (71, "heatmaps: 68")])
+@pytest.mark.parametrize("channels, data", [(6, {"views": 2}), (71, {"heatmaps": 68})])
 def test_training_with_more_input_channels_validates_and_exports(tmp_path, channels, data):
     """The two-view and landmark-guided configs: validation and export see all input channels."""
     import onnxruntime as ort
     from facerecon.training.train import train
-    config = tmp_path / "more.yaml"
-    config.write_text(f"""
-seed: 1
-output: {tmp_path / 'run'}
-workers: 0
-model: {{input_size: 64, in_channels: {channels}, width: 0.25, blocks_per_stage: 1, convs_per_scale: 1}}
-data: {{textures: 1, base_texture_size: 64, {data}}}
-train: {{batch_size: 2, steps: 2, val_every: 1, val_samples: 2}}
-export: {tmp_path / 'model.onnx'}
-""")
+    config = write_training_config(
+        tmp_path, model={"input_size": 64, "in_channels": channels, "width": 0.25, "blocks_per_stage": 1,
+                         "convs_per_scale": 1},
+        data={"textures": 1, "base_texture_size": 64, **data},
+        train={"batch_size": 2, "steps": 2, "val_every": 1, "val_samples": 2}, export=tmp_path / "model.onnx")
     result = train(config)
     assert result.steps == 2 and np.isfinite(result.val_mm)
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])

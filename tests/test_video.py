@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from gltf_check import Glb, assert_valid
+from helpers import EXAMPLE
 from facerecon.batch.smoothing import OneEuro
 from facerecon.batch.video import track_video, write_outputs
 from facerecon.model import load_model
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
 FRAMES, FPS = 16, 25
 
 

@@ -13,10 +13,10 @@ import trimesh
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from helpers import EXAMPLE, png_bytes, post_photos, wait_for_job
 from facerecon.web import WebSettings, create_app
 from facerecon.web.store import JobStore, Status
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
 # Small limits so the "too large" uploads stay small; two workers so that concurrent jobs really
 # run on two threads, each with its own Reconstructor.
 SETTINGS = WebSettings(workers=2, texture_size=256, max_upload_bytes=2 * 2**20, max_pixels=1_000_000)
@@ -28,25 +28,6 @@ def client():
         yield c
 
 
-def post(client: TestClient, *files: tuple[str, bytes, str]):
-    return client.post("/api/reconstructions", files=[("photos", f) for f in files])
-
-
-def wait(client: TestClient, job: dict, timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"job still {job['status']} ({job['stage']})"
-        time.sleep(0.1)
-        job = client.get(job["links"]["self"]).json()
-    return job
-
-
-def png(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
-
-
 def assert_error(response, status: int, contains: str) -> None:
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
@@ -55,13 +36,13 @@ def assert_error(response, status: int, contains: str) -> None:
 
 
 def test_astronaut_reconstructs_and_downloads(client: TestClient):
-    response = post(client, ("astronaut.jpg", EXAMPLE.read_bytes(), "image/jpeg"))
+    response = post_photos(client, ("astronaut.jpg", EXAMPLE.read_bytes(), "image/jpeg"))
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["status"] in ("queued", "running") and len(job["id"]) >= 20
     assert set(job) == {"id", "status", "stage", "queue_position", "elapsed_s", "photos", "notes", "error",
                         "faces", "links"}
-    job = wait(client, job)
+    job = wait_for_job(client, job)
     assert job["status"] == "done", job["error"]
     assert job["notes"] == [] and len(job["faces"]) == 1
     face = job["faces"][0]
@@ -88,9 +69,10 @@ def test_astronaut_reconstructs_and_downloads(client: TestClient):
 
 def test_several_photos_of_one_person_give_one_head(client: TestClient, eval_dir: Path):
     views = eval_dir / "multiview" / "mvfnet"
-    response = post(client, *[(f"{n}.jpg", (views / f"{n}.jpg").read_bytes(), "image/jpeg") for n in ("front", "left")])
+    response = post_photos(client, *[(f"{n}.jpg", (views / f"{n}.jpg").read_bytes(), "image/jpeg")
+                                     for n in ("front", "left")])
     assert response.status_code == 202, response.text
-    job = wait(client, response.json(), timeout_s=120)
+    job = wait_for_job(client, response.json(), timeout_s=120)
     assert job["status"] == "done", job["error"]
     assert job["photos"] == ["front.jpg", "left.jpg"] and len(job["faces"]) == 1
     data = client.get(job["faces"][0]["files"]["json"]).json()
@@ -104,7 +86,7 @@ def test_several_photos_of_one_person_give_one_head(client: TestClient, eval_dir
 
 def test_the_same_photo_twice_falls_back_to_one_view_and_says_so(client: TestClient):
     data = EXAMPLE.read_bytes()
-    job = wait(client, post(client, ("a.jpg", data, "image/jpeg"), ("b.jpg", data, "image/jpeg")).json())
+    job = wait_for_job(client, post_photos(client, ("a.jpg", data, "image/jpeg"), ("b.jpg", data, "image/jpeg")).json())
     assert job["status"] == "done" and len(job["faces"]) == 1
     assert any("b.jpg" in note for note in job["notes"]), job["notes"]
     assert any("single-view" in note for note in job["notes"]), job["notes"]
@@ -112,16 +94,16 @@ def test_the_same_photo_twice_falls_back_to_one_view_and_says_so(client: TestCli
 
 def test_too_many_photos_is_400(client: TestClient):
     data = EXAMPLE.read_bytes()
-    response = post(client, *[(f"{k}.jpg", data, "image/jpeg") for k in range(SETTINGS.max_photos + 1)])
+    response = post_photos(client, *[(f"{k}.jpg", data, "image/jpeg") for k in range(SETTINGS.max_photos + 1)])
     assert_error(response, 400, "at most")
 
 
 def test_concurrent_uploads_get_their_own_jobs(client: TestClient):
     data = EXAMPLE.read_bytes()
     with ThreadPoolExecutor(3) as threads:
-        responses = list(threads.map(lambda i: post(client, (f"p{i}.jpg", data, "image/jpeg")), range(3)))
+        responses = list(threads.map(lambda i: post_photos(client, (f"p{i}.jpg", data, "image/jpeg")), range(3)))
     assert [r.status_code for r in responses] == [202] * 3
-    jobs = [wait(client, r.json()) for r in responses]
+    jobs = [wait_for_job(client, r.json()) for r in responses]
     assert len({j["id"] for j in jobs}) == 3
     assert [j["status"] for j in jobs] == ["done"] * 3
     assert [j["photos"] for j in jobs] == [["p0.jpg"], ["p1.jpg"], ["p2.jpg"]]
@@ -129,9 +111,9 @@ def test_concurrent_uploads_get_their_own_jobs(client: TestClient):
 
 def test_no_face_is_a_422_job_error(client: TestClient):
     gradient = np.tile(np.linspace(0, 255, 256, dtype=np.uint8)[None, :, None], (256, 1, 3))
-    response = post(client, ("wall.png", png(gradient), "image/png"))
+    response = post_photos(client, ("wall.png", png_bytes(gradient), "image/png"))
     assert response.status_code == 202
-    job = wait(client, response.json())
+    job = wait_for_job(client, response.json())
     assert job["status"] == "error" and job["faces"] == []
     assert job["error"]["status"] == 422
     assert job["error"]["message"].startswith("wall.png: ") and "face" in job["error"]["message"]
@@ -142,13 +124,13 @@ BAD_UPLOADS = {
     "empty": (("photo.jpg", b"", "image/jpeg"), 400, "empty"),
     "truncated": (("photo.jpg", EXAMPLE.read_bytes()[:20_000], "image/jpeg"), 400, "truncated"),
     "too many bytes": (("photo.jpg", b"\xff" * (3 * 2**20), "image/jpeg"), 413, "limit"),
-    "too many pixels": (("big.png", png(np.zeros((1100, 1000, 3), np.uint8)), "image/png"), 413, "1000x1100 px"),
+    "too many pixels": (("big.png", png_bytes(np.zeros((1100, 1000, 3), np.uint8)), "image/png"), 413, "1000x1100 px"),
 }
 
 
 @pytest.mark.parametrize("upload, status, contains", BAD_UPLOADS.values(), ids=BAD_UPLOADS.keys())
 def test_bad_upload_is_rejected_at_once(client: TestClient, upload, status: int, contains: str):
-    assert_error(post(client, upload), status, contains)
+    assert_error(post_photos(client, upload), status, contains)
 
 
 def test_missing_photo_field_is_400(client: TestClient):
@@ -157,7 +139,7 @@ def test_missing_photo_field_is_400(client: TestClient):
 
 def test_unknown_id_and_unlisted_files_are_404(client: TestClient):
     assert_error(client.get("/api/reconstructions/nope"), 404, "unknown reconstruction id")
-    job = wait(client, post(client, ("astronaut.jpg", EXAMPLE.read_bytes(), "image/jpeg")).json())
+    job = wait_for_job(client, post_photos(client, ("astronaut.jpg", EXAMPLE.read_bytes(), "image/jpeg")).json())
     base = job["links"]["self"]
     # Files the job has but does not list (the raw upload, the loose OBJ), and names that are not files.
     for name in ("upload", "face0.obj", "face0.glb%00", "%2e%2e", ".face0.glb", "FACE0.GLB"):

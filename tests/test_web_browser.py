@@ -4,10 +4,6 @@ slider, download the GLB; and play the animation of a GLB opened on the page."""
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,46 +11,20 @@ import httpx
 import numpy as np
 import pytest
 import trimesh
-import uvicorn
 from PIL import Image
 
+from helpers import EXAMPLE, chromium_page, serving
 from facerecon.web import WebSettings, create_app
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
 BACKGROUND = np.array([0x20, 0x24, 0x2A])  # #viewer's clear colour (style.css, viewer.js)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "chromium is not installed (scripts/setup.sh installs it with apt-get)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+VIEWPORT = {"width": 1200, "height": 900}
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    """uvicorn in a thread on a socket bound here, so the port is free and known before it starts."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(WebSettings(texture_size=256)), log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not uv.started:
-            assert thread.is_alive(), "uvicorn did not start"
-            thread.join(0.05)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        uv.should_exit = True
-        thread.join(30)
-        sock.close()
+    settings = WebSettings(texture_size=256)
+    with serving(create_app(settings), settings.header_timeout_s) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def canvas_pixels(page) -> np.ndarray:
@@ -71,54 +41,44 @@ def red_count(rgb: np.ndarray) -> int:
 
 
 def test_upload_view_and_download_in_chromium(server: str):
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
+    with chromium_page(viewport=VIEWPORT) as (page, js_errors):
+        page.goto(server)
+        page.set_input_files("#file", str(EXAMPLE))
+        page.wait_for_selector("#viewer[data-state=ready]", timeout=90_000)
+        assert page.locator("#tabs button").count() == 1
+        assert page.locator("#error").is_hidden()
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            js_errors: list[str] = []
-            page.on("pageerror", lambda exc: js_errors.append(str(exc)))
-            page.goto(server)
-            page.set_input_files("#file", str(EXAMPLE))
-            page.wait_for_selector("#viewer[data-state=ready]", timeout=90_000)
-            assert page.locator("#tabs button").count() == 1
-            assert page.locator("#error").is_hidden()
+        textured = canvas_pixels(page)
+        drawn = np.abs(textured - BACKGROUND).sum(axis=2) > 24
+        assert drawn.mean() > 0.05, "the canvas is (nearly) all background"
+        assert skin_fraction(textured) > 0.02, "no skin-coloured texture on the head"
 
-            textured = canvas_pixels(page)
-            drawn = np.abs(textured - BACKGROUND).sum(axis=2) > 24
-            assert drawn.mean() > 0.05, "the canvas is (nearly) all background"
-            assert skin_fraction(textured) > 0.02, "no skin-coloured texture on the head"
+        page.check("#landmarks")
+        page.wait_for_timeout(300)  # a few frames
+        assert red_count(canvas_pixels(page)) > red_count(textured) + 100, "landmarks not drawn"
 
-            page.check("#landmarks")
-            page.wait_for_timeout(300)  # a few frames
-            assert red_count(canvas_pixels(page)) > red_count(textured) + 100, "landmarks not drawn"
+        page.check("input[name=mode][value=wireframe]")
+        page.wait_for_timeout(300)
+        assert skin_fraction(canvas_pixels(page)) < skin_fraction(textured) / 3, "wireframe still textured"
+        page.check("input[name=mode][value=texture]")
+        page.uncheck("#landmarks")
 
-            page.check("input[name=mode][value=wireframe]")
-            page.wait_for_timeout(300)
-            assert skin_fraction(canvas_pixels(page)) < skin_fraction(textured) / 3, "wireframe still textured"
-            page.check("input[name=mode][value=texture]")
-            page.uncheck("#landmarks")
+        # Expression sliders: the 53 ARKit-named targets in five groups; opening the jaw changes the face.
+        sliders = page.locator("#expression-groups input[type=range]")
+        assert sliders.count() == 53 and page.locator("#expression-groups fieldset").count() == 5
+        assert page.locator("#playback").is_hidden()   # a photo's head has no animation
+        page.wait_for_timeout(300)
+        before = canvas_pixels(page)
+        page.locator("input[data-target=jawOpen]").fill("1")
+        page.wait_for_timeout(300)
+        opened = canvas_pixels(page)
+        assert changed(before, opened) > 0.003, "the jawOpen slider did not change the canvas"
+        page.click("#fitted")
+        page.wait_for_timeout(300)
+        assert changed(before, canvas_pixels(page)) < 0.1 * changed(before, opened), "fitted did not restore"
 
-            # Expression sliders: the 53 ARKit-named targets in five groups; opening the jaw changes the face.
-            sliders = page.locator("#expression-groups input[type=range]")
-            assert sliders.count() == 53 and page.locator("#expression-groups fieldset").count() == 5
-            assert page.locator("#playback").is_hidden()   # a photo's head has no animation
-            page.wait_for_timeout(300)
-            before = canvas_pixels(page)
-            page.locator("input[data-target=jawOpen]").fill("1")
-            page.wait_for_timeout(300)
-            opened = canvas_pixels(page)
-            assert changed(before, opened) > 0.003, "the jawOpen slider did not change the canvas"
-            page.click("#fitted")
-            page.wait_for_timeout(300)
-            assert changed(before, canvas_pixels(page)) < 0.1 * changed(before, opened), "fitted did not restore"
-
-            glb_url = page.locator("#dl-glb").get_attribute("href")
-            assert js_errors == []
-        finally:
-            browser.close()
+        glb_url = page.locator("#dl-glb").get_attribute("href")
+        assert js_errors == []
 
     glb = httpx.get(server + glb_url, timeout=30)
     assert glb.status_code == 200
@@ -152,62 +112,42 @@ def animated_glb(path: Path) -> Path:
 
 
 def test_a_glb_opened_on_the_page_plays_its_animation(server: str, tmp_path):
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
-
     glb = animated_glb(tmp_path / "head.glb")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            js_errors: list[str] = []
-            page.on("pageerror", lambda exc: js_errors.append(str(exc)))
-            page.goto(server)
-            page.set_input_files("#file", str(glb))
-            page.wait_for_selector("#viewer[data-state=ready][data-animated=yes]", timeout=60_000)
-            assert page.locator("#playback").is_visible()
-            first = canvas_pixels(page)
-            # a loaded machine renders few frames a second (software WebGL): wait up to 6 s for motion
-            moved = 0.0
-            for _ in range(24):
-                page.wait_for_timeout(250)
-                moved = changed(first, canvas_pixels(page))
-                if moved > 0.003:
-                    break
-            assert moved > 0.003, "the animation does not move the head"
-            page.click("#play")   # pause
-            paused = canvas_pixels(page)
-            page.wait_for_timeout(500)
-            assert changed(paused, canvas_pixels(page)) < 0.001, "a paused animation still moves"
-            assert page.locator("#play").text_content() == "play"
-            assert js_errors == []
-        finally:
-            browser.close()
+    with chromium_page(viewport=VIEWPORT) as (page, js_errors):
+        page.goto(server)
+        page.set_input_files("#file", str(glb))
+        page.wait_for_selector("#viewer[data-state=ready][data-animated=yes]", timeout=60_000)
+        assert page.locator("#playback").is_visible()
+        first = canvas_pixels(page)
+        # a loaded machine renders few frames a second (software WebGL): wait up to 6 s for motion
+        moved = 0.0
+        for _ in range(24):
+            page.wait_for_timeout(250)
+            moved = changed(first, canvas_pixels(page))
+            if moved > 0.003:
+                break
+        assert moved > 0.003, "the animation does not move the head"
+        page.click("#play")   # pause
+        paused = canvas_pixels(page)
+        page.wait_for_timeout(500)
+        assert changed(paused, canvas_pixels(page)) < 0.001, "a paused animation still moves"
+        assert page.locator("#play").text_content() == "play"
+        assert js_errors == []
 
 
 def test_an_uploaded_clip_plays_as_an_animated_head(server: str, tmp_path):
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
-
     from test_video import make_clip
     clip = tmp_path / "clip.mp4"
     make_clip(clip, roll_deg=10, shift_px=0, noise=2)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            js_errors: list[str] = []
-            page.on("pageerror", lambda exc: js_errors.append(str(exc)))
-            page.goto(server)
-            page.set_input_files("#file", str(clip))
-            page.wait_for_selector("#viewer[data-state=ready][data-animated=yes]", timeout=180_000)
-            assert page.locator("#images").is_hidden() and page.locator("#error").is_hidden()
-            assert "/files/head.glb" in page.locator("#dl-glb").get_attribute("href")
-            assert page.locator("#expression-groups input[type=range]").count() == 53
-            first = canvas_pixels(page)
-            assert skin_fraction(first) > 0.02, "no textured head on the canvas"
-            page.wait_for_timeout(250)   # the clip lasts 0.64 s and loops: its head rolls by 10 degrees
-            assert changed(first, canvas_pixels(page)) > 0.002, "the clip's animation does not move the head"
-            assert js_errors == []
-        finally:
-            browser.close()
+    with chromium_page(viewport=VIEWPORT) as (page, js_errors):
+        page.goto(server)
+        page.set_input_files("#file", str(clip))
+        page.wait_for_selector("#viewer[data-state=ready][data-animated=yes]", timeout=180_000)
+        assert page.locator("#images").is_hidden() and page.locator("#error").is_hidden()
+        assert "/files/head.glb" in page.locator("#dl-glb").get_attribute("href")
+        assert page.locator("#expression-groups input[type=range]").count() == 53
+        first = canvas_pixels(page)
+        assert skin_fraction(first) > 0.02, "no textured head on the canvas"
+        page.wait_for_timeout(250)   # the clip lasts 0.64 s and loops: its head rolls by 10 degrees
+        assert changed(first, canvas_pixels(page)) > 0.002, "the clip's animation does not move the head"
+        assert js_errors == []

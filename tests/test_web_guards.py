@@ -3,7 +3,6 @@ HEAD requests, a fit that fails, and /docs without a CDN. No reconstruction runs
 a test says so: the job queue is switched off, so jobs stay pending."""
 from __future__ import annotations
 
-import io
 import re
 import socket
 import threading
@@ -14,24 +13,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
-from PIL import Image
 
+from helpers import EXAMPLE, chromium_page, png_bytes, post_photos, serving, wait_for_job
 from facerecon.web import WebSettings, create_app
 from facerecon.web import app as web_app
-from facerecon.web.guards import server_config
 from facerecon.web.store import Status
 from facerecon.web.worker import ReconstructionPool
 
 SMALL = WebSettings(workers=1, texture_size=256, max_upload_bytes=2 * 2**20, max_pixels=1_000_000,
                     header_timeout_s=1.0, body_timeout_s=1.0)
-
-
-def png(side: int = 64) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(np.full((side, side, 3), 128, np.uint8)).save(out, format="PNG")
-    return out.getvalue()
+GREY_PNG = png_bytes(np.full((64, 64, 3), 128, np.uint8))
 
 
 @pytest.fixture
@@ -40,8 +32,8 @@ def no_jobs_run(monkeypatch):
     monkeypatch.setattr(ReconstructionPool, "submit", lambda self, job, uploads: None)
 
 
-def upload(client: TestClient, name: str = "a.png", data: bytes | None = None):
-    return client.post("/api/reconstructions", files=[("photos", (name, data or png(), "image/png"))])
+def upload(client: TestClient, name: str = "a.png", data: bytes = GREY_PNG):
+    return post_photos(client, (name, data, "image/png"))
 
 
 def test_uploads_are_decoded_a_few_at_a_time(no_jobs_run, monkeypatch):
@@ -119,13 +111,8 @@ def test_a_fit_that_fails_is_a_422_job_error(monkeypatch):
         raise FitError(f"{source}: the head could not be fitted to this face (degenerate landmarks)")
 
     monkeypatch.setattr(Reconstructor, "reconstruct_face", failing)
-    example = Path(__file__).resolve().parents[1] / "facerecon" / "examples" / "astronaut.jpg"
     with TestClient(create_app(SMALL)) as client:
-        job = upload(client, "astronaut.jpg", example.read_bytes()).json()
-        deadline = time.monotonic() + 60
-        while job["status"] in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.1)
-            job = client.get(job["links"]["self"]).json()
+        job = wait_for_job(client, upload(client, "astronaut.jpg", EXAMPLE.read_bytes()).json())
     assert job["status"] == "error" and job["error"]["status"] == 422, job
     assert job["error"]["message"] == "astronaut.jpg: the head could not be fitted to this face (degenerate landmarks)"
 
@@ -137,18 +124,8 @@ def server():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ReconstructionPool, "submit", lambda self, job, uploads: None)
         app = create_app(SMALL)
-        config = server_config(app, "127.0.0.1", 0, SMALL.header_timeout_s)
-        runner = uvicorn.Server(config)
-        thread = threading.Thread(target=runner.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not runner.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        port = runner.servers[0].sockets[0].getsockname()[1]
-        yield SimpleNamespace(address=("127.0.0.1", port), app=app)
-        runner.should_exit = True
-        thread.join(30)
+        with serving(app, SMALL.header_timeout_s) as port:
+            yield SimpleNamespace(address=("127.0.0.1", port), app=app)
 
 
 def connect(server) -> socket.socket:
@@ -266,21 +243,12 @@ def test_a_prompt_client_is_served_and_keeps_its_connection(server):
 
 
 def test_docs_render_in_chromium_from_the_server_alone(server):
-    from playwright.sync_api import sync_playwright
-
-    from test_web_browser import CHROMIUM_ARGS, chromium_path
-    executable = chromium_path()
     base = "http://{}:{}".format(*server.address)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(f"{base}/docs")
-            page.wait_for_selector(".opblock", timeout=30_000)
-            operations = page.locator(".opblock").count()
-        finally:
-            browser.close()
+    with chromium_page() as (page, _):
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        operations = page.locator(".opblock").count()
     assert operations >= 3       # the upload, the status and the download routes
     assert requested and all(url.startswith(base + "/") for url in requested), requested

@@ -2,14 +2,13 @@
 that is not a video, or a clip over the frame limit, gets a one-line error."""
 from __future__ import annotations
 
-import time
-
 import imageio.v2 as imageio
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from gltf_check import Glb, assert_valid
+from helpers import wait_for_job
 from test_video import FPS, FRAMES, make_clip
 from facerecon.web import WebSettings, create_app
 
@@ -20,19 +19,10 @@ def client():
         yield c
 
 
-def wait(client: TestClient, job: dict, timeout_s: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"job still {job['status']} ({job['stage']})"
-        time.sleep(0.2)
-        job = client.get(job["links"]["self"]).json()
-    return job
-
-
 def upload(client: TestClient, name: str, data: bytes) -> dict:
     response = client.post("/api/videos", files={"video": (name, data, "video/mp4")})
     assert response.status_code == 202, response.text
-    return wait(client, response.json())
+    return wait_for_job(client, response.json(), timeout_s=180)
 
 
 def test_clip_becomes_an_animated_glb(client, tmp_path):

@@ -21,7 +21,8 @@ from ..camera import Camera
 from . import synthetic
 from .datasets import Scan, james_scan
 from .metrics import finite_mean
-from .protocols import SCAN_CROP_MM, Context, ProtocolResult, base_texture, dense_error, place_on_scan
+from .protocols import Context, ProtocolResult, base_texture, dense_error
+from .scan_protocol import place_on_scan, scan_crop
 
 # name -> yaws of the views given together (the first is the reference whose expression is compared)
 SYNTHETIC_SETS = {"1 view (front)": (0.0,), "1 view (side 60)": (60.0,), "2 views (front + 30)": (0.0, 30.0),
@@ -150,7 +151,7 @@ def multiview_protocol(ctx: Context) -> ProtocolResult:
                              "used": 0 if verts is None else (1 if second is None else 2)})
     # --- the james scan: each photo alone, and both
     scan = james_scan()
-    crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
+    crop = scan_crop(scan)
     tris = run.model.triangles
     face_tris = face_area_triangles(tris)
     # The photos' own field of view (calibrated from the texture mapping, ~14 degrees: a portrait

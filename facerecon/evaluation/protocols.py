@@ -1,41 +1,34 @@
 """The evaluation protocols. Each takes a :class:`Context` and returns a :class:`ProtocolResult`.
 
 Every protocol measures each reconstruction method in ``Context.methods`` and, where it makes
-sense, the 3DDFA_V2 peer on exactly the same inputs (same images, same boxes).
+sense, the 3DDFA_V2 peer on exactly the same inputs (same images, same boxes). Here: what they
+share, and the landmark (aflw, aflw2000, photos68, 300w), synthetic and speed protocols; scan, hard,
+multiview and kira have modules of their own (``*_protocol.py``), and ``runner.PROTOCOLS`` lists them all.
 """
 from __future__ import annotations
 
 import resource
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..assets import shared_dir
 from ..camera import Camera
 from ..detect import Detection, box_detection, box_iou
-from ..geometry import Similarity, surface_points, umeyama
+from ..geometry import surface_points, umeyama
 from ..load import PHOTO_SUFFIXES, load_image
-from ..model import FACE_AREA, face_area_triangles
+from ..model import FACE_AREA
 from ..pipeline import FaceReconstruction, Reconstructor, load_landmarks68
 from ..texture import bake_texture
 from . import synthetic
-from .datasets import Scan, aflw2000_3d, ibug300w, james_scan, photos68
-from .icp import icp
+from .datasets import aflw2000_3d, ibug300w, photos68
 from .metrics import YAW_BINS, box_diagonal, box_size, finite_mean, interocular, nme, yaw_bin
 from .peer import peer_landmarks68
 
 PEER = "peer"
-# Scan crop: scan points within this distance of the nose tip (NoW-style face region), mm.
-SCAN_CROP_MM = 95.0
-# The 51 inner iBUG points (brows, nose, eyes, mouth): defined on the surface, unlike the jaw
-# contour, whose 3D position depends on the view.
-INNER68 = np.arange(17, 68)
 
 
 def reconstruct(run: Reconstructor, method: str, image: np.ndarray, detection: Detection,
@@ -338,138 +331,6 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
                           extra={"vertex_error_mm": err_sum / max(err_count, 1)})
 
 
-# --------------------------------------------------------------------------------------- scan
-def _barycentric_grid(order: int) -> np.ndarray:
-    """(K, 3) barycentric points of a regular grid on a triangle, corners included."""
-    ij = [(i, j) for i in range(order + 1) for j in range(order + 1 - i)]
-    return np.array([(i, j, order - i - j) for i, j in ij], np.float64) / order
-
-
-def surface_samples(vertices: np.ndarray, triangles: np.ndarray, order: int = 4) -> np.ndarray:
-    """A dense sampling of a triangle mesh's surface, (T * K, 3): each triangle on a barycentric grid
-    with ``order`` steps per edge. Nearest-sample distances then overestimate the true
-    point-to-surface distance by < 0.4 mm on the ICT face (edges of ~2-3 mm)."""
-    return np.einsum("kc,tcd->tkd", _barycentric_grid(order), vertices[triangles]).reshape(-1, 3)
-
-
-@dataclass(frozen=True)
-class ScanPlacement:
-    placement: Similarity   # our head (mm) -> the scan frame, from the inner landmarks
-    landmarks: np.ndarray   # (68, 3) our 68 landmarks in the scan frame, mm
-    head: np.ndarray        # (V, 3) our head in the scan frame, mm
-    surface: np.ndarray     # (N, 3) samples of its face surface
-    crop: np.ndarray        # (C, 3) the scan crop after rigid ICP onto that surface
-    icp_iterations: int
-
-
-def place_on_scan(vertices: np.ndarray, scan: Scan, crop: np.ndarray, face_tris: np.ndarray,
-                  with_scale: bool = True) -> ScanPlacement:
-    """Our head (cm) into the scan frame from the 51 inner landmarks (Umeyama, with scale or
-    rigid), then rigid trimmed ICP of the scan crop onto our face surface (the crop lies within our
-    face area, not the reverse). Scale comes from the landmarks only: ICP with a free scale can
-    shrink one surface onto a patch of the other."""
-    corners, bary = load_landmarks68()
-    ours = vertices.astype(np.float64) * 10.0
-    lm = surface_points(ours, corners, bary)
-    placement = umeyama(lm[INNER68], scan.landmarks[INNER68], with_scale=with_scale)
-    head = placement.apply(ours)
-    surface = surface_samples(head, face_tris)
-    fit = icp(crop, surface, Similarity(1.0, np.eye(3), np.zeros(3)), with_scale=False)
-    return ScanPlacement(placement, placement.apply(lm), head, surface, fit.transform.apply(crop), fit.iterations)
-
-
-def scan_protocol(ctx: Context) -> ProtocolResult:
-    scan = james_scan()
-    crop = scan.vertices[np.linalg.norm(scan.vertices - scan.landmarks[30], axis=1) < SCAN_CROP_MM]
-    io = interocular(scan.landmarks)
-    tris = ctx.run.model.triangles
-    face_tris = face_area_triangles(tris)
-    rows, summary = [], {}
-    for name in ctx.methods:
-        for k, photo in enumerate(scan.photos):
-            dets = ctx.run.detect(photo).faces
-            face = reconstruct(ctx.run, name, photo, dets[0], default_camera(photo)) if dets else None
-            if face is None:
-                rows.append({"photo": k, "method": name, "reconstructed": False})
-                continue
-            row = {"photo": k, "method": name, "reconstructed": True, "yaw": face.fit.angles[0]}
-            for label, with_scale in (("similarity", True), ("metric", False)):
-                placed = place_on_scan(face.vertices, scan, crop, face_tris, with_scale)
-                dist = cKDTree(placed.surface).query(placed.crop)[0]
-                row[label] = {"rmse_mm": float(np.sqrt(np.mean(dist ** 2))), "mean_mm": float(dist.mean()),
-                              "nme_io": float(dist.mean() / io),
-                              "landmark_nme_io": nme(placed.landmarks, scan.landmarks, io),
-                              "scale": placed.placement.scale, "icp_iterations": placed.icp_iterations}
-            rows.append(row)
-        ok = [r for r in rows if r["method"] == name and r["reconstructed"]]
-        summary[name] = {f"{k} {label}": finite_mean([r[label][k] for r in ok])
-                         for label in ("similarity", "metric") for k in ("rmse_mm", "nme_io", "landmark_nme_io", "scale")}
-        summary[name]["reconstructed"] = len(ok)
-    notes = [f"menpo3d 'james' scan (mm; {len(crop)} scan vertices within {SCAN_CROP_MM:.0f} mm of the nose tip). "
-             "Each of the two photos in its texture image (left and right halves) is reconstructed; our head "
-             "is put in the scan frame from the 51 inner landmarks (Umeyama), then the crop is aligned to our "
-             "face-area surface by trimmed (90 %) nearest-neighbour rigid ICP. Error: distance from each crop "
-             "point to our surface (RMSE, mm). 'similarity' takes the scale from the landmarks (shape error); "
-             "'metric' keeps our size (shape + size error); 'scale' is the landmark similarity's factor "
-             "(1 = our head has the true size). landmark_nme_io: 68 3D landmarks after the landmark alignment. "
-             f"NMEs by the scan's outer interocular distance ({io:.1f} mm). The peer gives 68 landmarks, "
-             "not a dense surface, so it has no row."]
-    return ProtocolResult("scan", summary, rows, notes, "rmse_mm similarity")
-
-
-# --------------------------------------------------------------------------------------- hard
-def _srgb_ev(image: np.ndarray, ev: float) -> np.ndarray:
-    """Exposure change of ``ev`` stops in linear light (gamma 2.2)."""
-    linear = (image.astype(np.float32) / 255.0) ** 2.2 * 2.0 ** ev
-    return (np.clip(linear, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
-
-
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    ok, data = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-
-
-def variants(image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, float]]:
-    """Degraded copies of a photo: name -> (image, scale of its pixel coordinates vs the original)."""
-    noisy = np.clip(image + rng.normal(0, 20, image.shape), 0, 255).astype(np.uint8)
-    small = 50.0 / max(box[2] - box[0], box[3] - box[1])     # a face of about 50 px
-    return {"dark -2 EV": (_srgb_ev(image, -2), 1.0), "dark -3 EV": (_srgb_ev(image, -3), 1.0),
-            "noise sigma 20": (noisy, 1.0), "blur sigma 3": (cv2.GaussianBlur(image, (0, 0), 3), 1.0),
-            "jpeg q 8": (_jpeg(image, 8), 1.0),
-            "small 50 px": (cv2.resize(image, None, fx=small, fy=small, interpolation=cv2.INTER_AREA), small)}
-
-
-def hard(ctx: Context) -> ProtocolResult:
-    samples = aflw2000_3d()[: 2 if ctx.smoke else None]
-    rng = np.random.default_rng(7)
-    who = [*ctx.methods, *([PEER] if ctx.with_peer else [])]
-    rows = []
-    for s in samples:
-        clean = load_image(s.image_path)
-        for variant, (image, scale) in {"clean": (clean, 1.0), **variants(clean, s.box, rng)}.items():
-            box, points = s.box * scale, s.points[:, :2] * scale
-            size = box_size(points)
-            row = {"image": s.image_path.name, "variant": variant,
-                   "detected": match_detection(ctx.run.detect(image).faces, box) is not None}
-            for name in ctx.methods:
-                face = reconstruct(ctx.run, name, image, box_detection(box), default_camera(image))
-                row[name] = nme(face.landmarks68()[0], points, size) if face else np.nan
-            if ctx.with_peer:
-                row[PEER] = nme(peer_landmarks68(image, box)[:, :2], points, size)
-            rows.append(row)
-    names = list(dict.fromkeys(r["variant"] for r in rows))
-    summary = {w: {f"nme2d {v}": finite_mean([r[w] for r in rows if r["variant"] == v]) for v in names} for w in who}
-    for name in ctx.methods:
-        summary[name].update({f"detection {v}": finite_mean([r["detected"] for r in rows if r["variant"] == v]) for v in names})
-        summary[name]["failed landmarks"] = int(sum(not np.isfinite(r[name]) for r in rows))
-    notes = ["AFLW2000-3D photos degraded: exposure -2 / -3 EV in linear light, Gaussian noise (sigma 20), "
-             "Gaussian blur (sigma 3 px), JPEG quality 8, and shrunk so the face box is ~50 px. Detection "
-             "rate: our detector finds the face (matched to the ground-truth box). NME (2D, by box size) "
-             "with the ground-truth box given to both methods, so it measures landmarks + fit alone; "
-             "faces where Face Mesh gives up are counted in 'failed landmarks' and left out of the mean."]
-    return ProtocolResult("hard", summary, rows, notes, "nme2d small 50 px")
-
-
 # -------------------------------------------------------------------------------------- speed
 def speed(ctx: Context) -> ProtocolResult:
     photos = sorted(p for p in (shared_dir() / "eval" / "photos").rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
@@ -499,10 +360,3 @@ def speed(ctx: Context) -> ProtocolResult:
              "evaluation process so far."]
     return ProtocolResult("speed", summary, rows, notes, "detect+landmarks+fit ms",
                           peer_headline="landmarks ms")
-
-
-SINGLE_VIEW_PROTOCOLS: dict[str, Callable[[Context], ProtocolResult]] = {
-    "aflw": aflw, "aflw2000": aflw2000, "photos68": photos68_protocol, "300w": ibug300w_protocol,
-    "synthetic": synthetic_protocol,
-    "scan": scan_protocol, "hard": hard, "speed": speed,
-}

@@ -12,12 +12,19 @@ from ..methods import names as method_names, require as require_method
 
 require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
 from ..pipeline import Reconstructor  # noqa: E402
+from .hard_protocol import hard  # noqa: E402
 from .identity_protocol import kira_protocol  # noqa: E402
 from .multiview_protocol import multiview_protocol  # noqa: E402
-from .protocols import SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol  # noqa: E402
+from .protocols import (Context, ProtocolResult, aflw, aflw2000, ibug300w_protocol, photos68_protocol,  # noqa: E402
+                        speed, synthetic_protocol)
 from .report import write_report  # noqa: E402
+from .scan_protocol import scan_protocol  # noqa: E402
 
-PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol, "kira": kira_protocol}
+PROTOCOLS: dict[str, Callable[[Context], ProtocolResult]] = {
+    "aflw": aflw, "aflw2000": aflw2000, "photos68": photos68_protocol, "300w": ibug300w_protocol,
+    "synthetic": synthetic_protocol, "scan": scan_protocol, "hard": hard, "speed": speed,
+    "multiview": multiview_protocol, "kira": kira_protocol,
+}
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,30 @@ class Method(Protocol):
         """Free the networks' native sessions."""
 
 
+class BaseMethod:
+    """What every method's class shares: the Reconstructor's :class:`Shared` models (``shared``;
+    ``model``, the head model), and its own networks as ``cached_property`` attributes named in
+    ``network_attributes``, so that each loads once, at :meth:`load` or on first use. Subclasses set
+    ``name`` and write :meth:`~Method.estimate`."""
+
+    name: str
+    network_attributes: tuple[str, ...] = ()
+
+    def __init__(self, shared: Shared):
+        self.shared, self.model = shared, shared.model
+
+    def load(self) -> None:
+        for attribute in self.network_attributes:
+            getattr(self, attribute)
+
+    def close(self) -> None:
+        """Close the networks that were loaded and have a ``close`` (native sessions)."""
+        for attribute in self.network_attributes:
+            close = getattr(self.__dict__.get(attribute), "close", None)
+            if close is not None:
+                close()
+
+
 class LandmarkMethod(Method, Protocol):
     """A method that fits the model to landmarks it places: video tracking refits those points with
     the clip's identity held fixed."""

@@ -15,18 +15,19 @@ from ..camera import Camera
 from ..detect import Detection
 from ..fit import Correspondence, Fitter, FitSettings
 from ..landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks, dense_surface_points
-from . import Estimate, Shared
+from . import BaseMethod, Estimate, Shared
 from .fit import LandmarkFit
 
 FIT_SETTINGS = FitSettings(identity_modes=100)
 MIN_PRESENCE = 0.5      # below this face-presence probability the network's crop is not trusted
 
 
-class DenseLandmarkFit:
+class DenseLandmarkFit(BaseMethod):
     name = "dense"
+    network_attributes = ("estimator", "fitter")
 
     def __init__(self, shared: Shared):
-        self.model = shared.model
+        super().__init__(shared)
         self.face_mesh = LandmarkFit(shared)
 
     @cached_property
@@ -40,13 +41,6 @@ class DenseLandmarkFit:
         vertices, bary = dense_surface_points()
         fixed = Correspondence(vertices, bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
         return Fitter(self.model, FIT_SETTINGS, correspondence=fixed)
-
-    def load(self) -> None:
-        _ = self.estimator, self.fitter
-
-    def close(self) -> None:
-        if "estimator" in self.__dict__:
-            self.estimator.close()
 
     def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
         landmarks = self.estimator.estimate(image, detection)

@@ -8,20 +8,15 @@ import numpy as np
 from ..camera import Camera
 from ..detect import Detection
 from ..landmarks import Landmarks
-from . import Estimate, Shared
+from . import BaseMethod, Estimate, Shared
 
 
-class LandmarkFit:
+class LandmarkFit(BaseMethod):
     name = "fit"
 
     def __init__(self, shared: Shared):
+        super().__init__(shared)
         self.estimator, self.fitter = shared.estimator, shared.fitter   # the Reconstructor's: it closes them
-
-    def load(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
         return self.estimator.estimate(image, detection)

@@ -13,26 +13,21 @@ from ..assets import GUIDED_MODEL
 from ..camera import Camera
 from ..detect import Detection
 from ..regress import Regressor
-from . import Estimate, Shared
+from . import BaseMethod, Estimate, Shared
 from .fit import LandmarkFit
 
 
-class GuidedRegression:
+class GuidedRegression(BaseMethod):
     name = "guided"
+    network_attributes = ("regressor",)
 
     def __init__(self, shared: Shared):
-        self.model = shared.model
+        super().__init__(shared)
         self.face_mesh = LandmarkFit(shared)
 
     @cached_property
     def regressor(self) -> Regressor:
         return Regressor(self.model, GUIDED_MODEL)
-
-    def load(self) -> None:
-        _ = self.regressor
-
-    def close(self) -> None:
-        pass
 
     def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
         first = self.face_mesh.estimate(image, detection, camera)

@@ -9,24 +9,16 @@ from ..assets import REGRESSOR_MODEL
 from ..camera import Camera
 from ..detect import Detection
 from ..regress import Regressor
-from . import Estimate, Shared
+from . import BaseMethod, Estimate
 
 
-class PositionMapRegression:
+class PositionMapRegression(BaseMethod):
     name = "regress"
-
-    def __init__(self, shared: Shared):
-        self.model = shared.model
+    network_attributes = ("regressor",)
 
     @cached_property
     def regressor(self) -> Regressor:
         return Regressor(self.model, REGRESSOR_MODEL)
-
-    def load(self) -> None:
-        _ = self.regressor
-
-    def close(self) -> None:
-        pass
 
     def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
         return Estimate(*self.regressor.fit(image, detection, camera))

@@ -12,24 +12,19 @@ from ..assets import VRN_MODEL
 from ..camera import Camera
 from ..detect import Detection
 from ..vrn import VolumeRegressor
-from . import Estimate, Shared
+from . import BaseMethod, Estimate
 
 
-class VolumetricRegression:
+class VolumetricRegression(BaseMethod):
     name = "vrn"
-
-    def __init__(self, shared: Shared):
-        self.model = shared.model
+    network_attributes = ("regressor",)
 
     @cached_property
     def regressor(self) -> VolumeRegressor:
         return VolumeRegressor(self.model, VRN_MODEL)
 
     def load(self) -> None:
-        _ = self.regressor.session
-
-    def close(self) -> None:
-        pass
+        _ = self.regressor.session      # the regressor itself loads its network on first use
 
     def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
         found = self.regressor.fit(image, detection, camera)

@@ -1,11 +1,12 @@
 """Shaded rendering of triangle meshes on the CPU: textured or vertex-coloured, SH-lit, anti-aliased.
 
 One render is a fixed numba pipeline (see ``_render_into``): smooth vertex normals
-(``geometry.vertex_normals_into``), projection,
-z-buffer (``raster.rasterize_into``), then one fused pass that interpolates UV / colour / normal per
-sample, samples the texture bilinearly, applies SH lighting and accumulates straight into the
-output resolution (so 2x2 supersampling never stores a large colour buffer). Depth, normal, UV and
-triangle maps come from a pass at the output resolution, so they are exact at pixel centres.
+(``geometry.vertex_normals_into``), projection (``project_into``), z-buffer
+(``raster.rasterize_into``), then one fused pass (``shade_into``) that interpolates UV / colour /
+normal per sample, samples the texture bilinearly, applies SH lighting and accumulates straight into
+the output resolution (so 2x2 supersampling never stores a large colour buffer). Depth, normal, UV
+and triangle maps come from a pass at the output resolution (``geometry_maps_into``), so they are
+exact at pixel centres. The stages are public so that benchmarks/bench_render.py can time each.
 
 ``render_batch`` runs many such pipelines in parallel (numba ``prange``, one image per thread);
 ``render_mesh`` runs one serially, so it is safe to call from several Python threads at once.
@@ -40,7 +41,9 @@ class RenderResult:
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _project(verts, focal, cx, cy, xy, z):
+def project_into(verts, focal, cx, cy, xy, z):
+    """Pinhole projection of camera-frame vertices (N, 3) float32 cm into the pixel positions ``xy``
+    (N, 2) and depths ``z`` (N,), both float32 and filled here; ``focal``, ``cx``, ``cy`` in pixels."""
     for k in range(verts.shape[0]):
         d = verts[k, 2]
         z[k] = d
@@ -67,8 +70,24 @@ def _sample_bilinear(texture, u, v, rgb):
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _shade(tri_id, bary, tris, normals, uv, texture, colors, sh, lit, ss, color_out, alpha_out):
-    """Shade every covered sample and add it, premultiplied, into the (H/ss, W/ss) outputs."""
+def _unit_normal(normals, a, b, c, wa, wb, wc):
+    """The vertex normals of triangle (a, b, c) interpolated at barycentric (wa, wb, wc), normalised."""
+    nx = wa * normals[a, 0] + wb * normals[b, 0] + wc * normals[c, 0]
+    ny = wa * normals[a, 1] + wb * normals[b, 1] + wc * normals[c, 1]
+    nz = wa * normals[a, 2] + wb * normals[b, 2] + wc * normals[c, 2]
+    inv = 1.0 / max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+    return nx * inv, ny * inv, nz * inv
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def shade_into(tri_id, bary, tris, normals, uv, texture, colors, sh, lit, ss, color_out, alpha_out):
+    """Shade every covered sample of a rasterised (H, W) frame and add it, premultiplied, into the
+    (H/ss, W/ss) outputs ``color_out`` (3 channels) and ``alpha_out``, float32, zeroed by the caller.
+
+    tri_id (H, W) int32 and bary (H, W, 3) float32 as ``raster.rasterize_into`` leaves them; tris
+    (T, 3) int32; normals (N, 3) float32 vertex normals; uv (N, 2) with texture (S, S, 3) uint8, or
+    an empty texture for colours (N, 3) in [0, 1], or both empty for white; sh (9, 3), applied when
+    ``lit``; ss the supersampling factor."""
     weight = 1.0 / (ss * ss)
     textured, coloured = texture.shape[0] > 0, colors.shape[0] > 0
     rgb = np.empty(3, np.float32)
@@ -90,12 +109,9 @@ def _shade(tri_id, bary, tris, normals, uv, texture, colors, sh, lit, ss, color_
             else:
                 rgb[:] = 1.0
             if lit:
-                nx = wa * normals[a, 0] + wb * normals[b, 0] + wc * normals[c, 0]
-                ny = wa * normals[a, 1] + wb * normals[b, 1] + wc * normals[c, 1]
-                nz = wa * normals[a, 2] + wb * normals[b, 2] + wc * normals[c, 2]
-                inv = 1.0 / max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+                nx, ny, nz = _unit_normal(normals, a, b, c, wa, wb, wc)
                 for j in range(3):
-                    rgb[j] *= shade_at(nx * inv, ny * inv, nz * inv, sh, j)
+                    rgb[j] *= shade_at(nx, ny, nz, sh, j)
             ox = px // ss
             for j in range(3):
                 color_out[oy, ox, j] += weight * rgb[j]
@@ -103,7 +119,10 @@ def _shade(tri_id, bary, tris, normals, uv, texture, colors, sh, lit, ss, color_
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _geometry_maps(tri_id, bary, tris, normals, uv, normal_out, uv_out):
+def geometry_maps_into(tri_id, bary, tris, normals, uv, normal_out, uv_out):
+    """The unit normal (``normal_out``, (H, W, 3)) and, where ``uv`` is not empty, the texture
+    coordinates (``uv_out``, (H, W, 2)) at every covered pixel of a rasterised frame (arguments as
+    :func:`shade_into`); uncovered pixels are left as they are."""
     has_uv = uv.shape[0] > 0
     for py in range(tri_id.shape[0]):
         for px in range(tri_id.shape[1]):
@@ -112,11 +131,8 @@ def _geometry_maps(tri_id, bary, tris, normals, uv, normal_out, uv_out):
                 continue
             a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
             wa, wb, wc = bary[py, px, 0], bary[py, px, 1], bary[py, px, 2]
-            nx = wa * normals[a, 0] + wb * normals[b, 0] + wc * normals[c, 0]
-            ny = wa * normals[a, 1] + wb * normals[b, 1] + wc * normals[c, 1]
-            nz = wa * normals[a, 2] + wb * normals[b, 2] + wc * normals[c, 2]
-            inv = 1.0 / max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
-            normal_out[py, px, 0], normal_out[py, px, 1], normal_out[py, px, 2] = nx * inv, ny * inv, nz * inv
+            normal_out[py, px, 0], normal_out[py, px, 1], normal_out[py, px, 2] = _unit_normal(
+                normals, a, b, c, wa, wb, wc)
             if has_uv:
                 for j in range(2):
                     uv_out[py, px, j] = wa * uv[a, j] + wb * uv[b, j] + wc * uv[c, j]
@@ -152,11 +168,11 @@ def _render_into(verts, tris, weld, focal, cx, cy, ss, cull, uv, texture, colors
     vertex_normals_into(verts, tris, weld, normals)
     xy = np.empty((verts.shape[0], 2), np.float32)
     z = np.empty(verts.shape[0], np.float32)
-    _project(verts, focal, cx, cy, xy, z)
+    project_into(verts, focal, cx, cy, xy, z)
     bary = np.zeros((height, width, 3), np.float32)
     rasterize_into(xy, z, tris, cull, tri_out, bary, depth_out)
     if ss == 1:
-        _shade(tri_out, bary, tris, normals, uv, texture, colors, sh, lit, 1, image_out, alpha_out)
+        shade_into(tri_out, bary, tris, normals, uv, texture, colors, sh, lit, 1, image_out, alpha_out)
     else:
         # Camera.scaled(ss): a pixel x at 1x lands at ss * (x + 0.5) - 0.5.
         xy_ss = (xy + np.float32(0.5)) * np.float32(ss) - np.float32(0.5)
@@ -164,8 +180,8 @@ def _render_into(verts, tris, weld, focal, cx, cy, ss, cull, uv, texture, colors
         bary_ss = np.zeros((height * ss, width * ss, 3), np.float32)
         depth_ss = np.full((height * ss, width * ss), _FAR, np.float32)
         rasterize_into(xy_ss, z, tris, cull, tri_ss, bary_ss, depth_ss)
-        _shade(tri_ss, bary_ss, tris, normals, uv, texture, colors, sh, lit, ss, image_out, alpha_out)
-    _geometry_maps(tri_out, bary, tris, normals, uv, normal_out, uv_out)
+        shade_into(tri_ss, bary_ss, tris, normals, uv, texture, colors, sh, lit, ss, image_out, alpha_out)
+    geometry_maps_into(tri_out, bary, tris, normals, uv, normal_out, uv_out)
     _composite(background, image_out, alpha_out, depth_out, tri_out)
 
 
