@@ -25,7 +25,7 @@ from ..camera import Camera, angles_from_rotation
 from ..detect import Detection
 from ..geometry import surface_points
 from ..landmarks import dense_surface_points
-from . import Estimate, Shared
+from . import BaseMethod, Estimate, Shared
 from . import dense as dense_fit
 from .dense import DenseLandmarkFit
 from .fit import LandmarkFit
@@ -37,11 +37,12 @@ DENSE_FROM_YAW = 39.0   # degrees; calibrated by scripts/calibrate_auto_method.p
 GLANCE_MARGIN = 10.0
 
 
-class TurnAwareFit:
+class TurnAwareFit(BaseMethod):
     name = "auto"
+    network_attributes = ("mean_points",)
 
     def __init__(self, shared: Shared):
-        self.model = shared.model
+        super().__init__(shared)
         self.face_mesh = LandmarkFit(shared)
         self.dense = DenseLandmarkFit(shared)
 
@@ -52,8 +53,8 @@ class TurnAwareFit:
         return surface_points(self.model.shape().astype(np.float64), vertices, bary)
 
     def load(self) -> None:
+        super().load()
         self.dense.load()
-        _ = self.mean_points
 
     def close(self) -> None:
         self.dense.close()
