@@ -33,6 +33,11 @@ from .options import (DEFAULT_TEXTURE_SIZE, FORMATS, ReconstructOptions, check_f
 from .texture import bake_texture
 
 
+def decimals(values: np.ndarray, places: int) -> np.ndarray:
+    """``values`` rounded in float64, so that the JSON holds 223.68, not float32's 223.67999267578125."""
+    return np.asarray(values, np.float64).round(places)
+
+
 @lru_cache(maxsize=1)
 def load_landmarks68() -> tuple[np.ndarray, np.ndarray]:
     """The 68 iBUG landmarks as surface points: vertex indices (68, 3) and barycentrics (68, 3)."""
@@ -87,14 +92,14 @@ class FaceReconstruction:
             "box": [round(float(v), 2) for v in self.detection.box],
             "score": round(float(self.detection.score), 4),
             "landmarks": {
-                "facemesh468": {"pixels": self.landmarks.points[:, :2].round(2),
-                                 "relative_depth_px": self.landmarks.points[:, 2].round(2),
-                                 "model_cm": self.landmarks468_model().round(4)},
-                "ibug68": {"pixels": lm68_px.round(2), "model_cm": lm68_cm.round(4)},
+                "facemesh468": {"pixels": decimals(self.landmarks.points[:, :2], 2),
+                                 "relative_depth_px": decimals(self.landmarks.points[:, 2], 2),
+                                 "model_cm": decimals(self.landmarks468_model(), 4)},
+                "ibug68": {"pixels": decimals(lm68_px, 2), "model_cm": decimals(lm68_cm, 4)},
             },
             "pose": {
                 "yaw_deg": round(yaw, 3), "pitch_deg": round(pitch, 3), "roll_deg": round(roll, 3),
-                "model_to_camera": self.fit.pose_matrix.round(6),
+                "model_to_camera": decimals(self.fit.pose_matrix, 6),
                 "convention": "X_cam = M @ [X_model, 1]; camera axes x right, y down, z forward (OpenCV); "
                               "model axes x subject's left, y up, z out of the face; cm. Yaw > 0: face "
                               "turned toward image right; pitch > 0: looking up; roll > 0: clockwise tilt.",
@@ -105,7 +110,7 @@ class FaceReconstruction:
             "blendshapes_arkit": arkit_weights(self.model.expression_names, self.fit.expression),
             "expression_ict": {n: round(float(w), 5) for n, w in
                                zip(self.model.expression_names, self.fit.expression)},
-            "identity": self.fit.identity.round(5),
+            "identity": decimals(self.fit.identity, 5),
             "fit": {"method": self.fit.extra.get("method", "fit"),
                     **{key: self.fit.extra[key] for key in ("fallback", "chosen_by") if key in self.fit.extra},
                     "landmark_presence": round(float(self.landmarks.presence), 4),
