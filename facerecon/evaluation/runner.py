@@ -12,12 +12,14 @@ from ..methods import names as method_names, require as require_method
 
 require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
 from ..pipeline import Reconstructor  # noqa: E402
+from .headscan_protocol import headscan_protocol  # noqa: E402
 from .identity_protocol import kira_protocol  # noqa: E402
 from .multiview_protocol import multiview_protocol  # noqa: E402
 from .protocols import SINGLE_VIEW_PROTOCOLS, Context, ProtocolResult, synthetic_protocol  # noqa: E402
 from .report import write_report  # noqa: E402
 
-PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol, "kira": kira_protocol}
+PROTOCOLS = {**SINGLE_VIEW_PROTOCOLS, "multiview": multiview_protocol, "kira": kira_protocol,
+             "headscan": headscan_protocol}
 
 
 @dataclass(frozen=True)
