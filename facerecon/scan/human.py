@@ -19,14 +19,14 @@ every view's landmarks, with the scan's cameras.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..camera import Camera
 from ..errors import ScanInputError
 from ..fit import FitResult, FitSettings, Fitter, JointFit, SurfaceTarget
-from ..geometry import Similarity, closest_on_surface, surface_points, umeyama, vertex_normals
+from ..geometry import Similarity, closest_on_surface, surface_points, vertex_normals
 from ..model import FACE_AREA, HeadModel
 from ..multiview.result import MultiViewReconstruction
 from ..multiview.views import FAILED_RESIDUAL, View, view_weight
