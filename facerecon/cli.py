@@ -167,8 +167,8 @@ def _main(
 @app.command()
 def scan(
     inputs: Annotated[list[Path], typer.Argument(help="Photos, one folder of photos (a camera file beside them is used: transforms.json or *_par.txt), or one video.", show_default=False)],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: scan.obj/.mtl/.png, scan.glb, scan.ply, scan.json, overlays/.")],
-    subject: Annotated[str, typer.Option(help="auto, human, animal or object.")] = "auto",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: scan.obj/.mtl/.png, scan.glb, scan.ply, scan.json, overlays/ (a person: head.* too).")],
+    subject: Annotated[str, typer.Option(help="auto, human, animal or object (auto: human when most views show a face).")] = "auto",
     scale_mm: Annotated[Optional[float], typer.Option(help="The subject's longest side in mm: makes the mesh metric.")] = None,
     marker_mm: Annotated[Optional[float], typer.Option(help="Side in mm of a printed ArUco marker (4x4, ids 0-49) in view: makes the mesh metric.")] = None,
     formats: Formats = ",".join(FORMATS),
@@ -178,7 +178,7 @@ def scan(
     dense_side: Annotated[int, typer.Option(help="... and matched at most this size (dense depth).")] = 480,
     overlay: Annotated[bool, typer.Option(help="Write each view with the mesh overlaid (overlays/).")] = True,
 ) -> None:
-    """Scan a still object or animal from many views: its textured mesh (structure from motion, dense depth, fusion)."""
+    """Scan a still person, animal or object from many views: its textured mesh (structure from motion, dense depth, fusion); a person also gets the animatable ICT head fitted to it."""
     chosen = _checked(check_formats, formats, "--format")
     _checked(check_units, units, "--units")
     if out_dir.exists() and not out_dir.is_dir():
@@ -209,7 +209,8 @@ def scan(
     except FaceReconError as exc:
         _fail(str(exc))
     scale = f"metric ({result.scale.source})" if result.scale.metric else "arbitrary scale"
-    print(f"facerecon scan: {len(cameras.keep)}/{len(views)} views, {len(result.mesh.faces)} triangles, {scale}, "
+    head = f"the ICT head fitted ({result.head.landmark_views} views with a face), " if result.head else ""
+    print(f"facerecon scan: {len(cameras.keep)}/{len(views)} views, {len(result.mesh.faces)} triangles, {head}{scale}, "
           f"{time.perf_counter() - t0:.0f} s; {', '.join(p.name for p in paths.values())} in {out_dir}")
 
 
@@ -247,7 +248,7 @@ def serve(
 @app.command()
 def evaluate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, plots).")],
-    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", help="aflw, aflw2000, photos68, 300w, synthetic, scan, hard, speed, multiview, kira (repeatable; default all).")] = None,
+    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", help="aflw, aflw2000, photos68, 300w, synthetic, scan, hard, speed, multiview, kira, headscan (repeatable; default all).")] = None,
     methods: Annotated[str, typer.Option(help="Reconstruction methods, comma-separated.")] = "fit",
     smoke: Annotated[bool, typer.Option("--smoke", help="A quick run on a few samples per protocol.")] = False,
     identities: Annotated[Optional[int], typer.Option(help="Synthetic identities (default 20; smoke 2).")] = None,

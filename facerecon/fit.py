@@ -105,6 +105,26 @@ class JointFit:
     weights: np.ndarray         # (n,) the view weights used
     iterations: int
     cost: float
+    surface: FitResult | None = None   # the surface term's pose (model -> its frame) and expression
+
+
+@dataclass(frozen=True)
+class SurfaceTarget:
+    """A measured surface (a scan) for :meth:`Fitter.fit_views`' dense term: points matched to the
+    head (closest points, found by the caller), pulled onto the head's tangent plane there
+    (point-to-plane). The surface has its own frame: the fit solves the head's pose in it and its
+    expression, beside the views' poses and expressions, with the one shared identity."""
+
+    points: np.ndarray    # (P, 3) target points, cm (times exp(log_scale)), in the surface's frame
+    corners: np.ndarray   # (P, 3) int: the head's triangle (vertex indices) each point matched
+    bary: np.ndarray      # (P, 3) barycentric weights of the matched head point in it
+    normals: np.ndarray   # (P, 3) unit head normals there, in the surface's frame
+    weights: np.ndarray   # (P,) per-point weight against one landmark coordinate
+    scale: float          # cm that normalise the distances (the face size, as the landmarks' is)
+    huber_cm: float       # distance beyond which a point's weight falls off (Huber)
+    start: FitResult      # the head's pose in the surface's frame and expression to start from
+    log_scale: float = 0.0   # the surface's points are exp(log_scale) * points: its start ...
+    solve_scale: bool = True  # ... and solved (a scan of arbitrary scale), else held
 
 
 @dataclass(frozen=True)
@@ -241,7 +261,8 @@ class Fitter:
 
     def fit_views(self, landmarks: list[np.ndarray], cameras: list[Camera], start: list[FitResult],
                   weights: np.ndarray | None = None, identity: np.ndarray | None = None,
-                  iterations: int | None = None, expression_prior: float | None = None) -> JointFit:
+                  iterations: int | None = None, expression_prior: float | None = None,
+                  surface: SurfaceTarget | None = None) -> JointFit:
         """Fit one identity and per-view pose and expression to several views' (468, 2+) landmarks.
 
         ``start``: per view, the pose and expression to start from; the start identity is their
@@ -251,72 +272,108 @@ class Fitter:
         identity prior once and each view's expression prior. Levenberg-Marquardt on block-structured
         normal equations: the shared identity block plus one pose/expression block per view, solved
         by the Schur complement on the identity.
+
+        ``surface``: a dense term too, a block like a view's (the head's pose in the surface's frame
+        and an expression, and the surface's log scale): its robust point-to-plane distances,
+        normalised by ``surface.scale``. Its points' weights count against one landmark coordinate
+        of a view of weight 1. The result's ``surface`` fit carries ``extra["log_scale"]``.
         """
         s = self.settings
         n_id, n_views = self.n_id, len(landmarks)
         iterations = s.iterations if iterations is None else iterations
         weights = np.ones(n_views) if weights is None else np.asarray(weights, np.float64)
-        observed, scales = zip(*(_observed(m) for m in landmarks))
+        observed, scales = zip(*(_observed(m) for m in landmarks)) if n_views else ((), ())
         fixed = identity is not None
         if fixed:
             given = np.array(identity, np.float32)
             coeffs_id = np.asarray(identity, np.float64)[:n_id]
-        else:
+        elif n_views:
             coeffs_id = np.average([f.identity[:n_id] for f in start], axis=0, weights=weights).astype(np.float64)
-        rotations = [np.array(f.rotation, np.float64) for f in start]
-        translations = [np.array(f.translation, np.float64) for f in start]
-        expressions = [np.array(f.expression, np.float64) for f in start]
+        else:
+            coeffs_id = np.asarray(surface.start.identity, np.float64)[:n_id]
+        # blocks: the views, then the surface (when given), each with a pose and an expression
+        blocks = list(start) + ([surface.start] if surface is not None else [])
+        n_blocks = len(blocks)
+        rotations = [np.array(f.rotation, np.float64) for f in blocks]
+        translations = [np.array(f.translation, np.float64) for f in blocks]
+        expressions = [np.array(f.expression, np.float64) for f in blocks]
+        log_scale = surface.log_scale if surface is not None else 0.0
+        dense = self._surface_model(surface) if surface is not None else None
         id_prior = self.prior[:n_id]
         ex_prior = self.prior[n_id:] if expression_prior is None else np.full(self.model.n_expression, expression_prior)
         # columns of _jacobian: rotation (3), translation (3), identity (n_id), expression
         local = np.r_[0:6, 6 + n_id:6 + self.n_shape]
         ident = np.arange(6, 6 + n_id)
+        # the surface block's columns: a view's, then the log scale where it is solved
+        local_surface = np.r_[local, 6 + self.n_shape] if surface is not None and surface.solve_scale else local
 
-        def evaluate(identity, rotations, translations, expressions):
-            """Per view: slid contour choice, residuals (L, 2) and camera-frame points."""
+        def evaluate(identity, rotations, translations, expressions, log_scale):
+            """Per block: slid contour choice (views), residuals ((L, 2) or (P,)) and frame points."""
             out = []
             for v in range(n_views):
                 coeffs = np.r_[identity, expressions[v]]
                 points, best = self._landmark_points(coeffs, rotations[v], translations[v], cameras[v])
                 res, cam = self._residuals(points, rotations[v], translations[v], observed[v], cameras[v], scales[v])
                 out.append((best, res, cam))
+            if dense is not None:
+                coeffs = np.r_[identity, expressions[-1]]
+                points = (dense[0] + (dense[1] @ coeffs).T) @ rotations[-1].T + translations[-1]
+                res = np.sum(surface.normals * (points - np.exp(log_scale) * surface.points), axis=1) / surface.scale
+                out.append((None, res, points))
+            return out
+
+        def robust_weights(state):
+            out = [self._robust_weights(res) * self.weights for _, res, _ in state[:n_views]]
+            if dense is not None:
+                k = surface.huber_cm / surface.scale
+                res = np.abs(state[-1][1])
+                out.append(surface.weights * np.where(res <= k, 1.0, k / np.maximum(res, 1e-12)))
             return out
 
         def total_cost(state, robust, identity, expressions):
             cost = np.sum(id_prior * identity ** 2)
             for v, (_, res, _) in enumerate(state):
-                cost += weights[v] * np.sum(robust[v][:, None] * res ** 2)
+                data = np.sum(robust[v][:, None] * res ** 2) if v < n_views else np.sum(robust[v] * res ** 2)
+                cost += (weights[v] if v < n_views else 1.0) * data
                 cost += np.sum(ex_prior * expressions[v] ** 2) + s.expression_l1 * np.sum(expressions[v])
             return cost
 
-        state = evaluate(coeffs_id, rotations, translations, expressions)
+        state = evaluate(coeffs_id, rotations, translations, expressions, log_scale)
         mu, iteration = 1e-3, 0
         for iteration in range(1, iterations + 1):
-            robust = [self._robust_weights(res) * self.weights for _, res, _ in state]
+            robust = robust_weights(state)
             cost = total_cost(state, robust, coeffs_id, expressions)
-            # Normal equations, block by block: H_ii (identity), H_il[v] (identity x view v), H_ll[v].
+            # Normal equations, block by block: H_ii (identity), H_il[v] (identity x block v), H_ll[v].
             h_ii = np.diag(id_prior).astype(np.float64)
             g_i = id_prior * coeffs_id
             h_il, h_ll, g_l = [], [], []
             for v, (best, res, cam) in enumerate(state):
-                jac = self._jacobian(cam, translations[v], rotations[v], self._landmark_basis(best),
-                                     cameras[v].focal) / scales[v]
-                wj = jac * (weights[v] * np.repeat(robust[v], 2))[:, None]
+                if v < n_views:
+                    jac = self._jacobian(cam, translations[v], rotations[v], self._landmark_basis(best),
+                                         cameras[v].focal) / scales[v]
+                    wj = jac * (weights[v] * np.repeat(robust[v], 2))[:, None]
+                else:
+                    jac = self._surface_jacobian(cam, translations[v], rotations[v], dense[1], surface, log_scale)
+                    wj = jac * robust[v][:, None]
+                cols = local if v < n_views else local_surface
                 hess, grad = wj.T @ jac, wj.T @ res.ravel()
                 h_ii += hess[np.ix_(ident, ident)]
                 g_i += grad[ident]
-                h_il.append(hess[np.ix_(ident, local)])
-                block = hess[np.ix_(local, local)]
-                block[6:, 6:] += np.diag(ex_prior)
+                h_il.append(hess[np.ix_(ident, cols)])
+                block = hess[np.ix_(cols, cols)]
+                ex = slice(6, 6 + self.model.n_expression)
+                block[ex, ex] += np.diag(ex_prior)
                 h_ll.append(block)
-                g_l.append(grad[local] + np.r_[np.zeros(6), ex_prior * expressions[v] + 0.5 * s.expression_l1])
+                prior_grad = np.zeros(len(cols))
+                prior_grad[ex] = ex_prior * expressions[v] + 0.5 * s.expression_l1
+                g_l.append(grad[cols] + prior_grad)
             improved = False
             for _ in range(6):
                 # Damped (Marquardt: scaled diagonal) blocks; eliminate the view blocks, solve identity.
                 h_ii_mu = h_ii + mu * np.diag(np.diag(h_ii) + 1e-9)
                 schur, rhs = h_ii_mu.copy(), -g_i.copy()
                 solved = []
-                for v in range(n_views):
+                for v in range(n_blocks):
                     h_ll_mu = h_ll[v] + mu * np.diag(np.diag(h_ll[v]) + 1e-9)
                     # [H_ll^-1 H_li, H_ll^-1 g_l] in one factorisation
                     sol = np.linalg.solve(h_ll_mu, np.column_stack([h_il[v].T, g_l[v]]))
@@ -325,16 +382,18 @@ class Fitter:
                     solved.append(sol)
                 d_id = np.zeros(n_id) if fixed else np.linalg.solve(schur, rhs)
                 new_id = coeffs_id + d_id
-                new_rot, new_t, new_ex = [], [], []
+                new_rot, new_t, new_ex, new_scale = [], [], [], log_scale
                 for v, sol in enumerate(solved):
                     d_local = -sol[:, -1] - sol[:, :-1] @ d_id
                     new_rot.append(cv2.Rodrigues(d_local[:3])[0] @ rotations[v])
                     new_t.append(translations[v] + d_local[3:6])
-                    new_ex.append(np.clip(expressions[v] + d_local[6:], 0.0, 1.0))
-                new_state = evaluate(new_id, new_rot, new_t, new_ex)
+                    new_ex.append(np.clip(expressions[v] + d_local[6:6 + self.model.n_expression], 0.0, 1.0))
+                    if v == n_views and len(d_local) > 6 + self.model.n_expression:
+                        new_scale = log_scale + d_local[-1]
+                new_state = evaluate(new_id, new_rot, new_t, new_ex, new_scale)
                 new_cost = total_cost(new_state, robust, new_id, new_ex)
-                if new_cost < cost and all(t[2] > 0 for t in new_t):
-                    coeffs_id, rotations, translations, expressions = new_id, new_rot, new_t, new_ex
+                if new_cost < cost and all(t[2] > 0 for t in new_t[:n_views]):
+                    coeffs_id, rotations, translations, expressions, log_scale = new_id, new_rot, new_t, new_ex, new_scale
                     state = new_state
                     improved = cost - new_cost > s.tolerance * cost
                     mu = max(mu / 3, 1e-6)
@@ -349,14 +408,40 @@ class Fitter:
             full_identity[:n_id] = coeffs_id
         inner = ~self.is_contour
         fits = []
-        for v, (_, res, _) in enumerate(state):
+        for v, (_, res, _) in enumerate(state[:n_views]):
             err = np.linalg.norm(res, axis=1)[inner].mean()
             fits.append(FitResult(full_identity, expressions[v].astype(np.float32), rotations[v], translations[v],
                                   cameras[v], residual_px=float(err * scales[v]), residual=float(err),
                                   iterations=iteration))
-        robust = [self._robust_weights(res) * self.weights for _, res, _ in state]
+        surface_fit = None
+        if dense is not None:
+            err = float(np.average(np.abs(state[-1][1]), weights=surface.weights))
+            surface_fit = FitResult(full_identity, expressions[-1].astype(np.float32), rotations[-1], translations[-1],
+                                    surface.start.camera, residual_px=float("nan"), residual=err,
+                                    iterations=iteration, extra={"residuals_cm": state[-1][1] * surface.scale,
+                                                                 "log_scale": float(log_scale)})
         return JointFit(full_identity, fits, weights, iteration,
-                        float(total_cost(state, robust, coeffs_id, expressions)))
+                        float(total_cost(state, robust_weights(state), coeffs_id, expressions)), surface_fit)
+
+    def _surface_model(self, surface: SurfaceTarget) -> tuple[np.ndarray, np.ndarray]:
+        """The matched head points' (P, 3) mean and (3, P, S) basis (leading identity modes, expressions)."""
+        bary = surface.bary.astype(np.float64)
+        mean = np.einsum("pk,pkc->pc", bary, self.model.neutral[surface.corners].astype(np.float64))
+        basis = np.concatenate([
+            np.einsum("pk,spkc->cps", bary, self.model.identity_basis[:self.n_id, surface.corners].astype(np.float64)),
+            np.einsum("pk,spkc->cps", bary, self.model.expression_basis[:, surface.corners].astype(np.float64))], 2)
+        return mean, np.ascontiguousarray(basis)
+
+    def _surface_jacobian(self, points, translation, rotation, basis, surface: SurfaceTarget,
+                          log_scale: float) -> np.ndarray:
+        """(P, 6 + S + 1) derivative of the point-to-plane distances: rotation increment (left),
+        translation, shape, the surface's log scale."""
+        n = surface.normals
+        rel = points - translation
+        rb = (rotation @ basis.reshape(3, -1)).reshape(basis.shape)        # (3, P, S)
+        d_scale = -np.exp(log_scale) * np.sum(n * surface.points, axis=1)
+        jac = np.concatenate([np.cross(rel, n), n, np.einsum("pc,cps->ps", n, rb), d_scale[:, None]], 1)
+        return jac / surface.scale
 
 
 def _observed(landmarks_px: np.ndarray) -> tuple[np.ndarray, float]:

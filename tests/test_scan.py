@@ -154,12 +154,6 @@ def test_blurry_video_is_refused(tmp_path):
     assert "too blurry" in line and not out.exists()
 
 
-def test_human_subject_is_not_faked(tmp_path):
-    line = _one_error_line(runner.invoke(app, ["scan", *_photos(tmp_path, 3), "-o", str(tmp_path / "o"),
-                                               "--subject", "human"]))
-    assert "not implemented yet" in line
-
-
 def test_aruco_marker_gives_the_scale():
     """A 4x4 marker 2 world units wide on the plane z = 0, seen by two cameras: 50 mm makes a unit 25 mm."""
     from facerecon.scan.scale import MARKER_DICTIONARY, marker_scale

@@ -13,6 +13,7 @@ from ..methods import names as method_names, require as require_method
 require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
 from ..pipeline import Reconstructor  # noqa: E402
 from .hard_protocol import hard  # noqa: E402
+from .headscan_protocol import headscan_protocol  # noqa: E402
 from .identity_protocol import kira_protocol  # noqa: E402
 from .multiview_protocol import multiview_protocol  # noqa: E402
 from .protocols import (Context, ProtocolResult, aflw, aflw2000, ibug300w_protocol, photos68_protocol,  # noqa: E402
@@ -23,7 +24,7 @@ from .scan_protocol import scan_protocol  # noqa: E402
 PROTOCOLS: dict[str, Callable[[Context], ProtocolResult]] = {
     "aflw": aflw, "aflw2000": aflw2000, "photos68": photos68_protocol, "300w": ibug300w_protocol,
     "synthetic": synthetic_protocol, "scan": scan_protocol, "hard": hard, "speed": speed,
-    "multiview": multiview_protocol, "kira": kira_protocol,
+    "multiview": multiview_protocol, "kira": kira_protocol, "headscan": headscan_protocol,
 }
 
 

@@ -19,6 +19,7 @@ from .bake import TexturedMesh, bake, rasterize_view
 from .cameras import CameraSet, apply_known, find_known_cameras, structure_from_motion
 from .depth import DepthSettings, dense_depth
 from .fusion import FusionSettings, Subject, find_subject, fuse, subject_points
+from .human import HeadFitSettings, ScannedHead, head_for_scan, head_scale
 from .scale import ARBITRARY, Scale, length_scale, marker_scale
 from .views import MIN_VIEWS, Views, load_views
 
@@ -48,6 +49,7 @@ class ScanResult:
     subject: Subject
     cat_faces: list[dict]
     timings: dict[str, float] = field(default_factory=dict)
+    head: ScannedHead | None = None  # a person's scan: the ICT head fitted to it (``human.py``)
 
     def metres(self) -> np.ndarray:
         """(N, 3) the mesh in metres, or in the world's own units where the scale is arbitrary."""
@@ -57,7 +59,8 @@ class ScanResult:
         vertices = self.metres()
         unit = "m" if self.scale.metric else "world units"
         return {
-            "subject": settings.subject if settings.subject != "auto" else ("animal" if self.cat_faces else "object"),
+            "subject": "human" if self.head else settings.subject if settings.subject != "auto" else (
+                "animal" if self.cat_faces else "object"),
             "views": {"given": len(self.views), "used": [self.views.names[i] for i in self.cameras.keep],
                       "source": self.views.source},
             "cameras": {"source": self.cameras.source, "registered": len(self.cameras.keep),
@@ -73,6 +76,7 @@ class ScanResult:
             "region": {"lower": self.subject.lower.tolist(), "upper": self.subject.upper.tolist(),
                        "dropped_plane_share": round(self.subject.plane_share, 4)},
             "cat_faces": self.cat_faces,
+            "head": self.head.as_json() if self.head else None,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             "settings": {"max_side": settings.max_side, "dense_side": settings.dense_side,
                          "texture_size": settings.texture_size, "depth": asdict(settings.depth),
@@ -94,6 +98,14 @@ class ScanResult:
                 for camera, i in zip(self.cameras.cameras, self.cameras.keep):
                     image = overlay(self.views.images[i], self.mesh, camera)
                     write_image(target / "overlays" / f"{Path(self.views.names[i]).stem}.jpg", image)
+            if self.head:
+                head = self.head.reconstruction
+                head_paths = head.save(target, "head", formats, overlays=False, units=units)
+                summary["files"].update({f"head_{k}": p.name for k, p in head_paths.items()})
+                paths.update({f"head_{k}": p for k, p in head_paths.items()})
+                if overlays:
+                    for view in head.used:
+                        write_image(target / "overlays" / f"{Path(view.source).stem}_head.jpg", head.overlay(view))
             paths["json"] = write_json(target / "scan.json", summary)
         return {k: Path(out_dir) / p.name for k, p in paths.items()}
 
@@ -131,9 +143,6 @@ def prepare(inputs: list[Path], settings: ScanSettings = ScanSettings(), log=lam
     """Read the views and find their cameras (a camera file beside the photos, else SfM)."""
     if settings.subject not in SUBJECTS:
         raise ScanInputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {settings.subject!r}")
-    if settings.subject == "human":
-        raise ScanInputError("--subject human (the ICT head fitted to the fused surface) is not implemented yet; "
-                             "--subject object gives the head's raw surface")
     inputs = [Path(p) for p in inputs]
     known = None
     if settings.known_cameras and len(inputs) == 1 and inputs[0].is_dir():
@@ -146,8 +155,11 @@ def prepare(inputs: list[Path], settings: ScanSettings = ScanSettings(), log=lam
 
 
 def reconstruct(views: Views, cameras: CameraSet, settings: ScanSettings = ScanSettings(),
-                progress=lambda stage, done, total: None) -> ScanResult:
-    """The subject's textured mesh from views with cameras (``cameras.keep`` picks the views)."""
+                progress=lambda stage, done, total: None, head_settings: HeadFitSettings = HeadFitSettings(),
+                run=None) -> ScanResult:
+    """The subject's textured mesh from views with cameras (``cameras.keep`` picks the views), and
+    for a person (``settings.subject`` human, or auto and faces in most views) the ICT head fitted
+    to it. ``run``: a Reconstructor for the head's detector and landmarks (else one is made)."""
     if len(cameras.keep) < MIN_VIEWS:
         raise ScanInputError(f"{len(cameras.keep)} views with cameras: a scan needs at least {MIN_VIEWS}")
     timings = {}
@@ -175,5 +187,16 @@ def reconstruct(views: Views, cameras: CameraSet, settings: ScanSettings = ScanS
         scale = marker_scale(images, cameras.cameras, settings.marker_mm) or scale
     if settings.scale_mm and not scale.metric:
         scale = length_scale(mesh.vertices, settings.scale_mm)
-    cats = cat_faces(views) if settings.subject in ("auto", "animal") else []
-    return ScanResult(mesh, scale, cameras, views, subject, cats, timings)
+    head = None
+    if settings.subject in ("auto", "human"):
+        t = time.perf_counter()
+        progress("head fit", 0, 1)
+        head = head_for_scan(images, [views.names[i] for i in cameras.keep], cameras.cameras, surface.vertices,
+                             surface.faces, settings.subject, scale.metres_per_unit, settings.texture_size,
+                             head_settings, run)
+        if head is not None:
+            timings["head_fit"] = time.perf_counter() - t
+            scale = scale if scale.metric else head_scale(head)
+        progress("head fit", 1, 1)
+    cats = cat_faces(views) if settings.subject == "animal" or (settings.subject == "auto" and head is None) else []
+    return ScanResult(mesh, scale, cameras, views, subject, cats, timings, head)
