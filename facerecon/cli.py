@@ -103,8 +103,9 @@ def reconstruct(
         _fail_usage(f"--out {out_dir} exists and is not a folder")
 
     if same_person:  # one head from all the photos: the work is in facerecon.multiview
-        if options.method != methods.DEFAULT_METHOD:
-            _fail_usage(f"--same-person fits landmarks of every view jointly: it takes no --method {options.method}")
+        if options.method not in (methods.DEFAULT_METHOD, "fit"):   # the joint fit is fit's, on every view
+            _fail_usage(f"--same-person fits Face Mesh's landmarks of every view jointly (method fit): "
+                        f"it takes no --method {options.method}")
         from .multiview import same_person_command
         raise typer.Exit(same_person_command(photos, out_dir, options.formats, texture_size, overlay, turntable,
                                              lambda line: err_console.print(line, markup=False, highlight=False),
@@ -312,7 +313,7 @@ def video(
     smoothing: Annotated[str, typer.Option(help="one-euro or none.")] = "one-euro",
     overlay: Annotated[bool, typer.Option(help="Write the clip with the head overlaid (overlay.mp4).")] = True,
     glb: Annotated[bool, typer.Option(help="Write the textured head with its animation (head.glb, metres).")] = True,
-    method: Annotated[str, typer.Option(help=f"The landmark method that tracks the face: {', '.join(VIDEO_METHODS)}.")] = methods.DEFAULT_METHOD,
+    method: Annotated[str, typer.Option(help=f"The landmark method that tracks the face: {', '.join(VIDEO_METHODS)}.")] = methods.DEFAULT_VIDEO_METHOD,
     fov: Annotated[Optional[float], typer.Option(help="The video's field of view across the longer side, degrees (default 40).")] = None,
     texture_size: TextureSize = 1024,
     turntable: Annotated[bool, typer.Option("--turntable", help="Also write the head turning (head_turntable.gif and .mp4).")] = False,

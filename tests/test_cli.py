@@ -150,7 +150,7 @@ def test_an_unknown_method_exits_2_with_one_line(tmp_path, command):
     target = EXAMPLE.parent if command == "batch" else EXAMPLE
     result = cli(command, str(target), "-o", str(tmp_path / "o"), "--method", "fitt")
     assert result.returncode == 2
-    assert "--method must be one of fit, dense, auto, regress, guided, vrn, got 'fitt'" in one_error_line(result)
+    assert "--method must be one of auto, fit, dense, regress, guided, vrn, got 'fitt'" in one_error_line(result)
     assert not (tmp_path / "o").exists()
 
 

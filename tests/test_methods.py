@@ -15,7 +15,7 @@ NOT_INSTALLED = [name for name in methods.names() if methods.spec(name).unavaila
 
 
 def test_the_registry_lists_every_method_once_with_the_default_first():
-    assert methods.names() == ("fit", "dense", "auto", "regress", "guided", "vrn")
+    assert methods.names() == ("auto", "fit", "dense", "regress", "guided", "vrn")
     assert methods.DEFAULT_METHOD == methods.names()[0]
     assert methods.names(fits_landmarks=True) == ("fit", "dense")
     with pytest.raises(ValueError, match="registered already"):
@@ -29,7 +29,7 @@ def test_the_registry_lists_every_method_once_with_the_default_first():
 @pytest.mark.parametrize("name", ["fitt", "", None, 3])
 def test_an_unknown_method_is_an_error_not_a_fit(name):
     from facerecon.pipeline import Reconstructor
-    with pytest.raises(ValueError, match="method must be one of fit, dense, auto, regress, guided, vrn"):
+    with pytest.raises(ValueError, match="method must be one of auto, fit, dense, regress, guided, vrn"):
         Reconstructor(method=name)
     with pytest.raises(ValueError, match="--method must be one of"):
         ReconstructOptions(method=name, names={"method": "--method"})

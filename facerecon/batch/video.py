@@ -1,7 +1,7 @@
 """``facerecon video``: the main (largest) face of every frame, one identity for the whole clip.
 
 1. Every frame: detect, take the largest face, place its landmarks (the Reconstructor's method:
-   a landmark method, fit or dense) and fit freely.
+   a landmark method, fit or dense; the default tracks with fit) and fit freely.
 2. The clip's identity: the median identity of the best frames (near-frontal, lowest residual).
 3. Every frame again with that identity held fixed: only pose and expression are solved, so the
    head keeps its shape and the per-frame noise goes into fewer unknowns.
@@ -57,11 +57,13 @@ def _largest(boxes: list) -> int:
 def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro",
                 max_frames: int | None = None) -> VideoTrack:
     """Track the clip's main face; a clip over ``max_frames`` frames is refused (InputImageError).
-    ``run``'s method must be a landmark method (``methods.names(fits_landmarks=True)``), else ValueError."""
-    if run.method not in methods.names(fits_landmarks=True):
+    ``run``'s method must be a landmark method (``methods.names(fits_landmarks=True)``; the default
+    method tracks with ``methods.DEFAULT_VIDEO_METHOD``), else ValueError."""
+    name = methods.DEFAULT_VIDEO_METHOD if run.method == methods.DEFAULT_METHOD else run.method
+    if name not in methods.names(fits_landmarks=True):
         raise ValueError(f"video tracking needs a landmark method ({', '.join(methods.names(fits_landmarks=True))}), "
                          f"not {run.method!r}")
-    method = run.get_method()
+    method = run.get_method(name)
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
     except Exception as exc:

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from ..landmarks import LandmarkEstimator, Landmarks
     from ..model import HeadModel
 
-DEFAULT_METHOD = "fit"
+DEFAULT_METHOD = "auto"
+# Video tracking refits one method's landmarks with the clip's identity fixed, so a clip keeps to
+# one landmark method: the default's for frontal faces.
+DEFAULT_VIDEO_METHOD = "fit"
 
 
 class UnknownMethodError(FaceReconError, ValueError):
@@ -134,10 +137,10 @@ def register(spec: MethodSpec) -> None:
     REGISTRY[spec.name] = spec
 
 
-register(MethodSpec("fit", "Face Mesh landmarks + model fit (the default)", "fit:LandmarkFit", fits_landmarks=True))
+register(MethodSpec("auto", "fit, or dense for faces turned 39 degrees or more (the default)", "auto:TurnAwareFit"))
+register(MethodSpec("fit", "Face Mesh landmarks + model fit", "fit:LandmarkFit", fits_landmarks=True))
 register(MethodSpec("dense", "our ICT-surface landmark network + model fit", "dense:DenseLandmarkFit",
                     fits_landmarks=True))
-register(MethodSpec("auto", "fit, or dense for faces turned 39 degrees or more", "auto:TurnAwareFit"))
 register(MethodSpec("regress", "CNN position map + linear fit", "regress:PositionMapRegression",
                     (REGRESSOR_MODEL,)))
 register(MethodSpec("guided", "the position-map CNN given the fit's 68 landmarks too",

@@ -1,4 +1,4 @@
-"""``fit`` (the default): Face Mesh's 468 landmarks, then the model fit to them (facerecon.fit)."""
+"""``fit``: Face Mesh's 468 landmarks, then the model fit to them (facerecon.fit)."""
 from __future__ import annotations
 
 import time

@@ -286,7 +286,7 @@ def bake_real_textures(size: int = 256, folders: tuple[Path, ...] = (), max_yaw:
     for folder in folders:
         photos += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
     atlases = []
-    with Reconstructor(texture_size=size) as run:
+    with Reconstructor(texture_size=size, method="fit") as run:
         for photo in photos:
             try:
                 faces = run(load_image(photo))
