@@ -19,6 +19,7 @@ from .bake import TexturedMesh, bake, rasterize_view
 from .cameras import CameraSet, apply_known, find_known_cameras, structure_from_motion
 from .depth import DepthSettings, dense_depth
 from .fusion import FusionSettings, Subject, find_subject, fuse, subject_points
+from .motion import still_stretch
 from .scale import ARBITRARY, Scale, length_scale, marker_scale
 from .views import MIN_VIEWS, Views, load_views
 
@@ -142,7 +143,9 @@ def prepare(inputs: list[Path], settings: ScanSettings = ScanSettings(), log=lam
     if known is not None:
         log(f"cameras: {known.path.name}")
         return views, apply_known(known, views)
-    return views, structure_from_motion(views, log)
+    cameras = structure_from_motion(views, log)
+    # a clip's cameras come from what holds still: check that the subject is part of it
+    return views, still_stretch(views, cameras, log) if views.source == "video" else cameras
 
 
 def reconstruct(views: Views, cameras: CameraSet, settings: ScanSettings = ScanSettings(),
