@@ -81,11 +81,14 @@ class ScanResult:
         }
 
     def save(self, out_dir: Path, settings: ScanSettings, formats=FORMATS, units: str = "m",
-             overlays: bool = True) -> dict[str, Path]:
-        """All the scan's files in ``out_dir``, or none of them (an atomic folder)."""
+             overlays: bool = True, turntable: bool = False) -> dict[str, Path]:
+        """All the scan's files in ``out_dir``, or none of them (an atomic folder); with ``turntable``,
+        ``scan_turntable.gif`` and ``.mp4``."""
         with atomic_folder(out_dir) as target:
             paths = export_surface(target, "scan", self.metres(), self.mesh.uv, self.mesh.faces, self.mesh.texture,
                                    formats, units, metric=self.scale.metric)
+            if turntable:
+                paths.update(write_turntable(self.mesh, self.cameras.cameras, target))
             summary = self.summary(settings)
             summary["files"] = {k: p.name for k, p in paths.items()}
             summary["units"] = {f: ("m" if f == "glb" else units) if self.scale.metric else "arbitrary"
@@ -97,6 +100,14 @@ class ScanResult:
                     write_image(target / "overlays" / f"{Path(self.views.names[i]).stem}.jpg", image)
             paths["json"] = write_json(target / "scan.json", summary)
         return {k: Path(out_dir) / p.name for k, p in paths.items()}
+
+
+def write_turntable(mesh: TexturedMesh, cameras, folder: Path) -> dict[str, Path]:
+    from ..render.visualize import save_turntable
+    from .turntable import turntable_frames
+    paths = {"turntable_gif": folder / "scan_turntable.gif", "turntable_mp4": folder / "scan_turntable.mp4"}
+    save_turntable(turntable_frames(mesh, cameras), paths["turntable_gif"], paths["turntable_mp4"])
+    return paths
 
 
 def overlay(image: np.ndarray, mesh: TexturedMesh, camera) -> np.ndarray:
