@@ -27,7 +27,7 @@ GRID = 4                 # flow sampled every this many pixels
 MAX_FB_PX = 0.5          # forward-backward disagreement above this: the flow is not trusted
 MIN_GRADIENT = 6.0       # grey gradient (0..255 per pixel) below this: too flat to trust the flow
 MOVING_PX = 2.0          # flow this far off its epipolar segment is motion the camera's does not explain
-MOVING_REGION = 0.03     # the largest such region, as a share of the reliable flow, that makes a pair move
+MOVING_REGION = 0.02     # the largest such region, as a share of the reliable flow, that makes a pair move
 MIN_STILL_VIEWS = 8      # a still stretch shorter than this many keyframes is not worth scanning
 
 
@@ -80,13 +80,11 @@ def pair_motion(first: np.ndarray, second: np.ndarray, camera_first: ViewCamera,
         return PairMotion(0.0, count)
     src, dst = p[reliable].astype(np.float64), q[reliable].astype(np.float64)
     rays = np.column_stack([src, np.ones(len(src))]) @ np.linalg.inv(cam_a.K).T
-    ends = []
-    for depth in (near, far):
-        world = (rays * depth - cam_a.t) @ cam_a.R
-        uv, z = cam_b.project(world)
-        ends.append(np.where(z[:, None] > 0, uv, np.inf))
+    (near_uv, near_z), (far_uv, far_z) = (cam_b.project((rays * depth - cam_a.t) @ cam_a.R) for depth in (near, far))
+    # a near end behind the other camera: the segment from the far end alone
+    distance = _segment_distance(dst, np.where(near_z[:, None] > 0, near_uv, far_uv), far_uv)
     unexplained = np.zeros(reliable.shape, np.uint8)
-    unexplained[reliable] = ~(_segment_distance(dst, *ends) <= MOVING_PX)
+    unexplained[reliable] = (distance > MOVING_PX) | (far_z <= 0)
     # the region must hold together: scattered mismatches are not a subject
     unexplained = cv2.morphologyEx(unexplained, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     sizes = cv2.connectedComponentsWithStats(unexplained, connectivity=8)[2]
