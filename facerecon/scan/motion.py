@@ -119,7 +119,7 @@ def still_stretch(views: Views, cameras: CameraSet, log=lambda line: None) -> Ca
     first, last = max(runs, key=lambda r: r[1] - r[0])
     length = last - first + 1
     summary = (f"{sum(moving)} of {len(moving)} keyframe pairs show motion the camera's does not explain "
-               f"(up to {100 * max(m.moving_share for m in motions):.0f} % of the frame)")
+               f"(up to {100 * max(m.moving_share for m in motions):.0f} % of the tracked pixels)")
     if length < MIN_STILL_VIEWS:
         raise ScanInputError(f"the subject moves: {summary}; the longest still stretch has {length} keyframes "
                              f"and a scan needs {MIN_STILL_VIEWS}: a walking animal cannot be scanned")
