@@ -47,13 +47,13 @@ def _draw_plane(image: np.ndarray, texture: np.ndarray, camera: ViewCamera, orig
 
 
 def clip(board_moves: list[bool], step: float = 0.1) -> tuple[list[np.ndarray], list[ViewCamera], np.ndarray]:
-    """Frames, cameras and the scene's corner points; the board steps ``step`` units sideways and up
-    (5 px at 0.1) between frames where ``board_moves`` says so."""
+    """Frames, cameras and the scene's corner points; the board jumps ``step`` units sideways and up
+    and back (5 px at 0.1) between frames where ``board_moves`` says so, staying in view."""
     wall, board = _texture(1, 512), _texture(2)
     frames, cameras, offset = [], [], np.zeros(3)
     for k, angle in enumerate(np.linspace(-25, 25, len(board_moves))):
         if board_moves[k]:
-            offset = offset + np.array([step, step, 0.0])
+            offset = np.array([step, step, 0.0]) - offset
         camera = _camera(angle)
         image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
         _draw_plane(image, wall, camera, np.array([-8.0, -8.0, 4.0]), 16.0)
