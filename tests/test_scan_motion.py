@@ -1,4 +1,4 @@
-"""A moving subject in a scan video: a synthetic clip (a textured board before a textured wall, the
+"""A moving subject in a scan video: a synthetic clip (a textured board before a textured wall and floor, the
 camera walking an arc around it) whose board holds still, moves throughout, or holds still for the
 first half only. The figures on the real pet clips are in docs/scan.md."""
 from __future__ import annotations
@@ -36,10 +36,12 @@ def _camera(angle_deg: float) -> ViewCamera:
     return ViewCamera(K, R, -R @ centre, WIDTH, HEIGHT)
 
 
-def _draw_plane(image: np.ndarray, texture: np.ndarray, camera: ViewCamera, origin: np.ndarray, side: float) -> None:
-    """A square of ``side`` world units on a plane z = const, corner ``origin``, textured, drawn over ``image``."""
+def _draw_plane(image: np.ndarray, texture: np.ndarray, camera: ViewCamera, origin: np.ndarray, side: float,
+                axes: tuple[int, int] = (0, 1)) -> None:
+    """A square of ``side`` world units spanned by two world axes from corner ``origin``, textured,
+    drawn over ``image``."""
     to_plane = np.array([[side / texture.shape[1], 0, 0], [0, side / texture.shape[0], 0], [0, 0, 1]])
-    plane_to_image = K @ np.column_stack([camera.R[:, 0], camera.R[:, 1], camera.R @ origin + camera.t])
+    plane_to_image = K @ np.column_stack([camera.R[:, axes[0]], camera.R[:, axes[1]], camera.R @ origin + camera.t])
     H = plane_to_image @ to_plane
     warped = cv2.warpPerspective(texture, H, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.full(texture.shape[:2], 255, np.uint8), H, (WIDTH, HEIGHT)) > 127
@@ -49,7 +51,7 @@ def _draw_plane(image: np.ndarray, texture: np.ndarray, camera: ViewCamera, orig
 def clip(board_moves: list[bool], step: float = 0.1) -> tuple[list[np.ndarray], list[ViewCamera], np.ndarray]:
     """Frames, cameras and the scene's corner points; the board jumps ``step`` units sideways and up
     and back (5 px at 0.1) between frames where ``board_moves`` says so, staying in view."""
-    wall, board = _texture(1, 512), _texture(2)
+    wall, floor, board = _texture(1, 512), _texture(3, 512), _texture(2)
     frames, cameras, offset = [], [], np.zeros(3)
     for k, angle in enumerate(np.linspace(-25, 25, len(board_moves))):
         if board_moves[k]:
@@ -57,6 +59,8 @@ def clip(board_moves: list[bool], step: float = 0.1) -> tuple[list[np.ndarray], 
         camera = _camera(angle)
         image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
         _draw_plane(image, wall, camera, np.array([-8.0, -8.0, 4.0]), 16.0)
+        # a floor too: two parallel planes alone leave structure from motion's focal length free
+        _draw_plane(image, floor, camera, np.array([-5.0, 1.5, -2.0]), 6.0, axes=(0, 2))
         _draw_plane(image, board, camera, np.array([-1.0, -1.0, 0.0]) + offset, 2.0)
         frames.append(image)
         cameras.append(camera)
