@@ -60,8 +60,6 @@ def test_not_a_video_and_too_many_files_are_400(client: TestClient):
     assert response.status_code == 400 and "at most 30 photos" in response.json()["detail"]
 
 
-@pytest.mark.xfail(reason="open: with pycolmap's cameras the synthetic jumping board shows no moving pair "
-                          "(see test_scan_motion)", strict=False)
 def test_a_moving_subject_is_a_422_job_error(client: TestClient, tmp_path):
     pytest.importorskip("pycolmap")
     response = post(client, ("walk.mp4", _mp4(clip([True] * FRAMES, step=0.2)[0], tmp_path), "video/mp4"))
