@@ -66,7 +66,7 @@ def test_a_moving_subject_is_a_422_job_error(client: TestClient, tmp_path):
     assert response.status_code == 202, response.text
     job = wait(client, response.json())
     assert job["status"] == "error" and job["error"]["status"] == 422, job
-    assert job["error"]["message"].startswith("the subject moves: ")
+    assert job["error"]["message"].startswith("walk.mp4: the subject moves: 23 of 23 keyframe pairs")
 
 
 def test_a_still_clip_becomes_a_mesh_with_a_turntable(client: TestClient, tmp_path):

@@ -121,7 +121,7 @@ def still_stretch(views: Views, cameras: CameraSet, log=lambda line: None) -> Ca
     summary = (f"{sum(moving)} of {len(moving)} keyframe pairs show motion the camera's does not explain "
                f"(up to {100 * max(m.moving_share for m in motions):.0f} % of the tracked pixels)")
     if length < MIN_STILL_VIEWS:
-        raise ScanInputError(f"the subject moves: {summary}; the longest still stretch has {length} keyframes "
+        raise ScanInputError(f"the subject moves: {summary}; the longest still stretch has {length} keyframe(s) "
                              f"and a scan needs {MIN_STILL_VIEWS}: a walking animal cannot be scanned")
     names = [views.names[i] for i in cameras.keep[first:last + 1]]
     log(f"the subject moves: {summary}; scanning the still stretch {names[0]} .. {names[-1]} ({length} keyframes)")
