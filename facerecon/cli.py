@@ -168,7 +168,7 @@ def _main(
 @app.command()
 def scan(
     inputs: Annotated[list[Path], typer.Argument(help="Photos, one folder of photos (a camera file beside them is used: transforms.json or *_par.txt), or one video.", show_default=False)],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: scan.obj/.mtl/.png, scan.glb, scan.ply, scan.json, overlays/ (a person: head.* too).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: scan.obj/.mtl/.png, scan.glb, scan.ply, scan.json, overlays/ (a person: head.* too; --turntable: scan_turntable.gif/.mp4).")],
     subject: Annotated[str, typer.Option(help="auto, human, animal or object (auto: human when most views show a face).")] = "auto",
     scale_mm: Annotated[Optional[float], typer.Option(help="The subject's longest side in mm: makes the mesh metric.")] = None,
     marker_mm: Annotated[Optional[float], typer.Option(help="Side in mm of a printed ArUco marker (4x4, ids 0-49) in view: makes the mesh metric.")] = None,
@@ -178,6 +178,7 @@ def scan(
     max_side: Annotated[int, typer.Option(help="Views are read at most this many pixels on the longer side (cameras, texture).")] = 960,
     dense_side: Annotated[int, typer.Option(help="... and matched at most this size (dense depth).")] = 480,
     overlay: Annotated[bool, typer.Option(help="Write each view with the mesh overlaid (overlays/).")] = True,
+    turntable: Annotated[bool, typer.Option("--turntable", help="Also write the subject turning (scan_turntable.gif and .mp4).")] = False,
 ) -> None:
     """Scan a still person, animal or object from many views: its textured mesh (structure from motion, dense depth, fusion); a person also gets the animatable ICT head fitted to it."""
     chosen = _checked(check_formats, formats, "--format")
@@ -206,7 +207,7 @@ def scan(
                 progress.update(tasks[stage], completed=done)
 
             result = reconstruct(views, cameras, settings, advance)
-            paths = result.save(out_dir, settings, chosen, units, overlay)
+            paths = result.save(out_dir, settings, chosen, units, overlay, turntable)
     except FaceReconError as exc:
         _fail(str(exc))
     scale = f"metric ({result.scale.source})" if result.scale.metric else "arbitrary scale"

@@ -171,3 +171,25 @@ def test_aruco_marker_gives_the_scale():
     scale = marker_scale(images, cameras, 50.0)
     assert scale is not None and scale.metric and scale.metres_per_unit == pytest.approx(0.025, rel=0.02)
     assert marker_scale([np.full((480, 480, 3), 128, np.uint8)] * 2, cameras, 50.0) is None
+
+
+def test_wallpaper_off_the_wall_plane_leaves_the_subject_box():
+    """A ball in front of a wall, with wallpaper patches a little in front of and behind the wall's
+    plane (beyond the plane fit's tolerance) around it: the ball's box holds the ball only."""
+    from facerecon.scan.fusion import find_subject
+    rng = np.random.default_rng(0)
+    wall = np.column_stack([rng.uniform(-2, 2, (60_000, 2)), np.zeros(60_000)])
+    direction = rng.normal(size=(40_000, 3))
+    ball = np.array([0, 0, 0.3]) + 0.3 * direction / np.linalg.norm(direction, axis=1, keepdims=True)
+    ball = ball[ball[:, 2] > 0.045]   # it touches the wall, as a mounted head does
+    angle, radius = rng.uniform(0, 2 * np.pi, 8000), rng.uniform(0.3, 1.0, 8000)
+    # 2 and -2 times the plane fit's tolerance (0.004 of the 3-unit camera distance)
+    paper = np.column_stack([radius * np.cos(angle), radius * np.sin(angle), rng.choice([0.024, -0.024], 8000)])
+    cameras = []
+    for yaw in np.radians([-30, -15, 0, 15, 30]):
+        R, t = look_at(np.array([3 * np.sin(yaw), 0.2, 3 * np.cos(yaw)]), np.array([0, 0, 0.3]))
+        cameras.append(ViewCamera(np.eye(3), R, t, 100, 100))
+    subject = find_subject(np.concatenate([wall, ball, paper]), cameras)
+    assert subject.plane is not None and subject.plane_share > 0.5
+    assert np.all(subject.lower[:2] > -0.45) and np.all(subject.upper[:2] < 0.45), (subject.lower, subject.upper)
+    assert subject.lower[2] > 0.0 and subject.upper[2] > 0.6

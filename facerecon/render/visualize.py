@@ -15,7 +15,7 @@ from PIL import Image
 from ..camera import Camera, rotation_from_angles
 from ..model import HeadModel
 from . import lighting
-from .renderer import head_vertices_cam, render_batch, render_mesh
+from .renderer import render_batch, render_mesh
 
 OVERLAY_OPACITY = 0.6
 OVERLAY_LIGHT = lighting.frontal(key=0.5, ambient_level=0.35)    # light grey clay, never blown out
@@ -82,19 +82,30 @@ def turntable_frames(model: HeadModel, vertices_model: np.ndarray, texture: np.n
     used = vertices_model[model.used_vertices]
     centre = (used.min(0) + used.max(0)) / 2
     radius = float(np.linalg.norm(used - centre, axis=1).max())
+    index, uv, triangles = model.export_topology
+    rotations = [rotation_from_angles(yaw, 0.0, 0.0) for yaw in np.linspace(-90.0, 90.0, n_frames)]
+    return orbit_frames(vertices_model[index], triangles, rotations, centre, radius, uv=uv, texture=texture,
+                        weld=index, size=size)
+
+
+def orbit_frames(vertices: np.ndarray, triangles: np.ndarray, rotations: Sequence[np.ndarray], centre: np.ndarray,
+                 radius: float, *, uv: np.ndarray | None = None, texture: np.ndarray | None = None,
+                 weld: np.ndarray | None = None, size: int = 512) -> list[np.ndarray]:
+    """A mesh seen by one camera per rotation (world -> camera, OpenCV axes), each looking at
+    ``centre`` from where the sphere of ``radius`` about it fills the frame: (size, size, 3) uint8
+    frames. vertices: (N, 3) in any unit; uv, texture as ``render_batch``; no texture is grey clay."""
     camera = Camera.for_image(size, size, TURNTABLE_FOV_DEG)
     distance = TURNTABLE_MARGIN * radius / math.sin(math.radians(TURNTABLE_FOV_DEG) / 2)
-    index, uv, triangles = model.export_topology
-    clay = None if texture is not None else np.full((len(index), 3), CLAY_ALBEDO, np.float32)
+    clay = None if texture is not None else np.full((len(vertices), 3), CLAY_ALBEDO, np.float32)
+    vertices = np.asarray(vertices, np.float32)
     frames = []
-    yaws = np.linspace(-90.0, 90.0, n_frames)
-    for start in range(0, n_frames, TURNTABLE_BATCH):
-        rotations = [rotation_from_angles(yaw, 0.0, 0.0) for yaw in yaws[start:start + TURNTABLE_BATCH]]
-        verts = np.stack([head_vertices_cam(model, vertices_model, r, np.array([0, 0, distance]) - r @ centre)
-                          for r in rotations])
+    for start in range(0, len(rotations), TURNTABLE_BATCH):
+        batch = [np.asarray(r, np.float32) for r in rotations[start:start + TURNTABLE_BATCH]]
+        verts = np.stack([vertices @ r.T + (np.array([0, 0, distance], np.float32) - r @ np.asarray(centre, np.float32))
+                          for r in batch])
         result = render_batch(verts, triangles, camera, uv=uv, texture=texture, vertex_colors=clay,
                               sh=TURNTABLE_LIGHT, background=TURNTABLE_BACKGROUND, supersample=2,
-                              weld=index)
+                              weld=weld)
         frames.extend(np.round(result.image * 255).astype(np.uint8))
     return frames
 

@@ -2,7 +2,8 @@
 volume (TSDF), extract its zero surface, keep the subject's pieces, smooth and decimate.
 
 The subject is what the cameras look at: the depth maps' points are binned on a coarse grid, the
-dominant plane (a wall, a table) is dropped when it holds a large share of them, and the connected
+dominant plane (a wall, a table) is dropped when it holds a large share of them (with everything
+behind it and a slab in front of it: wallpaper a little off the fitted plane is wall too), and the connected
 cluster of occupied cells nearest the point the optical axes meet is the subject's region. The TSDF
 covers that region only, so the room around it never enters the mesh.
 """
@@ -28,6 +29,7 @@ class FusionSettings:
     region_cells: int = 48           # the coarse grid that finds the subject's cluster
     plane_share: float = 0.2         # a plane holding at least this share of the points is dropped
     plane_tolerance: float = 0.004   # plane inlier distance, as a share of the median camera distance
+    plane_slab: float = 0.012        # ... and the slab in front of a dropped plane that goes with it
     smoothing_iterations: int = 10   # Taubin smoothing of the extracted surface
     max_faces: int = 20_000          # the mesh is decimated to at most this many triangles
     min_piece: float = 0.05          # pieces with less than this share of the faces are dropped
@@ -41,8 +43,8 @@ class Subject:
     lower: np.ndarray                # (3,) world
     upper: np.ndarray                # (3,)
     centre: np.ndarray               # (3,) the point the cameras look at
-    plane: np.ndarray | None         # (4,) n . x + d = 0 with |n| = 1, or None
-    plane_tolerance: float
+    plane: np.ndarray | None         # (4,) n . x + d = 0 with |n| = 1, n towards the cameras, or None
+    plane_slab: float                # points with n . x + d below this are dropped (world units)
     plane_share: float               # the share of the points on the dropped plane (0 without one)
 
 
@@ -72,14 +74,15 @@ def find_subject(points: np.ndarray, cameras: list[ViewCamera], settings: Fusion
                              "or the subject shows too little texture")
     centre = look_at_point(cameras)
     distance = float(np.median([np.linalg.norm(c.centre - centre) for c in cameras]))
-    tolerance = settings.plane_tolerance * distance
-    plane, on_plane = dominant_plane(points, tolerance, np.random.default_rng(seed))
+    slab = settings.plane_slab * distance
+    plane, on_plane = dominant_plane(points, settings.plane_tolerance * distance, np.random.default_rng(seed))
     share = float(on_plane.mean())
     if share >= settings.plane_share:
         # the cameras must all be on one side of a wall or table: a plane through the subject stays
         sides = np.sign([c.centre @ plane[:3] + plane[3] for c in cameras])
         if abs(sides.sum()) == len(cameras):
-            points = points[~on_plane]
+            plane = plane * sides[0]
+            points = points[points @ plane[:3] + plane[3] >= slab]
         else:
             plane, share = None, 0.0
     else:
@@ -104,7 +107,7 @@ def find_subject(points: np.ndarray, cameras: list[ViewCamera], settings: Fusion
     mine = cells[labels[tuple(cells.T)] == chosen]
     box_lower = lower + (mine.min(0) - 2) * cell
     box_upper = lower + (mine.max(0) + 3) * cell
-    return Subject(box_lower, box_upper, centre, plane, tolerance, share)
+    return Subject(box_lower, box_upper, centre, plane, slab, share)
 
 
 def subject_points(maps: list[DepthMap]) -> np.ndarray:
@@ -113,10 +116,9 @@ def subject_points(maps: list[DepthMap]) -> np.ndarray:
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, plane, plane_tol, trunc, tsdf, weight):
+def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, plane, use_plane, slab, trunc, tsdf, weight):
     nx, ny, nz = dims[0], dims[1], dims[2]
     height, width = depths.shape[1], depths.shape[2]
-    use_plane = plane_tol > 0
     for i in numba.prange(nx):
         for j in range(ny):
             for k in range(nz):
@@ -143,8 +145,8 @@ def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, plane, plane_tol, trunc,
                         continue
                     acc += min(1.0, sdf / trunc)
                     count += 1
-                if use_plane and abs(plane[0] * px + plane[1] * py + plane[2] * pz + plane[3]) < plane_tol:
-                    count = 0   # the dropped plane carries no surface
+                if use_plane and plane[0] * px + plane[1] * py + plane[2] * pz + plane[3] < slab:
+                    count = 0   # the dropped plane, its slab and what lies behind carry no surface
                 if count > 0:
                     tsdf[i, j, k] = acc / count
                     weight[i, j, k] = count
@@ -166,9 +168,8 @@ def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = Fusi
     tsdf = np.ones(tuple(dims), np.float32)
     weight = np.zeros(tuple(dims), np.int32)
     plane = subject.plane if subject.plane is not None else np.zeros(4)
-    tolerance = subject.plane_tolerance if subject.plane is not None else 0.0
     _integrate(subject.lower.astype(np.float64), voxel, dims, Ks, Rs, ts, depths, plane.astype(np.float64),
-               float(tolerance), settings.truncation_voxels * voxel, tsdf, weight)
+               subject.plane is not None, float(subject.plane_slab), settings.truncation_voxels * voxel, tsdf, weight)
     mask = weight >= settings.min_weight
     if not (tsdf[mask] < 0).any() or not (tsdf[mask] > 0).any():
         raise ScanInputError("the depth maps do not agree on a surface: the views do not overlap enough")

@@ -20,6 +20,7 @@ from .cameras import CameraSet, apply_known, find_known_cameras, structure_from_
 from .depth import DepthSettings, dense_depth
 from .fusion import FusionSettings, Subject, find_subject, fuse, subject_points
 from .human import HeadFitSettings, ScannedHead, head_for_scan, head_scale
+from .motion import still_stretch
 from .scale import ARBITRARY, Scale, length_scale, marker_scale
 from .views import MIN_VIEWS, Views, load_views
 
@@ -84,11 +85,14 @@ class ScanResult:
         }
 
     def save(self, out_dir: Path, settings: ScanSettings, formats=FORMATS, units: str = "m",
-             overlays: bool = True) -> dict[str, Path]:
-        """All the scan's files in ``out_dir``, or none of them (an atomic folder)."""
+             overlays: bool = True, turntable: bool = False) -> dict[str, Path]:
+        """All the scan's files in ``out_dir``, or none of them (an atomic folder); with ``turntable``,
+        ``scan_turntable.gif`` and ``.mp4``."""
         with atomic_folder(out_dir) as target:
             paths = export_surface(target, "scan", self.metres(), self.mesh.uv, self.mesh.faces, self.mesh.texture,
                                    formats, units, metric=self.scale.metric)
+            if turntable:
+                paths.update(write_turntable(self.mesh, self.cameras.cameras, target))
             summary = self.summary(settings)
             summary["files"] = {k: p.name for k, p in paths.items()}
             summary["units"] = {f: ("m" if f == "glb" else units) if self.scale.metric else "arbitrary"
@@ -108,6 +112,14 @@ class ScanResult:
                         write_image(target / "overlays" / f"{Path(view.source).stem}_head.jpg", head.overlay(view))
             paths["json"] = write_json(target / "scan.json", summary)
         return {k: Path(out_dir) / p.name for k, p in paths.items()}
+
+
+def write_turntable(mesh: TexturedMesh, cameras, folder: Path) -> dict[str, Path]:
+    from ..render.visualize import save_turntable
+    from .turntable import turntable_frames
+    paths = {"turntable_gif": folder / "scan_turntable.gif", "turntable_mp4": folder / "scan_turntable.mp4"}
+    save_turntable(turntable_frames(mesh, cameras), paths["turntable_gif"], paths["turntable_mp4"])
+    return paths
 
 
 def overlay(image: np.ndarray, mesh: TexturedMesh, camera) -> np.ndarray:
@@ -151,7 +163,9 @@ def prepare(inputs: list[Path], settings: ScanSettings = ScanSettings(), log=lam
     if known is not None:
         log(f"cameras: {known.path.name}")
         return views, apply_known(known, views)
-    return views, structure_from_motion(views, log)
+    cameras = structure_from_motion(views, log)
+    # a clip's cameras come from what holds still: check that the subject is part of it
+    return views, still_stretch(views, cameras, log) if views.source == "video" else cameras
 
 
 def reconstruct(views: Views, cameras: CameraSet, settings: ScanSettings = ScanSettings(),

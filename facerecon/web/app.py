@@ -31,9 +31,10 @@ from pydantic import BaseModel
 
 from ..errors import InputImageError
 from ..load import MAX_PIXELS, load_image
+from ..scan.views import VIDEO_SUFFIXES
 from .guards import HeadAsGet, RefuseWhenFull, RequestLimits
 from .store import Job, JobStore, Status
-from .worker import ReconstructionPool, release_free_memory, user_message
+from .worker import SCAN_FILES, ReconstructionPool, release_free_memory, user_message
 
 STATIC = Path(__file__).parent / "static"
 THREE = STATIC / "vendor" / "three" / "build" / "three.module.min.js"
@@ -57,6 +58,7 @@ class WebSettings:
     cleanup_interval_s: float = 60.0
     temp_root: Path | None = None       # where the store's temp folder goes (default: the system's)
     max_video_frames: int = 900         # a video upload's frames (30 s at 30 fps)
+    max_scan_photos: int = 60           # photos of one scan (or one video of it)
 
 
 class ErrorBody(BaseModel):
@@ -86,7 +88,8 @@ class JobView(BaseModel):
     notes: list[str]
     error: JobErrorView | None
     faces: list[FaceView]
-    links: dict[str, str]   # self; once done: photo and overlay, or for a video animation, frames and frames_csv
+    links: dict[str, str]   # self; once done: photo and overlay; a video's animation, frames and frames_csv;
+                            # a scan's scan_glb, scan_obj (a zip of obj + mtl + png), scan_json, scan_turntable
 
 
 class UploadRejected(Exception):
@@ -96,7 +99,7 @@ class UploadRejected(Exception):
 
 
 DONE_LINKS = {"photo": "photo.jpg", "overlay": "overlay.jpg", "animation": "head.glb", "frames": "frames.json",
-              "frames_csv": "frames.csv"}
+              "frames_csv": "frames.csv", **SCAN_FILES}
 ERRORS = {400: {"model": ErrorBody, "description": "Not a readable image, or a malformed request"},
           408: {"model": ErrorBody, "description": "The upload did not arrive in time"},
           413: {"model": ErrorBody, "description": "Over the upload size or pixel limit"},
@@ -139,6 +142,7 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         return None
 
     app.add_middleware(RefuseWhenFull, path="/api/reconstructions", full=queue_full)
+    app.add_middleware(RefuseWhenFull, path="/api/scans", full=queue_full)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -209,6 +213,44 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
             store.discard(job)
             raise
         request.app.state.pool.submit_video(job, upload)
+        return _view(store, job)
+
+    @app.post("/api/scans", status_code=202, responses=ERRORS, tags=["reconstructions"],
+              summary="Upload a video or photos walking round a still object or animal: its textured mesh (facerecon scan)")
+    async def create_scan(
+        request: Request,
+        files: Annotated[list[UploadFile], File(description="One video (MP4, MOV, ...) or at least 3 photos of the subject from different sides")],
+    ) -> JobView:
+        store: JobStore = request.app.state.store
+        if (full := queue_full(request.app)) is not None:
+            raise HTTPException(503, full)
+        if len(files) > settings.max_scan_photos:
+            raise HTTPException(400, f"{len(files)} files uploaded; a scan takes one video or at most "
+                                     f"{settings.max_scan_photos} photos")
+        total = sum(f.size or 0 for f in files)
+        if total > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload is {total / 2**20:.1f} MB, over the "
+                                     f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
+        names = [_display_name(f.filename) for f in files]
+        video = len(files) == 1 and Path(names[0]).suffix.lower() in VIDEO_SUFFIXES
+        job = store.create(names)
+        uploads = [job.folder / "upload0.mp4"] if video else [job.folder / f"upload{k}" for k in range(len(files))]
+        loop = asyncio.get_running_loop()
+        try:
+            if video:
+                await loop.run_in_executor(request.app.state.decoder, _save_checked_video, files[0].file, uploads[0],
+                                           names[0], settings.max_pixels)
+            else:
+                for f, upload, name in zip(files, uploads, names):
+                    await loop.run_in_executor(request.app.state.decoder, _save_checked, f.file, upload, name,
+                                               settings.max_pixels)
+        except UploadRejected as exc:
+            store.discard(job)
+            raise HTTPException(exc.status, exc.message) from None
+        except BaseException:
+            store.discard(job)
+            raise
+        request.app.state.pool.submit_scan(job, uploads)
         return _view(store, job)
 
     @app.get("/api/reconstructions/{job_id}", responses=NOT_FOUND, tags=["reconstructions"],

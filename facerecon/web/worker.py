@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import FitError, InputImageError, NoFaceError
+from ..errors import FitError, InputImageError, NoFaceError, ScanInputError
 from ..export import atomic_path, write_image
 from ..multiview import reconstruct_same_person
 from ..options import ReconstructOptions
@@ -35,6 +35,9 @@ FACE_FILES = {"glb": "face{k}.glb", "json": "face{k}.json", "texture": "face{k}.
 WEB_FORMATS = ("obj", "glb")
 # A video job's downloads (batch.video's outputs; no overlay video, to keep the job short).
 VIDEO_FILES = ("head.glb", "frames.json", "frames.csv")
+# A scan job's downloads by link name (facerecon.scan's outputs; the OBJ zipped with its MTL and PNG).
+SCAN_FILES = {"scan_glb": "scan.glb", "scan_obj": "scan_obj.zip", "scan_json": "scan.json",
+              "scan_turntable": "scan_turntable.gif"}
 
 
 class ReconstructionPool:
@@ -55,6 +58,9 @@ class ReconstructionPool:
     def submit_video(self, job: Job, upload: Path) -> None:
         self._executor.submit(self._run, job, [upload], video=True)
 
+    def submit_scan(self, job: Job, uploads: list[Path]) -> None:
+        self._executor.submit(self._run, job, uploads, scan=True)
+
     def close(self) -> None:
         """Drop queued jobs, wait for running ones, then free the models."""
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -72,10 +78,16 @@ class ReconstructionPool:
                 self._reconstructors.append(run)
         return run
 
-    def _run(self, job: Job, uploads: list[Path], video: bool = False) -> None:
+    def _run(self, job: Job, uploads: list[Path], video: bool = False, scan: bool = False) -> None:
         store = self.store
         try:
             store.update(job, status=Status.running, stage="starting")
+            if scan:    # no head models: the scan is geometry from the views alone
+                summaries, files = self._scan(job, uploads)
+                for upload in uploads:
+                    upload.unlink(missing_ok=True)
+                store.update(job, status=Status.done, stage="done", faces=summaries, files=files)
+                return
             run = self._reconstructor(job)
             store.update(job, stage="reconstructing")
             # Every upload was decoded and checked on arrival (app._save_checked). The stages take
@@ -89,8 +101,9 @@ class ReconstructionPool:
             for upload in uploads:
                 upload.unlink(missing_ok=True)
             store.update(job, status=Status.done, stage="done", faces=summaries, files=files)
-        except (NoFaceError, FitError, InputImageError) as exc:
-            status = 400 if isinstance(exc, InputImageError) else 422   # a readable photo, but no head from it
+        except (NoFaceError, FitError, InputImageError, ScanInputError) as exc:
+            # a readable photo but no head from it, or views that give no scan: 422
+            status = 400 if isinstance(exc, InputImageError) else 422
             message = user_message(exc, uploads[0])
             if len(uploads) == 1:
                 message = f"{job.photos[0]}: {message}"
@@ -127,6 +140,24 @@ class ReconstructionPool:
         self.store.update(job, stage="exporting")
         write_outputs(track, run, upload, job.folder, overlay=False, glb=True, label=job.photos[0])
         return [], {name: job.folder / name for name in VIDEO_FILES}
+
+    def _scan(self, job: Job, uploads: list[Path]) -> tuple[list[dict], dict[str, Path]]:
+        """The subject's textured mesh from a video or photos (no faces list: the job's links name the files)."""
+        from ..scan import ScanSettings, prepare, reconstruct
+        settings = ScanSettings(texture_size=self.options.texture_size)
+        self.store.update(job, stage="structure from motion")
+        views, cameras = prepare(uploads, settings, lambda line: job.notes.append(line)
+                                 if line.startswith("the subject moves") else None)
+        if views.source == "photos":
+            views.names = list(job.photos)   # the user's file names in scan.json, not the server's
+        result = reconstruct(views, cameras, settings, lambda stage, done, total: self.store.update(job, stage=stage))
+        self.store.update(job, stage="exporting")
+        folder = job.folder / "scan"
+        paths = result.save(folder, settings, formats=WEB_FORMATS, overlays=False, turntable=True)
+        _zip(job.folder / SCAN_FILES["scan_obj"], [paths["obj"], paths["mtl"], paths["png"]])
+        located = {"scan.glb": paths["glb"], "scan.json": paths["json"], "scan_turntable.gif": paths["turntable_gif"],
+                   "scan_obj.zip": job.folder / SCAN_FILES["scan_obj"]}
+        return [], {name: located[name] for name in SCAN_FILES.values()}
 
     def _same_person(self, run: Reconstructor, job: Job, uploads: list[Path]) -> tuple[list[dict], dict[str, Path]]:
         """One head fitted to several photos of one person; the views left out are job notes."""
