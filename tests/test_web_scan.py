@@ -3,7 +3,6 @@ too few views, a file that is not a video, too many files and a moving subject g
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 
 import imageio.v2 as imageio
@@ -12,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from test_scan_motion import FRAMES, clip
-from test_web import png
+from helpers import png_bytes as png, wait_for_job
 from facerecon.web import WebSettings, create_app
 
 pytest.importorskip("xatlas")
@@ -28,13 +27,8 @@ def post(client: TestClient, *files: tuple[str, bytes, str]):
     return client.post("/api/scans", files=[("files", f) for f in files])
 
 
-def wait(client: TestClient, job: dict, timeout_s: float = 1200.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"job still {job['status']} ({job['stage']})"
-        time.sleep(0.5)
-        job = client.get(job["links"]["self"]).json()
-    return job
+def wait(client: TestClient, job: dict) -> dict:
+    return wait_for_job(client, job, timeout_s=1200.0)   # a scan takes minutes on a loaded machine
 
 
 def _mp4(frames: list[np.ndarray], folder) -> bytes:
