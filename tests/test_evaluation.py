@@ -147,7 +147,7 @@ def test_evaluate_smoke_aflw2000_and_300w(tmp_path):
     report = json.loads((out / "report.json").read_text())["protocols"]
     aflw, ibug = report["aflw2000"], report["300w"]
     assert sorted(r["yaw_bin"] for r in aflw["rows"]) == ["[0,30)", "[30,60)", "[60,90]"]
-    for who in ("fit", "peer"):
+    for who in ("auto", "peer"):          # the default method and the peer
         summary = aflw["summary"][who]
         for key in ("nme2d", "nme2d_re", "nme2d_own_box", "nme2d_re_own_box"):
             assert 0 < summary[f"{key} mean of bins"] < 0.3, (who, key)
@@ -189,13 +189,13 @@ def test_evaluate_smoke_writes_a_report(tmp_path):
     report = json.loads((out / "report.json").read_text())
     aflw, synth = report["protocols"]["aflw"], report["protocols"]["synthetic"]
     assert len(aflw["rows"]) == 2 and len(synth["rows"]) == 4      # smoke: 2 identities x 2 yaws
-    assert 0 < aflw["summary"]["fit"]["nme2d"] < 0.15 and 0 < aflw["summary"]["peer"]["nme2d"] < 0.15
-    assert 0 < synth["summary"]["fit"]["rmse_mm"] < 10
+    assert 0 < aflw["summary"]["auto"]["nme2d"] < 0.15 and 0 < aflw["summary"]["peer"]["nme2d"] < 0.15
+    assert 0 < synth["summary"]["auto"]["rmse_mm"] < 10
     gt = np.load(out / "synthetic" / synth["rows"][0]["image"].replace(".png", ".npz"))
     assert gt["vertices"].shape[1] == 3 and gt["identity"].shape == (load_model().n_identity,)
     text = (out / "report.md").read_text()
-    assert "| facerecon (fit) |" in text and "3DDFA_V2" in text
-    assert "| facerecon (fit) |" in result.stdout
+    assert "| facerecon (auto) |" in text and "3DDFA_V2" in text
+    assert "| facerecon (auto) |" in result.stdout
     assert (out / "error_vs_yaw.png").is_file() and (out / "error_heatmap.png").is_file()
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import require
-from ..methods import names as method_names, require as require_method
+from ..methods import DEFAULT_METHOD, names as method_names, require as require_method
 
 require("matplotlib", "eval", "facerecon evaluate")   # the plots come last: fail before the run starts
 from ..pipeline import Reconstructor  # noqa: E402
@@ -35,7 +35,7 @@ class Evaluation:
     runtime_s: float
 
 
-def evaluate(out_dir: Path, protocols: tuple[str, ...] = tuple(PROTOCOLS), methods: tuple[str, ...] = ("fit",),
+def evaluate(out_dir: Path, protocols: tuple[str, ...] = tuple(PROTOCOLS), methods: tuple[str, ...] = (DEFAULT_METHOD,),
              smoke: bool = False, with_peer: bool = True, identities: int | None = None,
              log: Callable[[str], None] = print) -> Evaluation:
     unknown = [p for p in protocols if p not in PROTOCOLS] + [m for m in methods if m not in method_names()]
