@@ -3,7 +3,7 @@ out of the reconstruction, and a fox scan's cameras against the shipped ones. Pr
 beside the times (the machine is shared: the times are upper bounds).
 
 Usage:
-  python benchmarks/bench_scan.py dino [--dense-side 320] [--held-out 3,7,11,15]
+  python benchmarks/bench_scan.py dino [--dense-side 320] [--held-out 3,7,11,15] [--planes 96] [--neighbours 4]
   python benchmarks/bench_scan.py fox-cameras OUT/scan.json     # after `facerecon scan <fox photos> -o OUT`
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from facerecon.assets import shared_dir
 from facerecon.geometry import umeyama
 from facerecon.scan import ScanSettings, prepare, reconstruct
+from facerecon.scan.depth import DepthSettings
 from facerecon.scan.bake import rasterize_view
 from facerecon.scan.cameras import CameraSet, find_known_cameras
 
@@ -33,8 +34,8 @@ def dino_silhouette(image: np.ndarray) -> np.ndarray:
     return cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))) > 0
 
 
-def dino(dense_side: int, held_out: list[int]) -> None:
-    settings = ScanSettings(max_side=640, dense_side=dense_side, texture_size=1024)
+def dino(dense_side: int, held_out: list[int], depth: DepthSettings = DepthSettings()) -> None:
+    settings = ScanSettings(max_side=640, dense_side=dense_side, texture_size=1024, depth=depth)
     start = time.perf_counter()
     views, cameras = prepare([OBJECTS / "dino-sparse-ring"], settings)
     keep = [i for i in range(len(views)) if i not in held_out]
@@ -84,11 +85,14 @@ def main() -> None:
     d = sub.add_parser("dino")
     d.add_argument("--dense-side", type=int, default=320)
     d.add_argument("--held-out", default="3,7,11,15", help="0-based view indices left out of the reconstruction")
+    d.add_argument("--planes", type=int, default=DepthSettings.planes, help="the dense step's depth planes")
+    d.add_argument("--neighbours", type=int, default=DepthSettings.neighbours, help="views matched per view")
     f = sub.add_parser("fox-cameras")
     f.add_argument("scan_json", type=Path)
     args = parser.parse_args()
     if args.what == "dino":
-        dino(args.dense_side, [int(i) for i in args.held_out.split(",")])
+        dino(args.dense_side, [int(i) for i in args.held_out.split(",")],
+             DepthSettings(planes=args.planes, neighbours=args.neighbours))
     else:
         fox_cameras(args.scan_json)
 
