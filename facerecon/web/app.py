@@ -155,6 +155,25 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse({"detail": "internal server error"}, 500)
 
+    def check_upload_size(total: int) -> None:
+        if total > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload is {total / 2**20:.1f} MB, over the "
+                                     f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
+
+    async def save_uploads(request: Request, job: Job, saves: list[tuple]) -> None:
+        """Each (saver, file, path, name) saved in the decode pool (which bounds the decoders' memory);
+        on a rejected or failed upload the job is discarded, so that none stays queued forever."""
+        loop = asyncio.get_running_loop()
+        try:
+            for save, file, upload, name in saves:
+                await loop.run_in_executor(request.app.state.decoder, save, file, upload, name, settings.max_pixels)
+        except UploadRejected as exc:
+            request.app.state.store.discard(job)
+            raise HTTPException(exc.status, exc.message) from None
+        except BaseException:  # e.g. a full disk
+            request.app.state.store.discard(job)
+            raise
+
     @app.post("/api/reconstructions", status_code=202, responses=ERRORS, tags=["reconstructions"],
               summary="Upload a photo, or several photos of one person (one head fitted to all of them)")
     async def create_reconstruction(
@@ -167,24 +186,12 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         if len(photos) > settings.max_photos:
             raise HTTPException(400, f"{len(photos)} photos uploaded; at most {settings.max_photos} "
                                      "photos of one person at a time")
-        total = sum(photo.size or 0 for photo in photos)
-        if total > settings.max_upload_bytes:
-            raise HTTPException(413, f"upload is {total / 2**20:.1f} MB, over the "
-                                     f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
+        check_upload_size(sum(photo.size or 0 for photo in photos))
         names = [_display_name(photo.filename) for photo in photos]
         job = store.create(names)   # no await since the pending check: the limit cannot be overrun
         uploads = [job.folder / f"upload{k}" for k in range(len(photos))]
-        loop = asyncio.get_running_loop()
-        try:
-            for photo, upload, name in zip(photos, uploads, names):
-                await loop.run_in_executor(request.app.state.decoder, _save_checked, photo.file, upload, name,
-                                           settings.max_pixels)
-        except UploadRejected as exc:
-            store.discard(job)
-            raise HTTPException(exc.status, exc.message) from None
-        except BaseException:  # e.g. a full disk: no job may stay queued forever
-            store.discard(job)
-            raise
+        await save_uploads(request, job, [(_save_checked, photo.file, upload, name)
+                                          for photo, upload, name in zip(photos, uploads, names)])
         request.app.state.pool.submit(job, uploads)
         return _view(store, job)
 
@@ -197,9 +204,7 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         store: JobStore = request.app.state.store
         if store.pending() >= settings.max_pending:
             raise HTTPException(503, f"{settings.max_pending} jobs are pending; try again in a minute")
-        if (video.size or 0) > settings.max_upload_bytes:
-            raise HTTPException(413, f"upload is {video.size / 2**20:.1f} MB, over the "
-                                     f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
+        check_upload_size(video.size or 0)
         name = _display_name(video.filename)
         job = store.create([name])
         # imageio picks its reader by the suffix; ffmpeg then probes the content, whatever the container.
@@ -227,29 +232,13 @@ def create_app(settings: WebSettings = WebSettings()) -> FastAPI:
         if len(files) > settings.max_scan_photos:
             raise HTTPException(400, f"{len(files)} files uploaded; a scan takes one video or at most "
                                      f"{settings.max_scan_photos} photos")
-        total = sum(f.size or 0 for f in files)
-        if total > settings.max_upload_bytes:
-            raise HTTPException(413, f"upload is {total / 2**20:.1f} MB, over the "
-                                     f"{settings.max_upload_bytes / 2**20:.0f} MB limit")
+        check_upload_size(sum(f.size or 0 for f in files))
         names = [_display_name(f.filename) for f in files]
         video = len(files) == 1 and Path(names[0]).suffix.lower() in VIDEO_SUFFIXES
         job = store.create(names)
         uploads = [job.folder / "upload0.mp4"] if video else [job.folder / f"upload{k}" for k in range(len(files))]
-        loop = asyncio.get_running_loop()
-        try:
-            if video:
-                await loop.run_in_executor(request.app.state.decoder, _save_checked_video, files[0].file, uploads[0],
-                                           names[0], settings.max_pixels)
-            else:
-                for f, upload, name in zip(files, uploads, names):
-                    await loop.run_in_executor(request.app.state.decoder, _save_checked, f.file, upload, name,
-                                               settings.max_pixels)
-        except UploadRejected as exc:
-            store.discard(job)
-            raise HTTPException(exc.status, exc.message) from None
-        except BaseException:
-            store.discard(job)
-            raise
+        save = _save_checked_video if video else _save_checked
+        await save_uploads(request, job, [(save, f.file, upload, name) for f, upload, name in zip(files, uploads, names)])
         request.app.state.pool.submit_scan(job, uploads)
         return _view(store, job)
 
