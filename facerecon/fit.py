@@ -243,13 +243,14 @@ class Fitter:
         return rotation, tvec[:, 0]
 
     def fit(self, landmarks_px: np.ndarray, camera: Camera, identity: np.ndarray | None = None,
-            expression_prior: float | None = None) -> FitResult:
+            expression_prior: float | None = None, point_weights: np.ndarray | None = None) -> FitResult:
         """Fit to (468, 2+) landmark pixels (Face Mesh order) seen by ``camera``: a one-view
         :meth:`fit_views` from a PnP pose, the view weighted by its landmark noise at that yaw.
 
         ``identity`` (n_identity,): hold the identity at these coefficients and solve only pose and
         expression (a video's one identity shared by all its frames). ``expression_prior``: instead
-        of the settings' one."""
+        of the settings' one. ``point_weights`` (468,): each landmark's weight (mean 1 keeps the
+        balance against the priors), e.g. from its predicted uncertainty."""
         observed, _ = _observed(landmarks_px)
         rotation, translation = self._initial_pose(observed, camera)
         start_identity = np.zeros(self.model.n_identity, np.float32) if identity is None else identity
@@ -257,12 +258,14 @@ class Fitter:
                           rotation, translation, camera, residual_px=float("nan"), residual=float("nan"))
         weight = landmark_weight(angles_from_rotation(rotation)[0])
         return self.fit_views([observed], [camera], [start], np.array([weight]), identity=identity,
-                              expression_prior=expression_prior).fits[0]
+                              expression_prior=expression_prior,
+                              point_weights=None if point_weights is None else [point_weights]).fits[0]
 
     def fit_views(self, landmarks: list[np.ndarray], cameras: list[Camera], start: list[FitResult],
                   weights: np.ndarray | None = None, identity: np.ndarray | None = None,
                   iterations: int | None = None, expression_prior: float | None = None,
-                  surface: SurfaceTarget | None = None) -> JointFit:
+                  surface: SurfaceTarget | None = None,
+                  point_weights: list[np.ndarray | None] | None = None) -> JointFit:
         """Fit one identity and per-view pose and expression to several views' (468, 2+) landmarks.
 
         ``start``: per view, the pose and expression to start from; the start identity is their
@@ -277,6 +280,9 @@ class Fitter:
         and an expression, and the surface's log scale): its robust point-to-plane distances,
         normalised by ``surface.scale``. Its points' weights count against one landmark coordinate
         of a view of weight 1. The result's ``surface`` fit carries ``extra["log_scale"]``.
+
+        ``point_weights``: per view, (468,) weights of its landmarks (None: all alike), multiplying
+        the contour weights.
         """
         s = self.settings
         n_id, n_views = self.n_id, len(landmarks)
@@ -322,8 +328,11 @@ class Fitter:
                 out.append((None, res, points))
             return out
 
+        point_scale = [self.weights if point_weights is None or point_weights[v] is None
+                       else self.weights * np.asarray(point_weights[v], np.float64) for v in range(n_views)]
+
         def robust_weights(state):
-            out = [self._robust_weights(res) * self.weights for _, res, _ in state[:n_views]]
+            out = [self._robust_weights(res) * point_scale[v] for v, (_, res, _) in enumerate(state[:n_views])]
             if dense is not None:
                 k = surface.huber_cm / surface.scale
                 res = np.abs(state[-1][1])

@@ -77,6 +77,9 @@ class Landmarks:
     points: np.ndarray = field(repr=False)  # (468, 3) float32: x, y full-image pixels; z same scale
     detection: Detection
     presence: float = 1.0                   # the network's face-presence probability, [0, 1]
+    # (468,) float32: each point's predicted standard deviation (x and y alike), full-image pixels;
+    # None from a network without an uncertainty output
+    sigma: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -126,39 +129,48 @@ class LandmarkEstimator:
         image = as_rgb8(image_rgb)
         first, first_presence = None, -1.0
         for scale in DETECTION_ROI_SCALES:
-            points, presence = self._run(image, detection_roi(detection, scale), mirror=False)
+            points, presence, _ = self._run(image, detection_roi(detection, scale), mirror=False)
             if presence > first_presence:
                 first, first_presence = points, presence
             if presence >= CONFIDENT_PRESENCE:
                 break
         roi = landmark_roi(first)
-        points, presence = self._run(image, roi, mirror=True)
+        points, presence, sigma = self._run(image, roi, mirror=True)
         if max(presence, first_presence) < MIN_PRESENCE:
             return None
         if self._refiner is not None:
-            points, _ = self._run(image, roi, mirror=True, net=self._refiner)
-        return Landmarks(points.astype(np.float32), detection, presence)
+            points, _, _ = self._run(image, roi, mirror=True, net=self._refiner)
+            sigma = None
+        return Landmarks(points.astype(np.float32), detection, presence,
+                         None if sigma is None else sigma.astype(np.float32))
 
     def glance(self, image_rgb: np.ndarray, detection: Detection) -> Landmarks:
         """The first pass alone (one crop of the detection, no mirror, no refiner): rough points
         for a quick look at the pose, about a tenth of :meth:`estimate`'s time."""
-        points, presence = self._run(as_rgb8(image_rgb), detection_roi(detection, DETECTION_ROI_SCALES[0]), mirror=False)
+        points, presence, _ = self._run(as_rgb8(image_rgb), detection_roi(detection, DETECTION_ROI_SCALES[0]), mirror=False)
         return Landmarks(points.astype(np.float32), detection, presence)
 
     def _run(self, image: np.ndarray, roi: Roi, mirror: bool,
-             net: ort.InferenceSession | None = None) -> tuple[np.ndarray, float]:
-        """A network (default: the model's) on ``roi`` (and its mirror): (468, 3) image points and the
-        presence probability."""
+             net: ort.InferenceSession | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """A network (default: the model's) on ``roi`` (and its mirror): (468, 3) image points, the
+        presence probability and the (468,) sigma in image pixels (None when the network has no
+        uncertainty output)."""
+        net = net or self._net
         crop = crop_roi(image, roi)
         batch = np.stack([crop, crop[:, ::-1]] if mirror else [crop])
-        raw, flag = (net or self._net).run(None, {"image": batch.transpose(0, 3, 1, 2).astype(np.float32) / 255.0})
+        raw, flag, *rest = net.run(None, {"image": batch.transpose(0, 3, 1, 2).astype(np.float32) / 255.0})
         raw = raw.reshape(len(batch), -1, 3)[:, :N_POINTS].astype(np.float64)  # the refiner's irises unused
         presence = 1.0 / (1.0 + np.exp(-flag[:, 0].astype(np.float64)))
         raw = 0.5 * (raw[0] + mirror_points(raw[1], INPUT_SIZE)) if mirror else raw[0]
         matrix = roi.to_image()
         xy = raw[:, :2] @ matrix[:, :2].T + matrix[:, 2] - 0.5  # pixel centres at integers
         z = raw[:, 2] * roi.side / INPUT_SIZE
-        return np.column_stack([xy, z]), float(presence.mean())
+        sigma = None
+        if rest:   # log sigma in crop pixels; the mirror's point i is point i's partner
+            log_sigma = rest[0].astype(np.float64)
+            log_sigma = 0.5 * (log_sigma[0] + log_sigma[1][mirror_permutation()]) if mirror else log_sigma[0]
+            sigma = np.exp(log_sigma) * roi.side / INPUT_SIZE
+        return np.column_stack([xy, z]), float(presence.mean()), sigma
 
 
 def detection_roi(detection: Detection, scale: float) -> Roi:

@@ -94,7 +94,9 @@ class FaceReconstruction:
             "landmarks": {
                 "facemesh468": {"pixels": decimals(self.landmarks.points[:, :2], 2),
                                  "relative_depth_px": decimals(self.landmarks.points[:, 2], 2),
-                                 "model_cm": decimals(self.landmarks468_model(), 4)},
+                                 "model_cm": decimals(self.landmarks468_model(), 4),
+                                 **({} if self.landmarks.sigma is None else
+                                    {"sigma_px": decimals(self.landmarks.sigma, 2)})},
                 "ibug68": {"pixels": decimals(lm68_px, 2), "model_cm": decimals(lm68_cm, 4)},
             },
             "pose": {

@@ -87,3 +87,50 @@ def test_fine_tuning_runs_and_exports(tmp_path):
     image = np.zeros((192, 192, 3), np.float32)
     points, flag = estimator._net.run(None, {"image": image.transpose(2, 0, 1)[None]})
     assert points.shape == (1, N_POINTS * 3)
+
+
+def test_uncertainty_head_trains_alone_exports_and_reloads(tmp_path):
+    """The added head starts at the given sigma, its loss reaches no other weight, the export has a
+    third output that loads again as the same head, and the estimator reads it as pixel sigmas."""
+    from facerecon.landmarks import LandmarkEstimator
+    from facerecon.training.landmark_data import landmark_loss, landmarks_only
+    net = OnnxModule(PACKAGE_DATA / DENSE_MODEL_FILE)
+    net.add_uncertainty_head(np.log(2.0))
+    assert net.has_uncertainty and len(net.head_parameters()) == 2
+    x = torch.rand(2, 3, 192, 192, generator=torch.Generator().manual_seed(2))
+    out = landmarks_only(net)(x)
+    assert out.shape == (2, N_POINTS * 4)
+    assert torch.allclose(out[:, N_POINTS * 3:], torch.full((2, N_POINTS), float(np.log(2.0))))
+    target = out[:, :N_POINTS * 3].detach() + 1.0
+    # the likelihood term moves the head and nothing else: the other gradients are the position terms'
+    landmark_loss(out[:, :N_POINTS * 3], target).backward(retain_graph=True)
+    position_grads = {id(p): p.grad.clone() for p in net.parameters() if p.grad is not None}
+    net.zero_grad()
+    landmark_loss(out, target).backward()
+    head = {id(p) for p in net.head_parameters()}
+    assert not any(bool(position_grads[i].abs().sum() > 0) for i in head if i in position_grads)
+    for p in net.parameters():
+        if id(p) not in head and p.grad is not None:   # the face-flag branch has none
+            assert torch.allclose(p.grad, position_grads[id(p)])
+    assert all(bool(p.grad.abs().sum() > 0) for p in net.head_parameters())
+    # real crops (exact 0) do not train the head
+    net.zero_grad()
+    landmark_loss(landmarks_only(net)(x), target, torch.zeros(2, 1)).backward()
+    assert all(p.grad is None or not bool(p.grad.abs().sum() > 0) for p in net.head_parameters())
+
+    with torch.no_grad():
+        net.head_parameters()[1].add_(torch.linspace(0, 1, N_POINTS))
+    path = export_module(net, tmp_path / "sigma.onnx", 192)
+    again = OnnxModule(path)
+    assert again.has_uncertainty and len(again.head_parameters()) == 2
+    assert torch.allclose(again(x)[-1], net(x)[-1], atol=1e-4)
+    estimator = LandmarkEstimator(str(path), refiner_file=None)
+    from facerecon.detect import box_detection
+    photo = (np.random.default_rng(0).uniform(0, 255, (256, 256, 3))).astype(np.uint8)
+    marks = estimator.estimate(photo, box_detection(np.array([48, 48, 208, 208], np.float32)))
+    if marks is not None:
+        assert marks.sigma.shape == (N_POINTS,) and np.all(marks.sigma > 0)
+    from facerecon.landmarks import Roi
+    _, _, sigma = estimator._run(photo, Roi(np.array([128.0, 128.0]), 192.0, 0.0), mirror=True)
+    # crop sigma 2 * e^(0..1) (mirror-averaged in log), times the crop's pixel size
+    assert sigma.shape == (N_POINTS,) and 2.0 * 0.99 < sigma.min() and sigma.max() < 2.0 * np.e * 1.01

@@ -83,7 +83,7 @@ class TurnAwareFit(BaseMethod):
                 dense = self.dense.place(image, detection)
             if dense is None:
                 return None
-            chosen = Estimate(self.dense.fitter.fit(dense.points, camera), dense)
+            chosen = Estimate(self.dense.fit_landmarks(dense, camera), dense)
             chosen.fit.extra["method"] = "dense"
         chosen.landmarks_ms += placed_ms
         seen = "no dense points" if yaw is None else f"yaw {yaw:.1f} deg by the dense network"

@@ -13,13 +13,26 @@ import numpy as np
 
 from ..camera import Camera
 from ..detect import Detection
-from ..fit import Correspondence, Fitter, FitSettings
+from ..fit import Correspondence, Fitter, FitResult, FitSettings
 from ..landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks, dense_surface_points
 from . import BaseMethod, Estimate, Shared
 from .fit import LandmarkFit
 
 FIT_SETTINGS = FitSettings(identity_modes=100)
 MIN_PRESENCE = 0.5      # below this face-presence probability the network's crop is not trusted
+# A point's predicted sigma is held within this factor of the face's median before weighting, so
+# that no point outweighs the rest by more than its square (and a sure point cannot pin the fit).
+SIGMA_RANGE = 3.0
+
+
+def uncertainty_weights(sigma: np.ndarray | None) -> np.ndarray | None:
+    """(468,) fit weights 1 / sigma^2 (the Gaussian's), scaled to mean 1 so that the balance against
+    the priors stays the fit's own; None without sigmas."""
+    if sigma is None:
+        return None
+    median = float(np.median(sigma))
+    weights = 1.0 / np.clip(sigma, median / SIGMA_RANGE, median * SIGMA_RANGE) ** 2
+    return weights / weights.mean()
 
 
 class DenseLandmarkFit(BaseMethod):
@@ -58,6 +71,10 @@ class DenseLandmarkFit(BaseMethod):
                                                f"{MIN_PRESENCE}); Face Mesh and the fit used instead")
                 found.landmarks_ms += (t1 - t0) * 1000
             return found
-        fit = self.fitter.fit(landmarks.points, camera)
+        fit = self.fit_landmarks(landmarks, camera)
         fit.extra["method"] = "dense"
         return Estimate(fit, landmarks, (t1 - t0) * 1000)
+
+    def fit_landmarks(self, landmarks: Landmarks, camera: Camera) -> FitResult:
+        """The model fitted to the network's points, each weighted by its predicted uncertainty."""
+        return self.fitter.fit(landmarks.points, camera, point_weights=uncertainty_weights(landmarks.sigma))

@@ -16,8 +16,10 @@ Re-posed samples (``repose``): real photos fitted by the main job and rendered w
 over their own background at a new pose, sometimes with a new identity; their targets are exact,
 as on the renders. Index i is re-posed when ``i % repose.every == 1 % repose.every`` (and not real).
 
-A sample is (image (3, S, S) float in [0, 1], target (468 * 3,) float32, weight (1,)). Samples are
-a pure function of (seed, index).
+A sample is (image (3, S, S) float in [0, 1], target (468 * 3,) float32, exact (1,): 1 where the
+target is the surface's own projection (renders, re-posed photos), 0 where it is the teacher's
+(real crops)). Only exact targets train the uncertainty head: a teacher's points are not where the
+surface points lie. Samples are a pure function of (seed, index).
 """
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ from ..landmarks import (N_POINTS, LandmarkEstimator, Roi, crop_roi, dense_surfa
 from ..load import load_image
 from .data import DataSettings, SyntheticFaces, colour_augment
 from .repose import FittedPhoto, ReposeSettings, reposed_sample
+
+# The uncertainty term's weight: its gradient reaches only the head, whose step Adam normalises, so
+# this only keeps the logged loss comparable with a run without the head.
+NLL_WEIGHT = 0.01
 
 
 def landmark_targets(cam_vertices: np.ndarray, camera, flipped: bool) -> np.ndarray:
@@ -103,16 +109,17 @@ class LandmarkFaces(SyntheticFaces):
         return reposed_sample(fitted, load_image(fitted.photo), self.model, self.settings, self.repose, rng, **kwargs)
 
     def __getitem__(self, index: int):
-        every = self.repose.every
+        every, exact = self.repose.every, 1.0
         if self.real and self.real_every and index % self.real_every == 0:
             image, target = self.real_sample(index)
+            exact = 0.0
         elif self.reposed and every and index % every == 1 % every:
             r = self.reposed_sample(index)
             image, target = r.image, r.target
         else:
             image, target = self.synthetic(index)
         image = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255.0
-        return image, target.reshape(-1), np.ones(1, np.float32)
+        return image, target.reshape(-1), np.full(1, exact, np.float32)
 
     def validation_set(self, count: int):
         """Fixed synthetic samples of another seed (no flip, occluder or colour change): images,
@@ -128,14 +135,31 @@ class LandmarkFaces(SyntheticFaces):
         return np.stack(images).astype(np.float32), np.stack(targets), np.array(mm_per_px)
 
 
-def landmark_loss(pred, target, weights=None):
-    """Smooth L1 in crop pixels on x, y, and on z about its mean (Face Mesh's z is relative)."""
+def split_prediction(pred):
+    """The network's (N, 468 * 3 [+ 468]) output -> (N, 468, 3) points and (N, 468) log sigma or None."""
+    points = pred[:, :N_POINTS * 3].reshape(len(pred), N_POINTS, 3)
+    return points, (pred[:, N_POINTS * 3:] if pred.shape[1] > N_POINTS * 3 else None)
+
+
+def landmark_loss(pred, target, exact=None):
+    """Smooth L1 in crop pixels on x, y, and on z about its mean (Face Mesh's z is relative); with an
+    uncertainty head, plus the 2D Gaussian negative log-likelihood of each point's x, y error under
+    its predicted sigma (the error taken as given, so that it trains the head alone), over the
+    samples with exact targets."""
+    import torch
     import torch.nn.functional as F
-    pred, target = pred.view(len(pred), N_POINTS, 3), target.view(len(target), N_POINTS, 3)
+    pred, log_sigma = split_prediction(pred)
+    target = target.view(len(target), N_POINTS, 3)
     xy = F.smooth_l1_loss(pred[..., :2], target[..., :2])
     z = F.smooth_l1_loss(pred[..., 2] - pred[..., 2].mean(1, keepdim=True),
                          target[..., 2] - target[..., 2].mean(1, keepdim=True))
-    return xy + 0.25 * z
+    loss = xy + 0.25 * z
+    if log_sigma is not None:
+        err2 = (pred[..., :2].detach() - target[..., :2]).square().sum(-1)
+        nll = (2 * log_sigma + 0.5 * err2 * torch.exp(-2 * log_sigma)).mean(1)
+        mask = torch.ones(len(nll)) if exact is None else exact.view(-1).to(nll.dtype)
+        loss = loss + NLL_WEIGHT * (nll * mask).sum() / mask.sum().clamp(min=1)
+    return loss
 
 
 def evaluate_landmarks(net, images, targets, mm_per_px) -> tuple[float, float]:
@@ -148,12 +172,32 @@ def evaluate_landmarks(net, images, targets, mm_per_px) -> tuple[float, float]:
     net.train()
     target = torch.from_numpy(targets)
     loss = float(landmark_loss(pred, target))
-    err = (pred.view(-1, N_POINTS, 3)[..., :2] - target.view(-1, N_POINTS, 3)[..., :2]).norm(dim=2).mean(1).numpy()
+    points, _ = split_prediction(pred)
+    err = (points[..., :2] - target.view(-1, N_POINTS, 3)[..., :2]).norm(dim=2).mean(1).numpy()
     return loss, float(np.mean(err * mm_per_px))
 
 
+def uncertainty_calibration(net, images, targets) -> tuple[float, float] | None:
+    """How well the predicted sigmas match the errors on the validation set: the mean of
+    |r|^2 / (2 sigma^2) over all points (1 for a calibrated 2D Gaussian) and the rank correlation of
+    sigma with |r|. None for a network without the head."""
+    import torch
+    from scipy.stats import spearmanr
+    net.eval()
+    with torch.no_grad():
+        pred = torch.cat([net(torch.from_numpy(images[i:i + 16])).cpu() for i in range(0, len(images), 16)])
+    net.train()
+    points, log_sigma = split_prediction(pred)
+    if log_sigma is None:
+        return None
+    err = (points[..., :2] - torch.from_numpy(targets).view(-1, N_POINTS, 3)[..., :2]).norm(dim=2).numpy()
+    sigma = np.exp(log_sigma.numpy())
+    return float(np.mean(err ** 2 / (2 * sigma ** 2))), float(spearmanr(sigma.ravel(), err.ravel())[0])
+
+
 def landmarks_only(module):
-    """The network's landmark output alone (what the loss sees), as a module."""
+    """What the loss sees, as a module: the landmark output, and the uncertainty beside it when the
+    network has that head ((N, 468 * 3 + 468))."""
     import torch
 
     class LandmarkHead(torch.nn.Module):
@@ -162,6 +206,6 @@ def landmarks_only(module):
             self.net = module
 
         def forward(self, x):
-            return self.net(x)[0]
+            out = self.net(x)
+            return torch.cat([out[0], out[-1]], 1) if module.has_uncertainty else out[0]
     return LandmarkHead()
-

@@ -22,6 +22,7 @@ from torch import nn
 from ..export import atomic_path
 
 OPSET = 17
+UNCERTAINTY = "uncertainty"   # the optional third output: per-point log standard deviation, crop px
 
 
 class OnnxModule(nn.Module):
@@ -60,6 +61,52 @@ class OnnxModule(nn.Module):
         unknown = {op for op, *_ in self.nodes} - set(_OPS)
         if unknown:
             raise ValueError(f"{path}: unsupported ONNX operators {sorted(unknown)}")
+        if self.has_uncertainty:
+            self._detach_uncertainty_features()
+
+    @property
+    def has_uncertainty(self) -> bool:
+        return UNCERTAINTY in self.output_names
+
+    def add_uncertainty_head(self, log_sigma: float) -> None:
+        """A second head beside the landmark output, the same convolution shape on the same
+        features: ``uncertainty`` (N, points), each point's log standard deviation in crop pixels,
+        starting at ``log_sigma`` everywhere."""
+        if self.has_uncertainty:
+            return
+        op, (features, weight, _), _, attrs = self._head_conv(self.output_names[0])
+        shape = tuple(self.value(weight, {}).shape)
+        names = [f"{UNCERTAINTY}_head.weight", f"{UNCERTAINTY}_head.bias"]
+        for name, init in zip(names, (torch.zeros((shape[0] // 3,) + shape[1:]), torch.full((shape[0] // 3,), log_sigma))):
+            key = f"p{len(self._keys)}"
+            self._keys[name] = key
+            self.params[key] = nn.Parameter(init)
+        self.nodes += [(op, [features, *names], f"{UNCERTAINTY}_map", attrs),
+                       ("Flatten", [f"{UNCERTAINTY}_map"], UNCERTAINTY, {"axis": 1})]
+        self.output_names.append(UNCERTAINTY)
+        self._detach_uncertainty_features()
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The uncertainty head's parameters (empty without one)."""
+        if not self.has_uncertainty:
+            return []
+        return [self.params[self._keys[name]] for name in self._head_conv(UNCERTAINTY)[1][1:] if name]
+
+    def _head_conv(self, output: str) -> tuple:
+        """The convolution whose flattened output is the graph output ``output``."""
+        flatten = next(n for n in self.nodes if n[0] == "Flatten" and n[2] == output)
+        return next(n for n in self.nodes if n[2] == flatten[1][0] and n[0] == "Conv")
+
+    def _detach_uncertainty_features(self) -> None:
+        """Training the uncertainty head leaves the landmarks' gradients as they were: its input
+        features are detached (a no-op in the exported graph, so redone on every load)."""
+        head = self._head_conv(UNCERTAINTY)
+        detached = f"{head[1][0]}_detached"
+        if head[1][0].endswith("_detached"):
+            return
+        index = self.nodes.index(head)
+        self.nodes[index] = (head[0], [detached, *head[1][1:]], head[2], head[3])
+        self.nodes.insert(index, ("Detach", [head[1][0]], detached, {}))
 
     def value(self, name: str, env: dict[str, torch.Tensor]) -> torch.Tensor:
         if name in env:
@@ -144,6 +191,7 @@ _OPS = {
     "Relu": lambda _, a, __: torch.relu(a[0]),
     "Clip": lambda _, a, __: torch.clamp(a[0], float(a[1]), float(a[2])),
     "Identity": lambda _, a, __: a[0],
+    "Detach": lambda _, a, __: a[0].detach(),   # not an ONNX operator: only added heads use it
     "Flatten": lambda _, a, attrs: torch.flatten(a[0], attrs.get("axis", 1)),
     "MaxPool": _max_pool,
     "Pad": _pad,
@@ -158,8 +206,10 @@ _OPS = {
 }
 
 
-def export_module(net: OnnxModule, path: str | Path, input_size: int, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``net`` as ONNX with its input/output names and a dynamic batch axis."""
+def export_module(net: OnnxModule, path: str | Path, input_size: int, metadata: dict[str, str] | None = None,
+                  half: bool = False) -> Path:
+    """Write ``net`` as ONNX with its input/output names and a dynamic batch axis; ``half``: its
+    weights stored in fp16, each cast to fp32 in the graph (half the file; the arithmetic stays fp32)."""
     import onnx
     path = Path(path)
     net = net.eval()
@@ -174,5 +224,23 @@ def export_module(net: OnnxModule, path: str | Path, input_size: int, metadata: 
             for key, value in (metadata or {}).items():
                 entry = model.metadata_props.add()
                 entry.key, entry.value = key, value
+            if half:
+                _store_half(model.graph)
             onnx.save(model, str(tmp))
     return path
+
+
+def _store_half(graph) -> None:
+    """Every fp32 weight of more than one value in ``graph`` stored as fp16 behind a Cast to fp32."""
+    from onnx import TensorProto, helper, numpy_helper
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) <= 1:
+            continue
+        value = numpy_helper.to_array(init)
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(value.astype(np.float16), f"{name}_fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)

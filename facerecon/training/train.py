@@ -4,7 +4,8 @@
 ``landmarks`` (Face Mesh's network fine-tuned from ``model.init`` on ``landmark_data``'s samples;
 ``data.real_every`` mixes in distilled real HELEN training crops, ``data.repose_every`` real photos
 re-posed with exact targets: ``repose.ReposeSettings``, fitted once into ``data.repose_cache``,
-default ``<output>/repose``).
+default ``<output>/repose``; ``model.uncertainty: {init_sigma_px, lr_factor}`` adds a per-point
+uncertainty head, ``OnnxModule.add_uncertainty_head``, trained at ``lr_factor`` times the rate).
 
 Config (YAML; see configs/cpu.yaml): ``seed``, ``output`` (run folder), ``threads``, ``workers``,
 ``model`` (network.build_network arguments plus ``input_size``), ``data`` (DataSettings fields plus
@@ -20,8 +21,8 @@ Batches are samples ``step * batch_size ...`` of a seeded stream, so a resumed r
 from __future__ import annotations
 
 import csv
+import math
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,8 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
         dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose)
         loss_fn = landmark_loss
         landmark_net = OnnxModule(mcfg["init"])
+        if mcfg.get("uncertainty"):
+            landmark_net.add_uncertainty_head(math.log(float(mcfg["uncertainty"].get("init_sigma_px", 2.0))))
     else:
         dataset = SyntheticFaces(textures, settings, seed)
         loss_fn = weighted_mse
@@ -208,7 +211,14 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     net = (landmarks_only(landmark_net) if kind == "landmarks" else build_network(mcfg))
     net = net.to(device, memory_format=torch.channels_last)
     lr = float(tcfg.get("lr", 1e-3))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    head = landmark_net.head_parameters() if kind == "landmarks" else []
+    # a new head starts far from its optimum: its own learning rate (a multiple of the network's)
+    head_ids = {id(p) for p in head}
+    head_factor = float((mcfg.get("uncertainty") or {}).get("lr_factor", 1.0))
+    groups = [{"params": [p for p in net.parameters() if id(p) not in head_ids], "factor": 1.0}]
+    if head:
+        groups.append({"params": head, "factor": head_factor})
+    opt = torch.optim.Adam(groups, lr=lr)
     steps = int(max_steps or tcfg.get("steps", 1000))
     batch = int(tcfg.get("batch_size", 16))
     budget_s = float(tcfg.get("max_minutes", 1e9)) * 60.0
@@ -251,7 +261,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
 
     def set_lr(value: float) -> None:
         for group in opt.param_groups:
-            group["lr"] = value
+            group["lr"] = value * group["factor"]
 
     set_lr(lr * drop if dropped else lr)
     net.train()
@@ -295,6 +305,11 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     plot_losses(rows, out / "loss.png")
     console.print(f"trained {step} steps in {elapsed() / 60:.1f} min: loss {running:.5f}, "
                   f"validation {val_loss:.5f} ({val_mm:.2f} mm)")
+    if kind == "landmarks" and landmark_net.has_uncertainty:
+        from .landmark_data import uncertainty_calibration
+        ratio, rank = uncertainty_calibration(net, val_images, val_maps)
+        console.print(f"uncertainty on the validation set: mean |r|^2 / 2 sigma^2 {ratio:.2f} (1: calibrated), "
+                      f"rank correlation of sigma with |r| {rank:.2f}")
     onnx_path = None
     metadata = {"config": Path(config_path).name, "steps": str(step), "train_minutes": f"{elapsed() / 60:.1f}",
                 "val_mm": f"{val_mm:.3f}"}
@@ -310,9 +325,8 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     if onnx_path is not None:
         target = Path(cfg["export"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "landmarks":   # 2.4 MB in float32; its accuracy in int8 is not measured
-            with atomic_path(target) as tmp:
-                shutil.copyfile(onnx_path, tmp)
+        if kind == "landmarks":   # the shipped form: fp16 weights (points move by under 0.1 px)
+            export_module(landmark_net.cpu(), target, settings.input_size, {"kind": "landmarks", **metadata}, half=True)
         else:
             from .export import shrink_onnx
             shrink_onnx(onnx_path, target)     # the shipped form: int8 weights, a quarter of the size
