@@ -163,3 +163,30 @@ def test_real_photo_refinement_moves_only_inner_points_and_only_a_little():
     inner = np.setdiff1d(np.arange(468), data["contour_landmarks"])
     assert 0.3 < np.median(moved[inner]) < 3.0 and moved.max() < 20.0
     assert np.all(data["vertices"][inner] <= PARTS["face"][1])         # still on the face surface
+
+
+def test_points_weigh_by_their_weights(fitter):
+    """``point_weights``: on exact projections with noise of a known sigma per point, weights
+    1 / sigma^2 (capped at 9x the others) bring the fit's excess error over the noise-free fit's to
+    a fraction of the unweighted one's (measured: 0.02 against 0.20 px)."""
+    model = fitter.model
+    corr = load_correspondence()
+    rng = np.random.default_rng(5)
+    identity = rng.standard_normal(model.n_identity) * 0.8
+    head = model.shape(identity, np.zeros(model.n_expression))
+    rot = rotation_from_angles(30, 5, 0)
+    camera = Camera.for_image(512, 512)
+    truth = surface_points(head, corr.vertices, corr.bary) @ rot.T + np.array([0.0, 0.0, 60.0])
+    sigma = np.full(468, 0.3)
+    sigma[rng.choice(468, 150, replace=False)] = 6.0
+    observed = camera.project(truth) + rng.standard_normal((468, 2)) * sigma[:, None]
+    weights = 1.0 / np.minimum(sigma, 0.9) ** 2
+    weights /= weights.mean()
+
+    def error(fit):
+        """Mean pixel distance of the fitted head's points from the noise-free projections."""
+        fitted = surface_points(fit.to_camera(fit.vertices(model)), corr.vertices, corr.bary)
+        return np.linalg.norm(camera.project(fitted) - camera.project(truth), axis=1).mean()
+    exact = error(fitter.fit(camera.project(truth), camera))
+    plain, weighted = fitter.fit(observed, camera), fitter.fit(observed, camera, point_weights=weights)
+    assert error(weighted) - exact < 0.3 * (error(plain) - exact), (exact, error(weighted), error(plain))

@@ -94,8 +94,11 @@ class OnnxModule(nn.Module):
 
     def _head_conv(self, output: str) -> tuple:
         """The convolution whose flattened output is the graph output ``output``."""
-        flatten = next(n for n in self.nodes if n[0] == "Flatten" and n[2] == output)
-        return next(n for n in self.nodes if n[2] == flatten[1][0] and n[0] == "Conv")
+        producer = {n[2]: n for n in self.nodes}
+        node = producer[next(n for n in self.nodes if n[0] == "Flatten" and n[2] == output)[1][0]]
+        while node[0] == "Identity":   # the converter names outputs through Identity nodes
+            node = producer[node[1][0]]
+        return node
 
     def _detach_uncertainty_features(self) -> None:
         """Training the uncertainty head leaves the landmarks' gradients as they were: its input
