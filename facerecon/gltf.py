@@ -279,8 +279,9 @@ def normal_plan(shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray) -> 
     moved = _moved(shapes)
     starts = [np.zeros(len(shapes) + 1, np.int64) for _ in range(3)]
     _plan_shapes(moved, triangles, rows, *starts, None, None, None, None)   # the sizes
-    out = (np.empty(starts[0][-1], np.int64), np.empty((starts[1][-1], 3), np.int64),
-           np.empty(starts[2][-1], np.int64), np.empty(starts[2][-1], np.int64))
+    # int32, as the model's triangles: the shapes' normals then run the whole-mesh normal kernel as is.
+    out = (np.empty(starts[0][-1], np.int32), np.empty((starts[1][-1], 3), np.int32),
+           np.empty(starts[2][-1], np.int32), np.empty(starts[2][-1], np.int32))
     _plan_shapes(moved, triangles, rows, *starts, *out)
     return starts[0], out[0], starts[1], out[1], starts[2], out[2], out[3]
 
@@ -483,7 +484,12 @@ def _normal_plan(model: HeadModel) -> _NormalPlan:
     key = ("gltf_normal_plan",)
     if key not in model.extra:
         skin = _head_parts(model)["head"]
-        model.extra[key] = normal_plan(model.expression_basis, model.triangles[skin.triangles], skin.source)
+
+        def build() -> dict[str, np.ndarray]:
+            plan = normal_plan(model.expression_basis, model.triangles[skin.triangles], skin.source)
+            return {f"plan{i}": array for i, array in enumerate(plan)}
+        arrays = cached_arrays("glb_normal_plan", build, model)
+        model.extra[key] = tuple(arrays[f"plan{i}"] for i in range(len(arrays)))
     return model.extra[key]
 
 
