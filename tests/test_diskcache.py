@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from facerecon import diskcache, gltf, texture
+from facerecon import diskcache, export, gltf, texture
 from facerecon.gltf import rotation_quaternion
 from facerecon.model import HeadModel, load_packed
 
@@ -26,6 +26,10 @@ def derived(model: HeadModel) -> dict[str, np.ndarray]:
     for i, delta in enumerate(gltf._position_targets(model)):
         out[f"target{i}"] = np.frombuffer(bytes(delta.values) + bytes(delta.indices or b""), np.uint8)
         out[f"target{i}.bounds"] = np.asarray(delta.bounds)
+    for i, array in enumerate(gltf._normal_plan(model)):
+        out[f"normal_plan{i}"] = array
+    for name, lines in zip(("vt", "f"), export._obj_topology(model)):
+        out[f"obj.{name}"] = np.frombuffer(lines, np.uint8)
     return out
 
 
@@ -47,7 +51,8 @@ def test_loaded_entries_equal_built_ones(tmp_path, monkeypatch, built):
     monkeypatch.setenv("FACERECON_CACHE_DIR", str(tmp_path))
     assert_same(derived(load_packed()), built)          # builds and writes the entries
     names = sorted(path.name.split("-")[0] for path in tmp_path.glob("*.npz"))
-    assert names == ["atlas_layout", "bake_data", "glb_position_targets", "ict_unpacked", "mirror"]
+    assert names == ["atlas_layout", "bake_data", "glb_normal_plan", "glb_position_targets", "ict_unpacked", "mirror",
+                     "obj_topology"]
     assert_same(derived(load_packed()), built)          # a new model object: everything from disk
 
 
@@ -88,3 +93,30 @@ def test_rotation_quaternion_is_scipys_bit_for_bit():
         assert rotation_quaternion(m) == Rotation.from_matrix(m).as_quat().tolist()
     rounded = matrices[0].astype(np.float32).astype(np.float64)   # not orthonormal: scipy's own path
     assert rotation_quaternion(rounded) == Rotation.from_matrix(rounded).as_quat().tolist()
+
+
+@pytest.mark.parametrize("network", ["face_landmark.onnx", "yunet_s.onnx"])
+def test_saved_onnx_graphs_give_the_same_outputs(tmp_path, monkeypatch, network):
+    from facerecon.assets import PACKAGE_DATA
+    from facerecon.sessions import onnx_session
+
+    def outputs() -> list[np.ndarray]:
+        session = onnx_session(PACKAGE_DATA / network)
+        spec = session.get_inputs()[0]
+        shape = [n if isinstance(n, int) else 1 if i == 0 else 160 for i, n in enumerate(spec.shape)]
+        image = np.random.default_rng(0).uniform(0, 255 if "yunet" in network else 1, shape).astype(np.float32)
+        return session.run(None, {spec.name: image})
+
+    monkeypatch.setenv("FACERECON_CACHE_DIR", "")
+    plain = outputs()
+    monkeypatch.setenv("FACERECON_CACHE_DIR", str(tmp_path))
+    for _ in range(2):   # the first saves the optimised graph, the second runs it
+        assert all(np.array_equal(a, b) for a, b in zip(outputs(), plain))
+    saved, = tmp_path.glob("onnx-*.onnx")
+    saved.write_bytes(saved.read_bytes()[:500])   # damaged: made again
+    assert all(np.array_equal(a, b) for a, b in zip(outputs(), plain))
+    assert all(np.array_equal(a, b) for a, b in zip(outputs(), plain))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("FACERECON_CACHE_DIR", str(blocker / "cache"))
+    assert all(np.array_equal(a, b) for a, b in zip(outputs(), plain))
