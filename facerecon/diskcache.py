@@ -6,10 +6,11 @@ about 0.8 s of CPU to build, which every batch worker paid at its start and on i
 Built once, they are kept as ``.npz`` files in ``assets.cache_dir()`` and later processes load
 them (about 0.1 s; 60 MB for the model and a 1024 atlas).
 
-An entry's file is named by the SHA-1 of everything its arrays depend on: its name, what the
-caller names (the head model's arrays, the packed model file's bytes, a texture size), the source of the core modules (``facerecon/*.py``,
-``facerecon/render/*.py``) and the numpy, scipy and numba versions. A change to any of them makes
-a new entry; old ones are never read again (the folder may be deleted at any time). Files are
+An entry's file is named by SHA-1 hashes of everything its arrays depend on: the source of the
+core modules (``facerecon/*.py``, ``facerecon/render/*.py``) and the numpy, scipy and numba
+versions (the code), then its name and what the caller names (the head model's arrays, the packed
+model file's bytes, a texture size). A change to any of them makes a new entry; writing one removes
+the entries of its name made by other code (the folder may be deleted at any time). Files are
 written atomically; one that cannot be read is rebuilt, and where the folder cannot be written
 every process builds the arrays itself. The arrays are the same either way (dtypes included).
 """
@@ -41,31 +42,36 @@ def cached_arrays(name: str, build: Callable[[], Arrays], *depends: object) -> A
     folder = cache_dir()
     if folder is None:
         return build()
-    path = folder / f"{name}-{_key(name, depends)}.npz"
+    code = _code_key().hex()[:16]
+    path = folder / f"{name}-{code}-{_key(name, depends)}.npz"
     try:
         with np.load(path) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         pass   # absent, or unreadable (a disk that filled up mid-write): build it again
     arrays = build()
-    _store(path, arrays)
+    _store(path, arrays, name, code)
     return arrays
 
 
-def _store(path: Path, arrays: Arrays) -> None:
+def _store(path: Path, arrays: Arrays, name: str, code: str) -> None:
     from .export import atomic_path   # imported here: export imports the modules that use this one
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary:
             np.savez(temporary, **arrays)
+        # Entries of this name made by other code are never read again: each edit of the core would
+        # otherwise leave another set (about 90 MB) behind.
+        for old in path.parent.glob(f"{name}-*.npz"):
+            if old.name.split("-")[1] != code:
+                old.unlink(missing_ok=True)
     except OSError:
         pass   # a read-only or full disk: the caller has its arrays, the next process builds them too
 
 
 def _key(name: str, depends: tuple) -> str:
     from .model import HeadModel   # imported here: the model module uses this one
-    digest = hashlib.sha1(_code_key())
-    digest.update(name.encode())
+    digest = hashlib.sha1(name.encode())
     for item in depends:
         digest.update(_model_key(item) if isinstance(item, HeadModel)
                       else item if isinstance(item, bytes) else repr(item).encode())

@@ -83,6 +83,11 @@ def test_an_entry_follows_what_it_depends_on(tmp_path, monkeypatch):
     assert diskcache.cached_arrays("probe", lambda: build(1), 1)["x"].tolist() == [1, 1, 1]
     assert diskcache.cached_arrays("probe", lambda: build(2), 2)["x"].tolist() == [2, 2, 2]
     assert calls == [1, 2]
+    assert len(list(tmp_path.glob("probe-*.npz"))) == 2   # both values kept
+    monkeypatch.setattr(diskcache, "_code_key", lambda: b"other code")
+    assert diskcache.cached_arrays("probe", lambda: build(3), 1)["x"].tolist() == [3, 3, 3]
+    assert calls == [1, 2, 3]
+    assert len(list(tmp_path.glob("probe-*.npz"))) == 1   # the old code's entries removed
 
 
 def test_rotation_quaternion_is_scipys_bit_for_bit():
