@@ -3,7 +3,8 @@
 The ICT-FaceKit model ships in ``facerecon/data/ict_facekit.npz`` (the parts facerecon uses,
 packed by ``scripts/pack_ict.py``). ``FACERECON_ICT_DIR``, when set, overrides it with a folder
 holding the full ``ict_face_model.npz`` and ``vertex_indices.json``. ``FACERECON_SHARED`` points at
-the shared folder of evaluation data (photos with ground truth, the peer).
+the shared folder of evaluation data (photos with ground truth, the peer). ``FACERECON_CACHE_DIR``
+is where per-model data is kept between runs (``facerecon.diskcache``).
 """
 from __future__ import annotations
 
@@ -42,6 +43,15 @@ def ict_dir() -> Path | None:
             "set FACERECON_ICT_DIR to the folder that holds them, or unset it for the packaged model"
         )
     return path
+
+
+def cache_dir() -> Path | None:
+    """``$FACERECON_CACHE_DIR`` (empty: no disk cache), else ``$XDG_CACHE_HOME/facerecon``, else
+    ``~/.cache/facerecon``."""
+    if "FACERECON_CACHE_DIR" in os.environ:
+        return Path(os.environ["FACERECON_CACHE_DIR"]) if os.environ["FACERECON_CACHE_DIR"] else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "facerecon"
 
 
 def missing_network(path: str | Path) -> str | None:

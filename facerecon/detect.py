@@ -38,6 +38,7 @@ import numpy as np
 from .assets import PACKAGE_DATA
 from .errors import NoFaceError
 from .load import as_rgb8
+from .sessions import onnx_session
 
 YUNET_MODEL = "yunet_s.onnx"
 DETECT_MAX_SIDE = 640
@@ -103,11 +104,8 @@ class FaceDetector:
 
     def __init__(self, min_score: float = MIN_SCORE, threads: int = 1, confirm_score: float = CONFIRM_SCORE) -> None:
         """``confirm_score`` >= ``min_score``: no mirror pass (every box under ``min_score`` is dropped)."""
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads   # one photo at a time; batch workers parallelise
-        self._session = ort.InferenceSession(str(PACKAGE_DATA / YUNET_MODEL), options,
-                                             providers=["CPUExecutionProvider"])
+        # one photo at a time; batch workers parallelise
+        self._session = onnx_session(PACKAGE_DATA / YUNET_MODEL, threads)
         self.min_score, self.confirm_score = min_score, confirm_score
 
     def __enter__(self) -> "FaceDetector":

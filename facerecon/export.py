@@ -22,6 +22,7 @@ import cv2
 import numba
 import numpy as np
 
+from .diskcache import cached_arrays
 from .geometry import vertex_normals
 from .gltf import Rig, head_glb, surface_glb
 from .model import HeadModel, uv_to_texel
@@ -276,8 +277,12 @@ def _obj_topology(model: HeadModel) -> tuple[bytes, bytes]:
     """The head's OBJ ``vt`` and ``f`` lines: the same for every head, so formatted once per model."""
     key = ("obj_topology",)
     if key not in model.extra:
-        _, uv, faces = model.export_topology
-        model.extra[key] = _obj_topology_lines(uv, faces)
+        def build() -> dict[str, np.ndarray]:
+            _, uv, faces = model.export_topology
+            vt, f = _obj_topology_lines(uv, faces)
+            return {"vt": np.frombuffer(vt, np.uint8), "f": np.frombuffer(f, np.uint8)}
+        lines = cached_arrays("obj_topology", build, model)
+        model.extra[key] = lines["vt"].tobytes(), lines["f"].tobytes()
     return model.extra[key]
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy.spatial import cKDTree
 
 
 def vertex_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -49,6 +48,7 @@ def closest_on_surface(points: np.ndarray, surface: np.ndarray, triangles: np.nd
 
     Returns the triangles' vertex indices (n, 3) int32 and barycentric weights (n, 3) float32.
     """
+    from scipy.spatial import cKDTree   # imported here: the main job never needs it
     tree = cKDTree(surface[triangles].mean(1))
     _, cand = tree.query(points, k=candidates)                      # (n, k)
     a, b, c = (surface[triangles[cand, k]] for k in range(3))       # (n, k, 3)

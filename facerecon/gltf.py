@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from .blendshapes import arkit_name
 from .camera import FLIP_YZ, Camera
+from .diskcache import cached_arrays
 from .geometry import vertex_normals, vertex_normals_into
 from .model import EXPORTED_PARTS, HeadModel
 
@@ -79,7 +79,34 @@ def node_pose(model_to_camera: np.ndarray) -> tuple[list[float], list[float]]:
     m = np.asarray(model_to_camera, np.float64)
     rotation = FLIP_YZ @ m[:3, :3]
     translation = FLIP_YZ @ m[:3, 3] * CM_TO_M
-    return translation.tolist(), Rotation.from_matrix(rotation).as_quat().tolist()
+    return translation.tolist(), rotation_quaternion(rotation)
+
+
+def rotation_quaternion(rotation: np.ndarray) -> list[float]:
+    """The unit quaternion (x, y, z, w) of a 3x3 rotation matrix, as scipy's
+    ``Rotation.from_matrix(rotation).as_quat()`` gives it (the same arithmetic, so the same bits),
+    without scipy's 0.2 s import; a matrix that is not orthonormal to 1e-13, which scipy would
+    orthonormalise first, goes to scipy."""
+    m = np.asarray(rotation, np.float64)
+    if np.abs(m @ m.T - np.eye(3)).max() > 1e-13 or np.linalg.det(m) <= 0:
+        from scipy.spatial.transform import Rotation
+        return Rotation.from_matrix(m).as_quat().tolist()
+    m = m.tolist()
+    trace = m[0][0] + m[1][1] + m[2][2]
+    decision = [m[0][0], m[1][1], m[2][2], trace]
+    choice = decision.index(max(decision))   # the first of equal largest, as numpy's argmax
+    q = [0.0] * 4
+    if choice == 3:
+        q = [m[2][1] - m[1][2], m[0][2] - m[2][0], m[1][0] - m[0][1], 1 + trace]
+    else:
+        i = choice
+        j, k = (i + 1) % 3, (i + 2) % 3
+        q[i] = 1 - trace + 2 * m[i][i]
+        q[j] = m[j][i] + m[i][j]
+        q[k] = m[k][i] + m[i][k]
+        q[3] = m[k][j] - m[j][k]
+    norm = math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
+    return [v / norm for v in q]
 
 
 def eyeball_centre(points: np.ndarray) -> np.ndarray:
@@ -195,11 +222,16 @@ def _position_targets(model: HeadModel) -> list[_Delta]:
     key = ("gltf_position_targets",)
     if key not in model.extra:
         used = _head_parts(model)["head"].used
-        moves = model.expression_basis[:, model.export_topology[0][used]] * CM_TO_M
-        keep = np.einsum("knc,knc->kn", moves, moves) >= DROP_M * DROP_M
-        trimmed = np.where(keep[..., None], moves, 0)
-        model.extra[key] = _encode_deltas(len(used), keep.sum(1), np.nonzero(keep)[1], moves[keep],
-                                          [(m.min(0), m.max(0)) for m in trimmed])
+
+        def build() -> dict[str, np.ndarray]:
+            moves = model.expression_basis[:, model.export_topology[0][used]] * CM_TO_M
+            keep = np.einsum("knc,knc->kn", moves, moves) >= DROP_M * DROP_M
+            trimmed = np.where(keep[..., None], moves, 0)
+            return {"counts": keep.sum(1), "rows": np.nonzero(keep)[1], "values": moves[keep],
+                    "low": trimmed.min(1), "high": trimmed.max(1)}
+        a = cached_arrays("glb_position_targets", build, model)
+        model.extra[key] = _encode_deltas(len(used), a["counts"], a["rows"], a["values"],
+                                          list(zip(a["low"], a["high"])))
     return model.extra[key]
 
 
@@ -247,8 +279,9 @@ def normal_plan(shapes: np.ndarray, triangles: np.ndarray, rows: np.ndarray) -> 
     moved = _moved(shapes)
     starts = [np.zeros(len(shapes) + 1, np.int64) for _ in range(3)]
     _plan_shapes(moved, triangles, rows, *starts, None, None, None, None)   # the sizes
-    out = (np.empty(starts[0][-1], np.int64), np.empty((starts[1][-1], 3), np.int64),
-           np.empty(starts[2][-1], np.int64), np.empty(starts[2][-1], np.int64))
+    # int32, as the model's triangles: the shapes' normals then run the whole-mesh normal kernel as is.
+    out = (np.empty(starts[0][-1], np.int32), np.empty((starts[1][-1], 3), np.int32),
+           np.empty(starts[2][-1], np.int32), np.empty(starts[2][-1], np.int32))
     _plan_shapes(moved, triangles, rows, *starts, *out)
     return starts[0], out[0], starts[1], out[1], starts[2], out[2], out[3]
 
@@ -451,7 +484,12 @@ def _normal_plan(model: HeadModel) -> _NormalPlan:
     key = ("gltf_normal_plan",)
     if key not in model.extra:
         skin = _head_parts(model)["head"]
-        model.extra[key] = normal_plan(model.expression_basis, model.triangles[skin.triangles], skin.source)
+
+        def build() -> dict[str, np.ndarray]:
+            plan = normal_plan(model.expression_basis, model.triangles[skin.triangles], skin.source)
+            return {f"plan{i}": array for i, array in enumerate(plan)}
+        arrays = cached_arrays("glb_normal_plan", build, model)
+        model.extra[key] = tuple(arrays[f"plan{i}"] for i in range(len(arrays)))
     return model.extra[key]
 
 

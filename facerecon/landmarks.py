@@ -47,6 +47,7 @@ import onnxruntime as ort
 from .assets import PACKAGE_DATA
 from .detect import Detection, FaceDetector
 from .load import as_rgb8
+from .sessions import onnx_session
 
 N_POINTS = 468
 NOSE_TIP = 1
@@ -101,9 +102,8 @@ class Roi:
 
 
 def _session(model_file: str) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # a 192 px net: one thread is as fast and leaves cores to the caller
-    return ort.InferenceSession(str(PACKAGE_DATA / model_file), options, providers=["CPUExecutionProvider"])
+    # a 192 px net: one thread is as fast and leaves cores to the caller
+    return onnx_session(PACKAGE_DATA / model_file, threads=1)
 
 
 class LandmarkEstimator:

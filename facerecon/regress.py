@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import sessions
 from .assets import REGRESSOR_MODEL, missing_network
 from .errors import AssetError
 from .camera import Camera
@@ -62,15 +63,12 @@ def onnx_session(path: str | Path, threads: int):
     weights behind DequantizeLinear nodes (``training.export.shrink_onnx``); turning off
     ONNX Runtime's QDQ handling lets constant folding make them float32 once, at load, instead of
     dequantising on every call."""
-    import onnxruntime as ort   # imported here: only the regressors need it
     missing = missing_network(path)
     if missing is not None:
         raise AssetError(missing)
-    options = ort.SessionOptions()
     # a batch worker's share of the cores (batch.runner.worker_threads); ONNX Runtime ignores OpenMP's variable
-    options.intra_op_num_threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sessions.onnx_session(path, min(threads, int(os.environ.get("OMP_NUM_THREADS", threads))),
+                                 {"session.disable_quant_qdq": "1"})
 
 
 class Regressor:

@@ -15,7 +15,8 @@ the views' colours are matched per channel on what they both see, and each texel
 by how head-on they see it; mirror and fill stand in only where no view sees the texel.
 
 Cost per bake: what depends only on the model and the texture size (the UV rasterisation, mirror
-and eye correspondences, the mesh Laplacian, the gutter map) is built once and cached.
+and eye correspondences, the mesh Laplacian, the gutter map) is built once, kept for the process
+and on disk (``facerecon.diskcache``).
 """
 from __future__ import annotations
 
@@ -26,11 +27,9 @@ from dataclasses import dataclass
 import cv2
 import numba
 import numpy as np
-import scipy.sparse as sp
-from scipy import ndimage
-from scipy.sparse.csgraph import connected_components
 
 from .camera import Camera
+from .diskcache import cached_arrays
 from .geometry import vertex_normals
 from .model import EXPORTED_PARTS, PARTS, HeadModel, uv_to_texel
 from .render.raster import rasterize
@@ -86,7 +85,8 @@ class _ModelData:
     used: np.ndarray           # (n,) model vertex indices of the exported mesh
     mirror: np.ndarray         # (n,) position in ``used`` of each vertex's mirror image
     n_vertices: int            # V, all model vertices
-    adjacency: sp.csr_matrix   # (n, n) float32 mesh edges between ``used`` vertices (0 or 1)
+    indptr: np.ndarray         # (n + 1,) and indices (E,) int32: the mesh edges between ``used``
+    indices: np.ndarray        # vertices, as a CSR adjacency (neighbours of a vertex ascending)
     degree: np.ndarray         # (n,) float32 edges per vertex
     skin: np.ndarray           # (n,) bool, cheek and forehead vertices (the skin tone's samples)
     shade: np.ndarray          # (n,) float32 multiplier of the skin tone in the prior
@@ -351,7 +351,7 @@ def _fill_vertices(colour: np.ndarray, weight: np.ndarray, data: _ModelData) -> 
     rhs = data_weight[:, None] * observed + SCREENING * prior
     inverse = (1.0 / (data.degree + data_weight + SCREENING))[:, None]
     x = confidence[:, None] * observed + (1.0 - confidence)[:, None] * prior
-    x = _jacobi(data.adjacency.indptr, data.adjacency.indices, x.astype(np.float32), rhs.astype(np.float32),
+    x = _jacobi(data.indptr, data.indices, x.astype(np.float32), rhs.astype(np.float32),
                 inverse.astype(np.float32), JACOBI_SWEEPS)
     out = np.zeros((data.n_vertices, 3), np.float32)
     out[data.used] = x
@@ -411,11 +411,18 @@ def _cached(model: HeadModel, key: tuple, build):
 
 
 def _model_data(model: HeadModel) -> _ModelData:
-    return _cached(model, ("data",), lambda: _build_model_data(model))
+    def load() -> _ModelData:
+        arrays = cached_arrays("bake_data", lambda: _build_model_data(model), model)
+        eyes = (arrays.pop("left_eye"), arrays.pop("right_eye"))
+        return _ModelData(n_vertices=len(model.neutral), eyes=eyes, **arrays)
+    return _cached(model, ("data",), load)
 
 
 def _layout(model: HeadModel, size: int) -> _Layout:
-    return _cached(model, ("layout", size), lambda: _build_layout(model, size))
+    def load() -> _Layout:
+        arrays = cached_arrays("atlas_layout", lambda: _build_layout(model, size), model, size)
+        return _expand_layout(model, size, **arrays)
+    return _cached(model, ("layout", size), load)
 
 
 def atlas_texels(model: HeadModel, size: int) -> np.ndarray:
@@ -423,7 +430,9 @@ def atlas_texels(model: HeadModel, size: int) -> np.ndarray:
     return _layout(model, size).texels
 
 
-def _build_model_data(model: HeadModel) -> _ModelData:
+def _build_model_data(model: HeadModel) -> dict[str, np.ndarray]:
+    """The arrays of a ``_ModelData`` (its eyes as left_eye and right_eye)."""
+    import scipy.sparse as sp   # imported here: the arrays are usually on disk
     tri, used = model.triangles, model.used_vertices
     n_verts = len(model.neutral)
     position = np.full(n_verts, -1, np.int64)
@@ -454,10 +463,11 @@ def _build_model_data(model: HeadModel) -> _ModelData:
     eyeball[np.concatenate(eyes)] = True
     point_bary = np.zeros((len(used), 3), np.float32)
     point_bary[:, 0] = 1.0
-    return _ModelData(used, position[model.mirror_vertex[used]], n_verts, adjacency,
-                      np.asarray(adjacency.sum(1), np.float32).ravel(),
-                      in_face & (cheek | forehead), shade, eyeball, eyes,
-                      np.repeat(used[:, None], 3, 1).astype(np.int32), point_bary)
+    return {"used": used, "mirror": position[model.mirror_vertex[used]], "indptr": adjacency.indptr,
+            "indices": adjacency.indices, "degree": np.asarray(adjacency.sum(1), np.float32).ravel(),
+            "skin": in_face & (cheek | forehead), "shade": shade, "eyeball": eyeball, "left_eye": eyes[0],
+            "right_eye": eyes[1], "point_corners": np.repeat(used[:, None], 3, 1).astype(np.int32),
+            "point_bary": point_bary}
 
 
 def _uv_fragments(model: HeadModel, triangles: np.ndarray, size: int):
@@ -475,6 +485,8 @@ def _outer_shell(model: HeadModel, part: str) -> np.ndarray:
     ICT's eyeball is two nested shells with the same UVs; only the outer one can be seen, so the
     atlas texels belong to it.
     """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
     tris = np.flatnonzero(model.triangle_part == EXPORTED_PARTS.index(part))
     corners = model.triangles[tris]
     incidence = sp.csr_matrix((np.ones(corners.size), (np.repeat(np.arange(len(tris)), 3), corners.ravel())),
@@ -486,7 +498,11 @@ def _outer_shell(model: HeadModel, part: str) -> np.ndarray:
     return tris[shell == outer]
 
 
-def _build_layout(model: HeadModel, size: int) -> _Layout:
+def _build_layout(model: HeadModel, size: int) -> dict[str, np.ndarray]:
+    """What ``_expand_layout`` makes a ``_Layout`` of: the covered texels, their triangles and
+    barycentrics, the eyeball texels' alternatives and the gutter's nearest texels (the rest follows
+    from these in milliseconds, and would take three times the disk)."""
+    from scipy import ndimage
     eyeball_parts = [EXPORTED_PARTS.index(name) for name in ("eyeball_left", "eyeball_right")]
     left_eye, right_eye = _outer_shell(model, "eyeball_left"), _outer_shell(model, "eyeball_right")
     owners = np.concatenate([np.flatnonzero(~np.isin(model.triangle_part, eyeball_parts)), left_eye])
@@ -494,19 +510,25 @@ def _build_layout(model: HeadModel, size: int) -> _Layout:
     mask = frags.mask
     texels = np.flatnonzero(mask)
     tri_id = frags.triangle.ravel()[texels]
-    corners = model.triangles[tri_id]
     bary = frags.bary.reshape(-1, 3)[texels]
-    alt_corners = model.mirror_vertex[corners]
-    alt_bary = bary.copy()
 
     # Both eyeballs map to the same UV region: there the alternative is the right eye's point.
     right = _uv_fragments(model, right_eye, size)
     on_eye = np.flatnonzero(np.isin(tri_id, left_eye) & right.mask.ravel()[texels])
-    alt_corners[on_eye] = model.triangles[right.triangle.ravel()[texels[on_eye]]]
-    alt_bary[on_eye] = right.bary.reshape(-1, 3)[texels[on_eye]]
-
-    gutter = np.flatnonzero(~mask)
     _, nearest = ndimage.distance_transform_edt(~mask, return_indices=True)
-    nearest = (nearest[0] * size + nearest[1]).ravel()[gutter]
-    return _Layout(size, texels, corners.astype(np.int32), bary.astype(np.float32),
-                   alt_corners.astype(np.int32), alt_bary.astype(np.float32), on_eye, gutter, nearest)
+    return {"texels": texels, "triangle": tri_id, "bary": bary.astype(np.float32), "eye_texels": on_eye,
+            "eye_triangle": right.triangle.ravel()[texels[on_eye]],
+            "eye_bary": right.bary.reshape(-1, 3)[texels[on_eye]].astype(np.float32),
+            "nearest": (nearest[0] * size + nearest[1]).ravel()[~mask.ravel()]}
+
+
+def _expand_layout(model: HeadModel, size: int, texels, triangle, bary, eye_texels, eye_triangle, eye_bary,
+                   nearest) -> _Layout:
+    corners = model.triangles[triangle].astype(np.int32)
+    alt_corners = model.mirror_vertex[corners].astype(np.int32)
+    alt_bary = bary.copy()
+    alt_corners[eye_texels] = model.triangles[eye_triangle]
+    alt_bary[eye_texels] = eye_bary
+    covered = np.zeros(size * size, bool)
+    covered[texels] = True
+    return _Layout(size, texels, corners, bary, alt_corners, alt_bary, eye_texels, np.flatnonzero(~covered), nearest)

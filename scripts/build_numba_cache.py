@@ -35,7 +35,9 @@ def main() -> None:
     for path in cache_files():
         path.unlink()
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    env.update(NUMBA_CPU_NAME=TARGET, NUMBA_CPU_FEATURES="", PYTHONPATH=str(ROOT))
+    # FACERECON_CACHE_DIR empty: the per-model data is built, not loaded, so its kernels compile too
+    # (a new install has no disk cache yet).
+    env.update(NUMBA_CPU_NAME=TARGET, NUMBA_CPU_FEATURES="", PYTHONPATH=str(ROOT), FACERECON_CACHE_DIR="")
     with tempfile.TemporaryDirectory() as out:
         # the main job with every output, the turntable included: each kernel it calls compiles once
         subprocess.run([sys.executable, "-m", "facerecon", "reconstruct", str(EXAMPLE), "-o", out, "--turntable"],
