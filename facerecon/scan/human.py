@@ -7,13 +7,13 @@ every view's landmarks, with the scan's cameras.
 2. Placement (:func:`initial_placement`): each view's fit sees the head from its camera; the
    head's rotation in the scan's world is the views' mean, its origin the point nearest the views'
    rays through it, its scale (world units per cm) the median ratio of those distances.
-3. ICP rounds (:func:`fit_to_surface`): the fused surface, carried into the model frame by the
-   placement, has its points matched to their closest points on the head's skin (face, head and
-   neck), kept within a reach that shrinks round by round, where the normals agree, and the
-   nearest share of those (trimmed); then one ``Fitter.fit_views`` solves identity (all the model's
-   modes), the head's pose and expression against the surface (the point-to-plane term), the
-   surface's scale (from the fourth round; this is the scan's metric scale unless a marker or a
-   known length fixed it) and every landmark view's pose and expression.
+3. ICP rounds (:func:`fit_to_surface`): the fused surface's points that depth maps confirm,
+   carried into the model frame by the placement, matched to their closest points on the head's
+   skin (face, head and neck), kept within a reach that shrinks round by round, where the normals
+   agree; then one ``Fitter.fit_views`` solves identity (all the model's modes), the head's pose and
+   expression against the surface (the point-to-plane term), the surface's scale (from the fourth
+   round; this is the scan's metric scale unless a marker or a known length fixed it) and, in the
+   first rounds, every landmark view's pose and expression.
 4. Texture: every view whose camera faces the head, sampled with the head as the scan's camera
    sees it (``texture.view_samples``), fused by ``texture.fuse_textures``.
 """
