@@ -90,6 +90,20 @@ def test_synthetic_surface_and_held_out_silhouettes(scene):
     assert 0 < len(mesh.faces) <= SETTINGS.fusion.max_faces
 
 
+def test_vertex_support_counts_the_maps_that_confirm_a_vertex():
+    from facerecon.scan.depth import DepthMap
+    from facerecon.scan.fusion import Subject, vertex_support
+    camera = ViewCamera(np.array([[32.0, 0, 31.5], [0, 32.0, 31.5], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+    depth = np.full((64, 64), 10.0, np.float32)
+    depth[:, :32] = 0                                   # the left half unmeasured
+    maps = [DepthMap(depth, np.ones_like(depth), camera)] * 2
+    subject = Subject(np.array([-5.0, -5, 5]), np.array([5.0, 5, 15]), np.zeros(3), None, 0.0, 0.0)
+    vertices = np.array([[2.0, 0, 10.5], [2.0, 0, 12], [-2.0, 0, 10], [2.0, 0, -10]])
+    # a voxel is 1 unit here (10 units over 10 voxels): on the surface, off it, in the gap, behind
+    support = vertex_support(vertices, maps, subject, FusionSettings(resolution=10))
+    assert support.tolist() == [2, 0, 0, 0]
+
+
 def test_known_length_makes_it_metric(scene, tmp_path):
     from facerecon.scan.scale import length_scale
     vertices = scene[0]

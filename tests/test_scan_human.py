@@ -54,15 +54,16 @@ def run():
 
 
 def test_scanned_head_beats_the_mean_head(run, tmp_path):
-    """A still synthetic head scanned from 12 views around it (192 px): the fitted identity is nearer
-    the truth than the mean head, the scale comes from the head, and the head files are written.
-    Seed 501 is one of the calibration heads the head fit's settings were chosen on (not the
-    evaluation's); over those 5 heads the fit averaged 2.95 mm against the mean head's 5.05."""
+    """A still synthetic head scanned from 12 views around it (192 px): the fitted identity is at
+    least 50 % nearer the truth than the mean head (issue 17's target), the scale comes from the
+    head. Seed 501 is one of the calibration heads the head fit's settings were chosen on (not the
+    evaluation's); over heads 500-503 (12 and 24 views) the fit averaged 1.52 mm against the mean
+    head's 4.63."""
     head = synthetic.make_heads(run.model, base_texture(run, 256), 1, first=501)[0]
     row = measure_head(run, head, 12, 192)
-    # measured: 3.04 mm against the mean head's 6.04 (single photos 5.38 on average, the best 4.79;
-    # the joint landmark fit 5.04); the scale 6.5 % off
-    assert row["scan_rmse_mm"] < 0.8 * row["mean_head_rmse_mm"], row
+    # measured: 1.48 mm against the mean head's 6.04 (single photos 5.37 on average, the best 4.79;
+    # the joint landmark fit 5.04); the scale 7.3 % off
+    assert row["scan_rmse_mm"] < 0.5 * row["mean_head_rmse_mm"], row
     assert abs(row["scale_error"]) < 0.1 and row["landmark_views"] >= 5, row
 
 

@@ -39,7 +39,7 @@ def default_scan_settings(size: int):
     from ..scan.depth import DepthSettings
     from ..scan.fusion import FusionSettings
     return ScanSettings(subject="human", max_side=size, dense_side=size, texture_size=256,
-                        depth=DepthSettings(planes=64), fusion=FusionSettings(resolution=80, max_faces=8000))
+                        depth=DepthSettings(planes=64), fusion=FusionSettings(max_faces=8000))
 
 
 def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -184,6 +184,25 @@ def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = Fusi
     return clean(mesh, settings)
 
 
+def vertex_support(vertices: np.ndarray, maps: list[DepthMap], subject: Subject,
+                   settings: FusionSettings = FusionSettings()) -> np.ndarray:
+    """(N,) int: how many depth maps confirm each surface vertex (N, 3) world, a depth within one
+    voxel of the vertex's at its pixel. Zero where the surface only bridges what no view measured
+    (closed holes, the smoothing's reach over gaps): on synthetic heads those vertices are most of
+    the ones far off the true surface."""
+    tolerance = float((subject.upper - subject.lower).max() / settings.resolution)
+    vertices = np.asarray(vertices, np.float64)
+    count = np.zeros(len(vertices), np.int32)
+    for m in maps:
+        uv, z = m.camera.project(vertices)
+        x, y = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+        inside = (z > 0) & (x >= 0) & (x < m.depth.shape[1]) & (y >= 0) & (y < m.depth.shape[0])
+        depth = np.zeros(len(vertices))
+        depth[inside] = m.depth[y[inside], x[inside]]
+        count += (depth > 0) & (np.abs(depth - z) < tolerance)
+    return count
+
+
 def boundary_loops(faces: np.ndarray) -> list[list[int]]:
     """The closed loops of boundary edges (edges of one face), each as vertex indices in the order
     of its faces' winding."""

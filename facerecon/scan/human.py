@@ -7,13 +7,13 @@ every view's landmarks, with the scan's cameras.
 2. Placement (:func:`initial_placement`): each view's fit sees the head from its camera; the
    head's rotation in the scan's world is the views' mean, its origin the point nearest the views'
    rays through it, its scale (world units per cm) the median ratio of those distances.
-3. ICP rounds (:func:`fit_to_surface`): the fused surface, carried into the model frame by the
-   placement, has its points matched to their closest points on the head's skin (face, head and
-   neck), kept within a reach that shrinks round by round, where the normals agree, and the
-   nearest share of those (trimmed); then one ``Fitter.fit_views`` solves identity (all the model's
-   modes), the head's pose and expression against the surface (the point-to-plane term), the
-   surface's scale (from the fourth round; this is the scan's metric scale unless a marker or a
-   known length fixed it) and every landmark view's pose and expression.
+3. ICP rounds (:func:`fit_to_surface`): the fused surface's points that depth maps confirm,
+   carried into the model frame by the placement, matched to their closest points on the head's
+   skin (face, head and neck), kept within a reach that shrinks round by round, where the normals
+   agree; then one ``Fitter.fit_views`` solves identity (all the model's modes), the head's pose and
+   expression against the surface (the point-to-plane term), the surface's scale (from the fourth
+   round; this is the scan's metric scale unless a marker or a known length fixed it) and, in the
+   first rounds, every landmark view's pose and expression.
 4. Texture: every view whose camera faces the head, sampled with the head as the scan's camera
    sees it (``texture.view_samples``), fused by ``texture.fuse_textures``.
 """
@@ -51,11 +51,16 @@ class HeadFitSettings:
     # 2.95 (the mean head 5.05); the shrinking reach and the Huber weights handle the outliers.
     keep_share: float = 1.0
     min_normal_cos: float = 0.3            # matches whose normals disagree more (or face away) are dropped
-    # Of one matched point, against one landmark coordinate. Higher fits the surface closer but not
-    # the identity: with weak priors the expressions and identity trade places on a partial surface.
-    surface_weight: float = 3.0
+    # Of one matched point, against one landmark coordinate. With confirmed points only (min_support)
+    # on calibration heads 500-503 (12 and 24 views): at 160 voxels 3 gave identity errors of 2.41 mm
+    # on average, 10 gave 2.00; at 192 voxels 10 1.94, 20 1.95 (the mean head 4.63).
+    surface_weight: float = 10.0
     huber_cm: float = 0.1                  # matched points farther off than this weigh less (Huber)
-    landmarks: bool = True                 # the views' landmarks in the joint fit too
+    # The first this many rounds fit the views' landmarks too, the rest the surface alone: the
+    # landmarks bring the head onto the surface, then their own bias (where Face Mesh's points lie
+    # on the ICT head) pulls the identity off it. On those heads: all 6 rounds 1.94 mm, the first
+    # 3 1.52, the first only 1.75, none 1.73.
+    landmark_rounds: int = 3
     # The head's parts the surface is matched to (the face alone: 3.71 mm on those heads)
     parts: tuple[str, ...] = SKIN_PARTS
     # Every block's expression prior (100x FitSettings'): the 53 shapes otherwise soak up identity
@@ -64,6 +69,11 @@ class HeadFitSettings:
     # A free scale is held for the first rounds: with the head still far from the surface, shrinking
     # both shrinks the distances (in cm on the head), and the fit ran off (40 % in one round).
     scale_from_round: int = 3
+    # Surface points only where this many depth maps confirm them (``fusion.vertex_support``): the
+    # closed holes and the smoothing's bridges over gaps are unconfirmed, and far off the head (on
+    # calibration heads a third of the vertices, median 6-8 mm off, against 0.7-1.1 mm confirmed).
+    # On heads 500-503 at 192 voxels: 1 confirming map 1.99 mm, 2 1.94, 3 2.10.
+    min_support: int = 2
 
 
 @dataclass
@@ -145,12 +155,14 @@ def initial_placement(views: list[View], cameras: list[ViewCamera]) -> Similarit
 
 def fit_to_surface(model: HeadModel, fitter: Fitter, views: list[View], cameras: list[ViewCamera],
                    vertices: np.ndarray, faces: np.ndarray, settings: HeadFitSettings = HeadFitSettings(),
-                   units_per_cm: float | None = None) -> tuple[JointFit, Similarity, int, float]:
+                   units_per_cm: float | None = None, support: np.ndarray | None = None,
+                   ) -> tuple[JointFit, Similarity, int, float]:
     """ICP rounds of the joint fit (the module's step 3) on the fused surface ``vertices`` (N, 3)
     world units, ``faces`` (F, 3). ``units_per_cm``: the scan's known scale (else solved).
+    ``support`` (N,): the depth maps confirming each vertex (``fusion.vertex_support``), or None.
     Returns the last joint fit (its ``surface``: the head in the last round's frame), model cm ->
     world, the points matched in the last round and their median distance (mm)."""
-    used = [v for v in views if v.usable] if settings.landmarks else []
+    usable = [v for v in views if v.usable]
     placement = initial_placement(views, cameras)
     if units_per_cm is not None:
         placement = replace(placement, scale=units_per_cm)
@@ -160,16 +172,21 @@ def fit_to_surface(model: HeadModel, fitter: Fitter, views: list[View], cameras:
     skin = model.triangles[np.isin(model.triangles, model.part_vertices(*settings.parts)).all(1)]
     rng = np.random.default_rng(0)
     scan = np.asarray(vertices, np.float64)
-    pick = rng.choice(len(scan), min(settings.max_points, len(scan)), replace=False)
+    candidates = np.arange(len(scan))
+    if support is not None and np.count_nonzero(support >= settings.min_support) >= 50:
+        candidates = candidates[support >= settings.min_support]
+    pick = rng.choice(candidates, min(settings.max_points, len(candidates)), replace=False)
     points = to_frame.apply(scan[pick])
     point_normals = vertex_normals(scan, faces)[pick].astype(np.float64) @ to_frame.rotation.T
     face = model.neutral[FACE_AREA]
     face_cm = float(np.sqrt(np.prod(np.ptp(face[:, :2], axis=0))))
     start = FitResult(np.zeros(model.n_identity, np.float32), np.zeros(model.n_expression, np.float32),
                       np.eye(3), np.zeros(3), None, float("nan"), float("nan"))
-    log_scale, starts = 0.0, [v.solo for v in used]
+    log_scale, starts = 0.0, [v.solo for v in usable]
     joint, matched, distance_mm = None, 0, float("nan")
     for k in range(settings.rounds):
+        used = usable if k < settings.landmark_rounds else []
+        starts = starts[:len(used)]
         # the head where the fit has it: exp(-log_scale) (R x + t) among the surface's points
         head = model.shape(start.identity, start.expression).astype(np.float64)
         placed = np.exp(-log_scale) * (head @ start.rotation.T + start.translation)
@@ -213,7 +230,7 @@ def head_in_camera(to_world: Similarity, camera: ViewCamera) -> tuple[np.ndarray
 def scanned_head(run, images: list[np.ndarray], names: list[str], cameras: list[ViewCamera],
                  vertices: np.ndarray, faces: np.ndarray, views: list[View] | None = None,
                  settings: HeadFitSettings = HeadFitSettings(), units_per_cm: float | None = None,
-                 texture_size: int = 1024) -> ScannedHead:
+                 texture_size: int = 1024, support: np.ndarray | None = None) -> ScannedHead:
     """The head fitted to a scan (the module's steps), textured from every view that faces it."""
     model = run.model
     fitter = Fitter(model, replace(FitSettings(), identity_modes=model.n_identity))
@@ -221,7 +238,7 @@ def scanned_head(run, images: list[np.ndarray], names: list[str], cameras: list[
     if not any(v.usable for v in views):
         raise ValueError("no view shows a face")
     joint, to_world, matched, distance_mm = fit_to_surface(model, fitter, views, cameras, vertices, faces,
-                                                           settings, units_per_cm)
+                                                           settings, units_per_cm, support)
     expression = joint.surface.expression
     poses = []
     for view, cam in zip(views, cameras):
@@ -258,16 +275,17 @@ def _texture(result: MultiViewReconstruction, views: list[View], poses: list[Fit
 
 def head_for_scan(images: list[np.ndarray], names: list[str], cameras: list[ViewCamera], vertices: np.ndarray,
                   faces: np.ndarray, subject: str, metres_per_unit: float | None, texture_size: int,
-                  settings: HeadFitSettings = HeadFitSettings(), run=None) -> ScannedHead | None:
+                  settings: HeadFitSettings = HeadFitSettings(), run=None,
+                  support: np.ndarray | None = None) -> ScannedHead | None:
     """The scan's head where the subject is a person (``subject`` "human", or "auto" and a face in
     more than HUMAN_VIEW_SHARE of the views), else None. ``metres_per_unit``: the scan's known
     scale (marker, known length), or None to take it from the head. ``run``: a Reconstructor
-    (detector, landmarks), else one is made here."""
+    (detector, landmarks), else one is made here. ``support``: as :func:`fit_to_surface`'s."""
     from ..pipeline import Reconstructor
     if run is None:
         with Reconstructor(texture_size=texture_size) as own:
             return head_for_scan(images, names, cameras, vertices, faces, subject, metres_per_unit,
-                                 texture_size, settings, own)
+                                 texture_size, settings, own, support)
     fitter = Fitter(run.model, replace(FitSettings(), identity_modes=run.model.n_identity))
     views = landmark_views(run, images, names, cameras, fitter)
     share = face_share(views)
@@ -279,7 +297,7 @@ def head_for_scan(images: list[np.ndarray], names: list[str], cameras: list[View
     units_per_cm = None if metres_per_unit is None else 0.01 / metres_per_unit
     try:
         return scanned_head(run, images, names, cameras, vertices, faces, views, settings, units_per_cm,
-                            texture_size)
+                            texture_size, support)
     except ValueError as exc:
         raise ScanInputError(f"--subject human: {exc}") from None
 

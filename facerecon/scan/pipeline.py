@@ -18,7 +18,7 @@ from ..export import FORMATS, atomic_folder, export_surface, write_image, write_
 from .bake import TexturedMesh, bake, rasterize_view
 from .cameras import CameraSet, apply_known, find_known_cameras, structure_from_motion
 from .depth import DepthSettings, dense_depth
-from .fusion import FusionSettings, Subject, find_subject, fuse, subject_points
+from .fusion import FusionSettings, Subject, find_subject, fuse, subject_points, vertex_support
 from .human import HeadFitSettings, ScannedHead, head_for_scan, head_scale
 from .motion import still_stretch
 from .scale import ARBITRARY, Scale, length_scale, marker_scale
@@ -207,7 +207,7 @@ def reconstruct(views: Views, cameras: CameraSet, settings: ScanSettings = ScanS
         progress("head fit", 0, 1)
         head = head_for_scan(images, [views.names[i] for i in cameras.keep], cameras.cameras, surface.vertices,
                              surface.faces, settings.subject, scale.metres_per_unit, settings.texture_size,
-                             head_settings, run)
+                             head_settings, run, vertex_support(surface.vertices, maps, subject, settings.fusion))
         if head is not None:
             timings["head_fit"] = time.perf_counter() - t
             scale = scale if scale.metric else head_scale(head)
