@@ -151,3 +151,42 @@ def test_an_uploaded_clip_plays_as_an_animated_head(server: str, tmp_path):
         page.wait_for_timeout(250)   # the clip lasts 0.64 s and loops: its head rolls by 10 degrees
         assert changed(first, canvas_pixels(page)) > 0.002, "the clip's animation does not move the head"
         assert js_errors == []
+
+
+def test_the_scan_switch_uploads_to_the_scan_api_and_shows_its_mesh(server: str, tmp_path):
+    """With "scan" ticked the photos go to POST /api/scans (field ``files``) and the finished job's
+    mesh is shown with the scan's downloads. The scan itself is the API's (tests/test_web_scan.py):
+    here the browser is answered with a finished job and a box for its mesh."""
+    import json
+    box = trimesh.creation.box((0.2, 0.25, 0.2))
+    box.visual.face_colors = [200, 200, 200, 255]
+    glb = box.export(file_type="glb")
+    job = {"id": "scan1", "status": "done", "queue_position": 0, "stage": "done", "elapsed_s": 1.0,
+           "photos": ["a.png", "b.png", "c.png"], "notes": ["scale: arbitrary"], "error": None, "faces": [],
+           "links": {"self": "/api/reconstructions/scan1", "scan_glb": "/scan-fixture/scan.glb",
+                     "scan_obj": "/scan-fixture/scan_obj.zip", "scan_json": "/scan-fixture/scan.json"}}
+    posted = []
+
+    def answer_scan(route):
+        posted.append(route.request.post_data_buffer or b"")
+        route.fulfill(status=202, content_type="application/json", body=json.dumps(job))
+
+    photos = []
+    for k in range(3):
+        photos.append(tmp_path / f"p{k}.png")
+        Image.fromarray(np.full((32, 32, 3), 60 * k, np.uint8)).save(photos[-1])
+    with chromium_page(viewport=VIEWPORT) as (page, js_errors):
+        page.route("**/api/scans", answer_scan)
+        page.route("**/scan-fixture/scan.glb", lambda route: route.fulfill(body=glb, content_type="model/gltf-binary"))
+        page.goto(server)
+        page.check("#scan")
+        page.set_input_files("#file", [str(p) for p in photos])
+        page.wait_for_selector("#viewer[data-state=ready]", timeout=60_000)
+        assert len(posted) == 1 and posted[0].count(b'name="files"') == 3
+        assert page.locator("#images").is_hidden() and page.locator("#error").is_hidden()
+        assert page.locator("#dl-glb").get_attribute("href") == "/scan-fixture/scan.glb"
+        assert page.locator("#dl-obj").get_attribute("href") == "/scan-fixture/scan_obj.zip"
+        assert page.locator("#notes li").all_text_contents() == ["scale: arbitrary"]
+        drawn = np.abs(canvas_pixels(page) - BACKGROUND).sum(-1) > 60
+        assert drawn.mean() > 0.02, "the scan's mesh is not on the canvas"
+        assert js_errors == []

@@ -260,7 +260,23 @@ function showAnimation(job) {
     .catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
 }
 
+// A scan job: the scanned mesh, or for a person the ICT head fitted to it (its downloads the scan's).
+function showScan(job) {
+  const glb = job.links.animation ?? job.links.scan_glb;
+  $('images').hidden = true;
+  $('result').hidden = false;
+  viewer ??= new Viewer($('viewer'));
+  viewer.resize();
+  $('tabs').replaceChildren();
+  $('dl-obj').href = job.links.scan_obj;
+  $('dl-glb').href = glb;
+  $('dl-json').href = job.links.scan_json;
+  viewer.show({ index: 0, files: { glb } })
+    .catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
+}
+
 function showResult(job) {
+  if (job.links.scan_glb) { showScan(job); return; }
   if (job.links.animation) { showAnimation(job); return; }
   $('images').hidden = false;
   $('photo').src = job.links.photo;
@@ -306,7 +322,9 @@ async function start(files) {
   const video = files.length === 1 && /^video\//.test(files[0].type);
   try {
     setProgress('uploading', 0);
-    const job = await follow(await (video ? upload(files, '/api/videos', 'video') : upload(files)));
+    const posted = $('scan').checked ? upload(files, '/api/scans', 'files')
+      : video ? upload(files, '/api/videos', 'video') : upload(files);
+    const job = await follow(await posted);
     setProgress(null, null);
     $('notes').replaceChildren(...job.notes.map((note) => Object.assign(document.createElement('li'), { textContent: note })));
     showResult(job);
