@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,28 +50,33 @@ def score(run: Reconstructor, turn, image, detection, camera, truth, norm) -> tu
     return abs(turn.yaw(dense.points, camera)), scores
 
 
-def helen_rows(run: Reconstructor, turn, every: int) -> list[tuple[float, dict]]:
-    rows = []
+def helen_faces(every: int) -> Iterator[tuple]:
+    """Every ``every``-th hand-marked helen_train face: (image, hand-marked box's detection, default
+    camera, 68 marked points, interocular distance, None)."""
     for s in ibug300w(subsets=("helen_train",))[::every]:
         image = load_image(s.image_path)
-        row = score(run, turn, image, box_detection(s.box), default_camera(image), s.points, interocular(s.points))
-        rows += [row] if row else []
-    return rows
+        yield image, box_detection(s.box), default_camera(image), s.points, interocular(s.points), None
 
 
-def render_rows(run: Reconstructor, turn, identities: int, out: Path) -> list[tuple[float, dict]]:
+def render_faces(run: Reconstructor, identities: int, out: Path) -> Iterator[tuple]:
+    """Renders of heads the evaluation does not use (``first=100``), 0-90 degrees of yaw (either
+    side) by 10, pitch -15 / 0 / 15, the faces our detector finds: (image, detection, true camera,
+    true 68 points, their box size, the true head's vertices)."""
     rng = np.random.default_rng(5)
     corners, bary = load_landmarks68()
-    rows = []
     for head in synthetic.make_heads(run.model, base_texture(run), identities, first=100):
         for yaw in np.arange(0.0, 91.0, BIN_DEG):
             for pitch in (-15.0, 0.0, 15.0):
                 s = synthetic.render_sample(run.model, head, float(yaw * rng.choice([-1, 1])), pitch, 256, out)
                 truth = s.camera.project(surface_points(s.vertices, corners, bary) @ s.rotation.T + s.translation)
                 found = run.detect(s.image).faces
-                row = score(run, turn, s.image, found[0], s.camera, truth, box_size(truth)) if found else None
-                rows += [row] if row else []
-    return rows
+                if found:
+                    yield s.image, found[0], s.camera, truth, box_size(truth), s.vertices
+
+
+def rows(run: Reconstructor, turn, faces: Iterable[tuple]) -> list[tuple[float, dict]]:
+    scored = (score(run, turn, *face[:5]) for face in faces)
+    return [row for row in scored if row]
 
 
 def ratios(rows: list[tuple[float, dict]]) -> dict[float, tuple[int, float, float]]:
@@ -91,9 +97,9 @@ def main() -> None:
     args = parser.parse_args()
     run = Reconstructor()
     turn = run.get_method("auto")   # its dense network and its yaw
-    real_rows = helen_rows(run, turn, args.every)
+    real_rows = rows(run, turn, helen_faces(args.every))
     with tempfile.TemporaryDirectory() as tmp:
-        rendered_rows = render_rows(run, turn, args.identities, Path(tmp))
+        rendered_rows = rows(run, turn, render_faces(run, args.identities, Path(tmp)))
     real, rendered = ratios(real_rows), ratios(rendered_rows)
     gaps = [abs(s["glance_yaw"] - yaw) for yaw, s in real_rows + rendered_rows if yaw < 75.0]
     print(f"first-pass yaw against the whole estimate's (faces within 75 degrees): median gap "

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.detect import box_detection
-from facerecon.evaluation import synthetic
-from facerecon.evaluation.datasets import ibug300w
-from facerecon.evaluation.metrics import box_size, interocular, nme
-from facerecon.evaluation.protocols import base_texture, default_camera, dense_error, reconstruct
-from facerecon.geometry import surface_points
-from facerecon.load import load_image
+from calibrate_auto_method import helen_faces, render_faces   # the same calibration faces
+from facerecon.evaluation.metrics import nme
+from facerecon.evaluation.protocols import dense_error, reconstruct
 from facerecon.methods.dense import DenseLandmarkFit
-from facerecon.pipeline import Reconstructor, load_landmarks68
+from facerecon.pipeline import Reconstructor
 
 VARIANTS = {"none": None, "1/sigma^2, r=1.5": (1.5, 2.0), "1/sigma^2, r=2": (2.0, 2.0),
             "1/sigma^2, r=3": (3.0, 2.0), "1/sigma^2, r=10": (10.0, 2.0), "1/sigma, r=3": (3.0, 1.0)}
@@ -36,7 +32,8 @@ def weights(sigma: np.ndarray, held: float, power: float) -> np.ndarray:
 
 
 def scores(run, image, detection, camera, truth68, norm, vertices=None) -> dict[str, tuple[float, float]]:
-    """Variant -> (68-point NME, dense RMSE mm or nan) for one face."""
+    """Variant -> (68-point NME, dense RMSE mm or nan) for one face (as ``calibrate_auto_method``'s
+    generators give it)."""
     out = {}
     plain = DenseLandmarkFit.fit_landmarks
     for name, variant in VARIANTS.items():
@@ -61,22 +58,9 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=8)
     args = parser.parse_args()
     run = Reconstructor()
-    real = []
-    for s in ibug300w(subsets=("helen_train",))[::args.every]:
-        image = load_image(s.image_path)
-        real.append(scores(run, image, box_detection(s.box), default_camera(image), s.points, interocular(s.points)))
-    rendered = []
-    rng = np.random.default_rng(5)
-    corners, bary = load_landmarks68()
+    real = [scores(run, *face) for face in helen_faces(args.every)]
     with tempfile.TemporaryDirectory() as tmp:
-        for head in synthetic.make_heads(run.model, base_texture(run), args.identities, first=100):
-            for yaw in np.arange(0.0, 91.0, 10.0):
-                for pitch in (-15.0, 0.0, 15.0):
-                    s = synthetic.render_sample(run.model, head, float(yaw * rng.choice([-1, 1])), pitch, 256, Path(tmp))
-                    truth = s.camera.project(surface_points(s.vertices, corners, bary) @ s.rotation.T + s.translation)
-                    found = run.detect(s.image).faces
-                    if found:
-                        rendered.append(scores(run, s.image, found[0], s.camera, truth, box_size(truth), s.vertices))
+        rendered = [scores(run, *face) for face in render_faces(run, args.identities, Path(tmp))]
     real = [r for r in real if all(np.isfinite(v[0]) for v in r.values())]
     rendered = [r for r in rendered if all(np.isfinite(v[0]) for v in r.values())]
     print(f"weights | helen_train NME ({len(real)} faces) | renders NME ({len(rendered)}) | renders dense RMSE")

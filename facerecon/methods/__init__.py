@@ -137,7 +137,7 @@ def register(spec: MethodSpec) -> None:
     REGISTRY[spec.name] = spec
 
 
-register(MethodSpec("auto", "fit, or dense for faces turned 39 degrees or more (the default)", "auto:TurnAwareFit"))
+register(MethodSpec("auto", "fit for frontal faces, dense for turned ones (auto.DENSE_FROM_YAW; the default)", "auto:TurnAwareFit"))
 register(MethodSpec("fit", "Face Mesh landmarks + model fit", "fit:LandmarkFit", fits_landmarks=True))
 register(MethodSpec("dense", "our ICT-surface landmark network + model fit", "dense:DenseLandmarkFit",
                     fits_landmarks=True))

@@ -157,19 +157,27 @@ def landmark_loss(pred, target, exact=None):
     if log_sigma is not None:
         err2 = (pred[..., :2].detach() - target[..., :2]).square().sum(-1)
         nll = (2 * log_sigma + 0.5 * err2 * torch.exp(-2 * log_sigma)).mean(1)
-        mask = torch.ones(len(nll)) if exact is None else exact.view(-1).to(nll.dtype)
+        mask = torch.ones_like(nll) if exact is None else exact.view(-1).to(nll.dtype)
         loss = loss + NLL_WEIGHT * (nll * mask).sum() / mask.sum().clamp(min=1)
     return loss
 
 
-def evaluate_landmarks(net, images, targets, mm_per_px) -> tuple[float, float]:
-    """(loss, mean 2D point error in mm at the head's depth) on the validation set."""
+def _predict(net, images: np.ndarray):
+    """The network's output on ``images`` (N, 3, S, S), in eval mode, 16 at a time on its device,
+    returned on the CPU."""
     import torch
     net.eval()
     device = next(net.parameters()).device
     with torch.no_grad():
         pred = torch.cat([net(torch.from_numpy(images[i:i + 16]).to(device)).cpu() for i in range(0, len(images), 16)])
     net.train()
+    return pred
+
+
+def evaluate_landmarks(net, images, targets, mm_per_px) -> tuple[float, float]:
+    """(loss, mean 2D point error in mm at the head's depth) on the validation set."""
+    import torch
+    pred = _predict(net, images)
     target = torch.from_numpy(targets)
     loss = float(landmark_loss(pred, target))
     points, _ = split_prediction(pred)
@@ -183,11 +191,7 @@ def uncertainty_calibration(net, images, targets) -> tuple[float, float] | None:
     sigma with |r|. None for a network without the head."""
     import torch
     from scipy.stats import spearmanr
-    net.eval()
-    with torch.no_grad():
-        pred = torch.cat([net(torch.from_numpy(images[i:i + 16])).cpu() for i in range(0, len(images), 16)])
-    net.train()
-    points, log_sigma = split_prediction(pred)
+    points, log_sigma = split_prediction(_predict(net, images))
     if log_sigma is None:
         return None
     err = (points[..., :2] - torch.from_numpy(targets).view(-1, N_POINTS, 3)[..., :2]).norm(dim=2).numpy()
