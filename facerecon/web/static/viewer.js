@@ -246,33 +246,30 @@ function showFace(face) {
   viewer.show(face).catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
 }
 
-// A video job: its animated head (no photo, overlay or face tabs).
-function showAnimation(job) {
+// One GLB without the photo, overlay or face tabs; ``downloads``: the download buttons' links by id
+// (those left out are cleared).
+function showGlb(glb, downloads = {}) {
   $('images').hidden = true;
   $('result').hidden = false;
   viewer ??= new Viewer($('viewer'));
   viewer.resize();
   $('tabs').replaceChildren();
-  $('dl-obj').removeAttribute('href');
-  $('dl-glb').href = job.links.animation;
-  $('dl-json').href = job.links.frames;
-  viewer.show({ index: 0, files: { glb: job.links.animation } })
+  for (const id of ['dl-obj', 'dl-glb', 'dl-json']) {
+    if (downloads[id]) $(id).href = downloads[id]; else $(id).removeAttribute('href');
+  }
+  viewer.show({ index: 0, files: { glb } })
     .catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
+}
+
+// A video job: its animated head.
+function showAnimation(job) {
+  showGlb(job.links.animation, { 'dl-glb': job.links.animation, 'dl-json': job.links.frames });
 }
 
 // A scan job: the scanned mesh, or for a person the ICT head fitted to it (its downloads the scan's).
 function showScan(job) {
   const glb = job.links.animation ?? job.links.scan_glb;
-  $('images').hidden = true;
-  $('result').hidden = false;
-  viewer ??= new Viewer($('viewer'));
-  viewer.resize();
-  $('tabs').replaceChildren();
-  $('dl-obj').href = job.links.scan_obj;
-  $('dl-glb').href = glb;
-  $('dl-json').href = job.links.scan_json;
-  viewer.show({ index: 0, files: { glb } })
-    .catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
+  showGlb(glb, { 'dl-obj': job.links.scan_obj, 'dl-glb': glb, 'dl-json': job.links.scan_json });
 }
 
 function showResult(job) {
@@ -297,15 +294,8 @@ function showResult(job) {
 
 // A GLB dropped or chosen on the page is shown here, without the server.
 function showLocalGlb(file) {
-  $('images').hidden = true;
-  $('result').hidden = false;
-  viewer ??= new Viewer($('viewer'));
-  viewer.clear();
-  viewer.resize();
-  const url = URL.createObjectURL(file);
-  $('tabs').replaceChildren();
-  for (const id of ['dl-obj', 'dl-glb', 'dl-json']) $(id).removeAttribute('href');
-  viewer.show({ index: 0, files: { glb: url } }).catch((e) => { $('viewer').dataset.state = 'error'; setError(`viewer: ${e.message}`); });
+  viewer?.clear();
+  showGlb(URL.createObjectURL(file));
 }
 
 async function start(files) {
