@@ -136,3 +136,94 @@ def test_uncertainty_head_trains_alone_exports_and_reloads(tmp_path):
     _, _, sigma = estimator._run(photo, Roi(np.array([128.0, 128.0]), 192.0, 0.0), mirror=True)
     # crop sigma 2 * e^(0..1) (mirror-averaged in log), times the crop's pixel size
     assert sigma.shape == (N_POINTS,) and 2.0 * 0.99 < sigma.min() and sigma.max() < 2.0 * np.e * 1.01
+
+
+@pytest.fixture(scope="module")
+def marks_matrix():
+    from facerecon.model import load_model
+    from facerecon.training.landmark_data import marks_from_dense
+    return marks_from_dense(load_model(), poses=60)
+
+
+def test_the_dense_points_place_the_68_marks(marks_matrix):
+    """Each iBUG point is an affine combination of 8 dense points that reproduces its projection on a
+    head and pose the fit never saw, to about a pixel inside the face; the jaw, beyond the dense
+    points' rim, is placed worse, and its residuals (so its confidence) say so."""
+    from facerecon.camera import rotation_from_angles
+    from facerecon.geometry import surface_points
+    from facerecon.landmarks import dense_surface_points
+    from facerecon.model import load_model, sample_identity
+    from facerecon.pipeline import load_landmarks68
+    placement = marks_matrix
+    marks_matrix = placement.matrix
+    assert np.allclose(marks_matrix.sum(1), 1.0, atol=1e-5) and ((marks_matrix != 0).sum(1) == 8).all()
+    model = load_model()
+    rng = np.random.default_rng(99)
+    cam = model.shape(sample_identity(rng, model)) @ rotation_from_angles(25.0, -10.0, 5.0).T + [0.0, 0.0, 60.0]
+
+    def project(at):   # crop pixels
+        p = surface_points(cam, *at)
+        return 540.0 * p[:, :2] / p[:, 2:]
+    err = np.linalg.norm(marks_matrix @ project(dense_surface_points()) - project(load_landmarks68()), axis=1)
+    assert np.median(err[17:]) < 1.0 and np.median(err[:17]) < 3.0, err
+    confidence = placement.confidence()
+    assert confidence.shape == (68,) and np.median(confidence[17:]) > 0.8 > np.median(confidence[:17])
+
+
+def _helen_face():
+    from facerecon.detect import box_detection
+    from facerecon.evaluation.datasets import ibug300w
+    from facerecon.landmarks import LandmarkEstimator, landmark_roi
+    from facerecon.load import load_image
+    from facerecon.training.landmark_data import RealFace
+    sample = ibug300w(subsets=("helen_train",))[1]
+    found = LandmarkEstimator(refiner_file=None).estimate(load_image(sample.image_path), box_detection(sample.box))
+    return RealFace(sample.image_path, landmark_roi(found.points), sample.points + 0.5)
+
+
+def test_real_crops_carry_their_marks_into_the_crop_and_mirror_them(marks_matrix):
+    """The hand-marked points, moved into the jittered crop, land where the teacher's 468 place the
+    68 (a few pixels: the two conventions differ), and a flipped crop mirrors them point for point."""
+    from facerecon.training.landmark_data import IBUG68_MIRROR, JAW, RealMarks
+    face = _helen_face()
+    base = dict(input_size=192, framing="landmarks", rotate=8.0, translate=0.04, scale=(0.9, 1.1), dropout_prob=0.0)
+    plain, flipped = (LandmarkFaces(np.full((1, 64, 64, 3), 170, np.uint8), DataSettings(**base, flip=f), seed=3,
+                                    real=[face], real_every=1, marks=RealMarks(jaw_weight=0.25)) for f in (0.0, 1.0))
+    for index in range(3):
+        crop, teacher, marks = plain.real_sample(index)
+        assert marks[JAW, 2].tolist() == [0.25] * 17 and (marks[17:, 2] == 1).all()
+        err = np.linalg.norm(marks_matrix.matrix @ teacher[:, :2] - marks[:, :2], axis=1)
+        assert np.median(err) < 6.0, err
+        crop_f, _, marks_f = flipped.real_sample(index)
+        assert np.array_equal(crop_f, crop[:, ::-1])
+        assert np.allclose(marks_f[:, 0], 192 - marks[IBUG68_MIRROR, 0], atol=1e-4)
+        assert np.allclose(marks_f[:, 1], marks[IBUG68_MIRROR, 1], atol=1e-4)
+    # a held-out face (marks None) and a run without marks give no marks
+    held = LandmarkFaces(plain.textures, plain.settings, 3, real=[face._replace(marks=None)], real_every=1,
+                         marks=RealMarks())
+    unmarked = LandmarkFaces(plain.textures, plain.settings, 3, real=[face], real_every=1)
+    assert not held[0][3].any() and not unmarked[0][3].any()
+
+
+def test_the_marks_term_pulls_the_placed_points_to_the_marks(marks_matrix):
+    from facerecon.training.landmark_data import RealMarks, landmark_loss
+    settings = RealMarks(weight=1.0, teacher_weight=0.5)
+    w = torch.from_numpy(marks_matrix.matrix)
+    pred = torch.rand(2, N_POINTS * 3, generator=torch.Generator().manual_seed(4)) * 150
+    target = pred + 2.0
+    exact = torch.zeros(2, 1)
+    placed = torch.einsum("jk,nkc->njc", w, pred.view(2, N_POINTS, 3)[..., :2])
+    unmarked = torch.zeros(2, 68, 3)
+    base = landmark_loss(pred, target, exact)
+    assert torch.allclose(landmark_loss(pred, target, exact, unmarked, placement=marks_matrix, real_marks=settings), base)
+    on_marks = torch.cat([placed, torch.ones(2, 68, 1)], 2)
+    # marks met exactly: only the teacher's term, at its weight
+    assert torch.allclose(landmark_loss(pred, target, exact, on_marks, placement=marks_matrix, real_marks=settings), 0.5 * base)
+    off = on_marks.clone()
+    off[..., 0] += 3.0 / torch.from_numpy(marks_matrix.confidence())
+    pred.requires_grad_(True)
+    loss = landmark_loss(pred, target, exact, off, placement=marks_matrix, real_marks=settings)
+    assert float(loss.detach()) > 0.5 * float(base) + 1.0
+    loss.backward()
+    touched = (pred.grad.view(2, N_POINTS, 3)[..., 0] - pred.grad.view(2, N_POINTS, 3)[..., 0].median()).abs() > 1e-7
+    assert touched.any()

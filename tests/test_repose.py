@@ -112,9 +112,9 @@ def test_samples_are_a_function_of_seed_and_index(faces):
     other = LandmarkFaces(faces.textures, faces.settings, faces.seed + 1, reposed=faces.reposed, repose=faces.repose)
     assert not np.array_equal(other.reposed_sample(7).target, a.target)
     # in the mixed stream every second index is re-posed (repose.every = 2), the others rendered
-    image, target, weight = faces[7]
+    image, target, weight, marks = faces[7]
     assert image.shape == (3, SIZE, SIZE) and image.dtype == np.float32 and target.shape == (468 * 3,)
-    assert np.array_equal(target, a.target.reshape(-1)) and weight.tolist() == [1.0]
+    assert np.array_equal(target, a.target.reshape(-1)) and weight.tolist() == [1.0] and not marks.any()
     assert not np.array_equal(faces[8][1], faces.reposed_sample(8).target.reshape(-1))
 
 

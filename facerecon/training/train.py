@@ -2,7 +2,8 @@
 
 ``model.kind`` chooses it: ``posmap`` (the position-map regressor, default), ``volume`` (VRN) or
 ``landmarks`` (Face Mesh's network fine-tuned from ``model.init`` on ``landmark_data``'s samples;
-``data.real_every`` mixes in distilled real HELEN training crops, ``data.repose_every`` real photos
+``data.real_every`` mixes in distilled real HELEN training crops (``data.marks``: with their hand-marked
+points, ``landmark_data.RealMarks``), ``data.repose_every`` real photos
 re-posed with exact targets: ``repose.ReposeSettings``, fitted once into ``data.repose_cache``,
 default ``<output>/repose``; ``model.uncertainty: {init_sigma_px, lr_factor}`` adds a per-point
 uncertainty head, ``OnnxModule.add_uncertainty_head``, trained at ``lr_factor`` times the rate).
@@ -25,6 +26,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +173,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     # folders of real photos (relative to the shared data folder) whose faces give skin atlases
     photo_folders = tuple(shared_dir() / f for f in dcfg.pop("texture_photos", []))
     real_every = int(dcfg.pop("real_every", 0))
+    marks_config = dcfg.pop("marks", None)
     repose = ReposeSettings.from_config(dcfg)
     settings = DataSettings.from_dict({**dcfg, "input_size": int(mcfg.get("input_size", 128))})
     bases = bake_real_textures(base_size, photo_folders)
@@ -185,10 +188,16 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
         dataset = VolumeFaces(textures, settings, seed, int(mcfg.get("depth_bins", 64)))
         loss_fn = volume_loss
     elif kind == "landmarks":
-        from .landmark_data import LandmarkFaces, evaluate_landmarks, landmark_loss, landmarks_only, real_faces
+        from .landmark_data import (LandmarkFaces, RealMarks, evaluate_landmarks, landmark_loss, landmarks_only,
+                                    marks_from_dense, real_faces)
         from .onnx_module import OnnxModule
-        real = real_faces(shared_dir() / "eval" / "300w-helen-afw" / "helen_train") if real_every else []
+        real_marks = RealMarks.from_config(marks_config)
+        holdout = real_marks.holdout_every if real_marks else 0
+        real = real_faces(shared_dir() / "eval" / "300w-helen-afw" / "helen_train", holdout) if real_every else []
         console.print(f"{len(real)} real HELEN training crops, one sample in {real_every}" if real else "synthetic only")
+        if real_marks and real:
+            console.print(f"{sum(f.marks is not None for f in real)} of them with their hand-marked points "
+                          f"(every {holdout}th face held out)")
         reposed = []
         if repose.every:
             folders = [shared_dir() / f for f in repose.photos]
@@ -196,8 +205,15 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
             if not reposed:
                 raise FaceReconError(f"data.repose_every: no usable face in {', '.join(map(str, folders))}")
             console.print(f"{len(reposed)} fitted real faces, one sample in {repose.every} re-posed")
-        dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose)
+        dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose,
+                                marks=real_marks)
         loss_fn = landmark_loss
+        if real_marks:
+            placement = marks_from_dense(dataset.model)
+            loss_fn = partial(landmark_loss, real_marks=real_marks, placement=placement)
+            console.print(f"68 marks placed by the dense points: residual median {np.median(placement.residual_px):.2f} px "
+                          f"(jaw {np.median(placement.residual_px[:17]):.2f}), confidence {placement.confidence().min():.2f}"
+                          f"-{placement.confidence().max():.2f}")
         landmark_net = OnnxModule(mcfg["init"])
         if mcfg.get("uncertainty"):
             landmark_net.add_uncertainty_head(math.log(float(mcfg["uncertainty"].get("init_sigma_px", 2.0))))
@@ -270,7 +286,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
                   TimeRemainingColumn(), console=console, transient=False) as progress:
         task = progress.add_task("training", total=steps, completed=step, loss=float("nan"),
                                  val=float("nan"), lr=opt.param_groups[0]["lr"])
-        for images, maps, w in loader:
+        for images, maps, *extra in loader:
             if step >= steps or elapsed() >= budget_s:
                 break
             if not dropped and (step >= drop_at * steps or elapsed() >= drop_at * budget_s):
@@ -278,7 +294,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
                 set_lr(lr * drop)
                 console.print(f"step {step}: learning rate {lr:g} -> {lr * drop:g}")
             pred = net(to_device_layout(images.to(device)))
-            loss = loss_fn(pred, maps.to(device), w.to(device))
+            loss = loss_fn(pred, maps.to(device), *(e.to(device) for e in extra))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
