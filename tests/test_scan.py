@@ -207,3 +207,43 @@ def test_wallpaper_off_the_wall_plane_leaves_the_subject_box():
     assert subject.plane is not None and subject.plane_share > 0.5
     assert np.all(subject.lower[:2] > -0.45) and np.all(subject.upper[:2] < 0.45), (subject.lower, subject.upper)
     assert subject.lower[2] > 0.0 and subject.upper[2] > 0.6
+
+
+def _facing_down(depth: float, size: int = 64):
+    """A camera at z = 20 looking down -z at a plane of constant depth: its depth map, doubled
+    (fusion needs two views a voxel), and its camera."""
+    from facerecon.scan.depth import DepthMap
+    camera = ViewCamera(np.array([[32.0, 0, 31.5], [0, 32.0, 31.5], [0, 0, 1]]), np.diag([1.0, -1.0, -1.0]),
+                        np.array([0.0, 0.0, 20.0]), size, size)
+    plane = np.full((size, size), depth, np.float32)
+    return [DepthMap(plane, np.ones_like(plane), camera)] * 2, camera
+
+
+def test_fusion_makes_no_surface_where_the_views_saw_nothing():
+    """A plane at z = 10 seen from above: the voxels behind its truncation band are unobserved, and
+    unobserved voxels must not meet the band's far edge in a surface of their own (the TSDF's
+    default value there once made a second sheet a band's width behind the plane)."""
+    from facerecon.scan.fusion import Subject, fuse
+    maps, _ = _facing_down(10.0)
+    subject = Subject(np.array([-4.0, -4, 2]), np.array([4.0, 4, 14]), np.zeros(3), None, 0.0, 0.0)
+    settings = FusionSettings(resolution=24, smoothing_iterations=0, max_hole=0.0, min_piece=0.0)
+    mesh = fuse(maps, subject, settings)
+    voxel = 12 / 24
+    assert len(mesh.vertices) and np.abs(mesh.vertices[:, 2] - 10).max() < voxel, np.unique(
+        np.round(mesh.vertices[:, 2], 1))
+
+
+def test_depth_confidence_follows_the_viewing_angle():
+    from facerecon.scan.depth import DepthMap
+    from facerecon.scan.fusion import depth_confidence
+    maps, camera = _facing_down(10.0)
+    settings = FusionSettings(angle_power=1.0)
+    facing = depth_confidence(maps[0], settings)
+    assert np.allclose(facing[1:-1, 1:-1], 1.0, atol=1e-3)
+    # a plane turned 45 degrees about the camera's y axis: n = (1, 0, 1) / sqrt 2 through depth 10
+    xs, ys = np.meshgrid((np.arange(64) - 31.5) / 32.0, (np.arange(64) - 31.5) / 32.0)
+    depth = (10 / (xs + 1)).astype(np.float32)
+    tilted = depth_confidence(DepthMap(depth, np.ones_like(depth), camera), settings)
+    expected = (xs + 1) / np.sqrt(2 * (xs ** 2 + ys ** 2 + 1))
+    assert np.allclose(tilted[1:-1, 1:-1], expected[1:-1, 1:-1], atol=1e-3)
+    assert np.allclose(tilted[0], settings.rim_cos)   # no normal on the map's rim
