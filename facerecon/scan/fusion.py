@@ -33,9 +33,10 @@ class FusionSettings:
     smoothing_iterations: int = 10   # Taubin smoothing of the extracted surface
     max_faces: int = 20_000          # the mesh is decimated to at most this many triangles
     min_piece: float = 0.05          # pieces with less than this share of the faces are dropped
-    angle_power: float = 0.0        # TSDF weight: (cosine of the viewing angle) ** this
+    # TSDF weight: (cosine of the viewing angle) ** this. The surface's median error on calibration
+    # head 500 (12 / 24 views, 192 px): 0: 0.84 / 1.15 mm, 1: 0.59 / 0.91, 2: 0.53 / 0.87, 3: 0.48 / 0.91
+    angle_power: float = 2.0
     rim_cos: float = 0.3             # ... the cosine taken where a depth has no neighbours to give a normal
-    score_floor: float | None = None  # TSDF weight: times the ZNCC score's share above this (None: off)
     max_hole: float = 0.3            # holes whose rim is shorter than this share of the region's size are filled
 
 
@@ -177,32 +178,27 @@ def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, confidence, plane, use_p
 def depth_confidence(depth_map: DepthMap, settings: FusionSettings = FusionSettings()) -> np.ndarray:
     """(H, W) float32 how much each depth counts in the TSDF: the cosine between the viewing ray and
     the depth map's own surface normal (a grazing view's depths are the noisiest), raised to
-    ``angle_power``, times the ZNCC score's share above ``score_floor``; 1 everywhere with both off."""
+    ``angle_power`` (0: all alike)."""
     depth = depth_map.depth.astype(np.float64)
     height, width = depth.shape
+    if not settings.angle_power:
+        return np.ones((height, width), np.float32)
     ys, xs = np.mgrid[0:height, 0:width]
     rays = np.stack([xs, ys, np.ones_like(xs)], -1) @ np.linalg.inv(depth_map.camera.K).T
     points = rays * depth[..., None]
-    confidence = np.ones((height, width))
-    if settings.angle_power:
-        known = depth > 0
-        du, dv = np.zeros_like(points), np.zeros_like(points)
-        du[:, 1:-1] = points[:, 2:] - points[:, :-2]
-        dv[1:-1] = points[2:] - points[:-2]
-        both = known.copy()
-        both[:, 1:-1] &= known[:, 2:] & known[:, :-2]
-        both[1:-1] &= known[2:] & known[:-2]
-        both[[0, -1]] = False
-        both[:, [0, -1]] = False
-        normal = np.cross(du, dv)
-        norm = np.linalg.norm(normal, axis=-1) * np.linalg.norm(rays, axis=-1)
-        cos = np.abs(np.einsum("hwc,hwc->hw", normal, rays)) / np.maximum(norm, 1e-12)
-        # a depth without both neighbours (a gap's rim) counts as a steep one
-        cos = np.where(both, cos, settings.rim_cos)
-        confidence *= np.maximum(cos, 0.05) ** settings.angle_power
-    if settings.score_floor is not None:
-        confidence *= np.clip((depth_map.score - settings.score_floor) / (1 - settings.score_floor), 0.05, 1)
-    return confidence.astype(np.float32)
+    # the normal from central differences, where a depth has both neighbours along both axes
+    known = depth > 0
+    both = np.zeros_like(known)
+    both[1:-1, 1:-1] = known[1:-1, 2:] & known[1:-1, :-2] & known[2:, 1:-1] & known[:-2, 1:-1]
+    du, dv = np.zeros_like(points), np.zeros_like(points)
+    du[:, 1:-1] = points[:, 2:] - points[:, :-2]
+    dv[1:-1] = points[2:] - points[:-2]
+    normal = np.cross(du, dv)
+    norm = np.linalg.norm(normal, axis=-1) * np.linalg.norm(rays, axis=-1)
+    cos = np.abs(np.einsum("hwc,hwc->hw", normal, rays)) / np.maximum(norm, 1e-12)
+    # a depth without both neighbours (a gap's rim) counts as a steep one
+    cos = np.where(both, np.maximum(cos, 0.05), settings.rim_cos)
+    return (cos ** settings.angle_power).astype(np.float32)
 
 
 def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = FusionSettings()) -> trimesh.Trimesh:
