@@ -86,7 +86,8 @@ def head_surface(first: int, n_heads: int, rings: list[int], angle_power: float)
     """The fused surface of synthetic heads ``first ..`` (the headscan protocol's rendering, cameras and
     settings; 500.. are the calibration heads, 0.. the evaluation's): its vertices' distance to the
     true head (mm), split by whether a depth map confirms them (``fusion.vertex_support``), and its
-    area against the true skin's. The mesh as ``fuse`` writes it: small holes closed, smoothed, decimated."""
+    area against the true skin's; for the mesh ``fuse`` makes (small holes closed, smoothed,
+    decimated) and for the raw marching-cubes surface (none of those)."""
     from dataclasses import replace
 
     import trimesh
@@ -104,31 +105,34 @@ def head_surface(first: int, n_heads: int, rings: list[int], angle_power: float)
     with Reconstructor(texture_size=256) as run:
         model, texture = run.model, base_texture(run)
     skin = model.triangles[np.isin(model.triangles, model.part_vertices(*SKIN_PARTS)).all(1)]
-    medians = []
+    settings = default_scan_settings(192)
+    written = replace(settings.fusion, angle_power=angle_power)
+    raw = replace(written, max_hole=0.0, smoothing_iterations=0, min_piece=0.0, max_faces=10 ** 9)
+    medians: dict[str, list[float]] = {"mesh": [], "raw": []}
     for head in synthetic.make_heads(model, texture, n_heads, first=first):
         for n in rings:
-            settings = default_scan_settings(192)
-            fusion = replace(settings.fusion, angle_power=angle_power)
             images, cameras, truth = render_ring(model, head, n, 192)
             views = Views(images, [f"v{k:02d}" for k in range(n)], [1.0] * n, "photos")
             t0 = time.perf_counter()
             maps = dense_depth(images, cameras, triangulate_matches(views, cameras), 192, settings.depth)
-            subject = find_subject(subject_points(maps), cameras, fusion)
-            mesh = fuse(maps, subject, fusion)
-            seconds = time.perf_counter() - t0
+            subject = find_subject(subject_points(maps), cameras, written)
+            dense_s = time.perf_counter() - t0
             truth_world = WORLD.apply(truth.astype(np.float64))
-            corners, bary = closest_on_surface(mesh.vertices, truth_world, model.triangles)
-            mm = np.linalg.norm(surface_points(truth_world, corners, bary) - mesh.vertices, axis=1) / WORLD.scale * 10
-            confirmed = vertex_support(mesh.vertices, maps, subject, fusion) > 0
-            area = mesh.area / WORLD.scale ** 2
             true_area = trimesh.Trimesh(truth, skin, process=False).area
-            medians.append(np.median(mm))
-            print(f"head {head.index}, {n} views: surface median {np.median(mm):.2f} mm; "
-                  f"{100 * confirmed.mean():.0f} % of the vertices confirmed (median {np.median(mm[confirmed]):.2f}"
-                  f" mm), the rest median {np.median(mm[~confirmed]) if (~confirmed).any() else 0:.2f} mm; "
-                  f"area {area:.0f} cm^2 (true skin {true_area:.0f}); {seconds:.0f} s, load {os.getloadavg()[0]:.1f}",
-                  flush=True)
-    print(f"mean of the surface medians: {np.mean(medians):.2f} mm")
+            for name, fusion in (("mesh", written), ("raw", raw)):
+                mesh = fuse(maps, subject, fusion)
+                corners, bary = closest_on_surface(mesh.vertices, truth_world, model.triangles)
+                mm = np.linalg.norm(surface_points(truth_world, corners, bary) - mesh.vertices, axis=1) / WORLD.scale * 10
+                confirmed = vertex_support(mesh.vertices, maps, subject, fusion) > 0
+                rest = np.median(mm[~confirmed]) if (~confirmed).any() else 0.0
+                medians[name].append(float(np.median(mm)))
+                print(f"head {head.index}, {n} views, {name}: surface median {np.median(mm):.2f} mm; "
+                      f"{100 * confirmed.mean():.0f} % of the vertices confirmed (median "
+                      f"{np.median(mm[confirmed]):.2f} mm), the rest median {rest:.2f} mm; area "
+                      f"{mesh.area / WORLD.scale ** 2:.0f} cm^2 (true skin {true_area:.0f})", flush=True)
+            print(f"  dense depth {dense_s:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+    for name, values in medians.items():
+        print(f"{name}: mean of the surface medians {np.mean(values):.2f} mm")
 
 
 def main() -> None:

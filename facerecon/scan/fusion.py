@@ -228,8 +228,8 @@ def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = Fusi
     # of its own; scikit-image reads a cube's mask at its last corner (the cube from i - 1 to i)
     cubes = np.zeros_like(mask)
     cubes[1:, 1:, 1:] = np.logical_and.reduce([mask[i:mask.shape[0] - 1 + i, j:mask.shape[1] - 1 + j,
-                                                        k:mask.shape[2] - 1 + k]
-                                                   for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+                                                      k:mask.shape[2] - 1 + k]
+                                                 for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     verts, faces, _, _ = measure.marching_cubes(tsdf, 0.0, spacing=(voxel,) * 3, mask=cubes)
     mesh = trimesh.Trimesh(verts + subject.lower + 0.5 * voxel, faces, process=True)
     return clean(mesh, settings)
