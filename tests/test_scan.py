@@ -80,12 +80,12 @@ def test_synthetic_surface_and_held_out_silhouettes(scene):
     mesh = result.mesh
     corners, bary = closest_on_surface(mesh.vertices.astype(np.float64), vertices, triangles)
     error_mm = 10 * np.linalg.norm(surface_points(vertices, corners, bary) - mesh.vertices, axis=1)
-    # measured: median 1.8 mm (a pixel is 1.8 mm on the head here), 10 % of the vertices over 15 mm
+    # measured: median 0.68 mm, 75th percentile 1.45 (a pixel is 1.8 mm on the head here)
     assert np.median(error_mm) < 3.0 and np.percentile(error_mm, 75) < 8.0, np.percentile(error_mm, [50, 75])
     for i in held:
         drawn = rasterize_view(mesh.vertices, mesh.faces, cameras[i]).mask
         iou = (drawn & masks[i]).sum() / (drawn | masks[i]).sum()
-        assert iou > 0.65, (i, iou)   # measured 0.74 and 0.78
+        assert iou > 0.65, (i, iou)   # measured 0.73 and 0.78
     assert mesh.seen > 0.8 and not result.scale.metric
     assert 0 < len(mesh.faces) <= SETTINGS.fusion.max_faces
 
