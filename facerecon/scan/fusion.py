@@ -33,6 +33,10 @@ class FusionSettings:
     smoothing_iterations: int = 10   # Taubin smoothing of the extracted surface
     max_faces: int = 20_000          # the mesh is decimated to at most this many triangles
     min_piece: float = 0.05          # pieces with less than this share of the faces are dropped
+    # TSDF weight: (cosine of the viewing angle) ** this. The surface's median error on calibration
+    # head 500 (12 / 24 views, 192 px): 0: 0.84 / 1.15 mm, 1: 0.59 / 0.91, 2: 0.53 / 0.87, 3: 0.48 / 0.91
+    angle_power: float = 2.0
+    rim_cos: float = 0.3             # ... the cosine taken where a depth has no neighbours to give a normal
     max_hole: float = 0.3            # holes whose rim is shorter than this share of the region's size are filled
 
 
@@ -115,8 +119,25 @@ def subject_points(maps: list[DepthMap]) -> np.ndarray:
     return np.concatenate([backproject(m)[0] for m in maps]) if maps else np.zeros((0, 3))
 
 
+@numba.njit(cache=True)
+def _sample(depth, u, w, trunc):
+    """The depth map at the continuous pixel (u, w): bilinear where the four pixels around it hold
+    depths of one surface (within ``trunc``), else the nearest pixel's (0: unknown)."""
+    height, width = depth.shape
+    u0, w0 = int(np.floor(u)), int(np.floor(w))
+    if u0 >= 0 and w0 >= 0 and u0 + 1 < width and w0 + 1 < height:
+        a, b, c, d = depth[w0, u0], depth[w0, u0 + 1], depth[w0 + 1, u0], depth[w0 + 1, u0 + 1]
+        if a > 0 and b > 0 and c > 0 and d > 0 and max(a, b, c, d) - min(a, b, c, d) < trunc:
+            fu, fw = u - u0, w - w0
+            return (a * (1 - fu) + b * fu) * (1 - fw) + (c * (1 - fu) + d * fu) * fw
+    ui, wi = int(np.floor(u + 0.5)), int(np.floor(w + 0.5))
+    if ui < 0 or ui >= width or wi < 0 or wi >= height:
+        return 0.0
+    return depth[wi, ui]
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, plane, use_plane, slab, trunc, tsdf, weight):
+def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, confidence, plane, use_plane, slab, trunc, tsdf, weight):
     nx, ny, nz = dims[0], dims[1], dims[2]
     height, width = depths.shape[1], depths.shape[2]
     for i in numba.prange(nx):
@@ -125,7 +146,7 @@ def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, plane, use_plane, slab, 
                 px = origin[0] + (i + 0.5) * voxel
                 py = origin[1] + (j + 0.5) * voxel
                 pz = origin[2] + (k + 0.5) * voxel
-                acc, count = 0.0, 0
+                acc, total, count = 0.0, 0.0, 0
                 for v in range(depths.shape[0]):
                     R, t, K = Rs[v], ts[v], Ks[v]
                     x = R[0, 0] * px + R[0, 1] * py + R[0, 2] * pz + t[0]
@@ -133,23 +154,51 @@ def _integrate(origin, voxel, dims, Ks, Rs, ts, depths, plane, use_plane, slab, 
                     z = R[2, 0] * px + R[2, 1] * py + R[2, 2] * pz + t[2]
                     if z <= 0:
                         continue
-                    u = int(np.floor((K[0, 0] * x + K[0, 1] * y) / z + K[0, 2] + 0.5))
-                    w = int(np.floor(K[1, 1] * y / z + K[1, 2] + 0.5))
-                    if u < 0 or u >= width or w < 0 or w >= height:
+                    u = (K[0, 0] * x + K[0, 1] * y) / z + K[0, 2]
+                    w = K[1, 1] * y / z + K[1, 2]
+                    if u < -0.5 or u >= width - 0.5 or w < -0.5 or w >= height - 0.5:
                         continue
-                    d = depths[v, w, u]
+                    d = _sample(depths[v], u, w, trunc)
                     if d <= 0:
                         continue
                     sdf = d - z
                     if sdf < -trunc:
                         continue
-                    acc += min(1.0, sdf / trunc)
+                    c = confidence[v, int(np.floor(w + 0.5)), int(np.floor(u + 0.5))]
+                    acc += c * min(1.0, sdf / trunc)
+                    total += c
                     count += 1
                 if use_plane and plane[0] * px + plane[1] * py + plane[2] * pz + plane[3] < slab:
                     count = 0   # the dropped plane, its slab and what lies behind carry no surface
-                if count > 0:
-                    tsdf[i, j, k] = acc / count
+                if count > 0 and total > 0:
+                    tsdf[i, j, k] = acc / total
                     weight[i, j, k] = count
+
+
+def depth_confidence(depth_map: DepthMap, settings: FusionSettings = FusionSettings()) -> np.ndarray:
+    """(H, W) float32 how much each depth counts in the TSDF: the cosine between the viewing ray and
+    the depth map's own surface normal (a grazing view's depths are the noisiest), raised to
+    ``angle_power`` (0: all alike)."""
+    depth = depth_map.depth.astype(np.float64)
+    height, width = depth.shape
+    if not settings.angle_power:
+        return np.ones((height, width), np.float32)
+    ys, xs = np.mgrid[0:height, 0:width]
+    rays = np.stack([xs, ys, np.ones_like(xs)], -1) @ np.linalg.inv(depth_map.camera.K).T
+    points = rays * depth[..., None]
+    # the normal from central differences, where a depth has both neighbours along both axes
+    known = depth > 0
+    both = np.zeros_like(known)
+    both[1:-1, 1:-1] = known[1:-1, 2:] & known[1:-1, :-2] & known[2:, 1:-1] & known[:-2, 1:-1]
+    du, dv = np.zeros_like(points), np.zeros_like(points)
+    du[:, 1:-1] = points[:, 2:] - points[:, :-2]
+    dv[1:-1] = points[2:] - points[:-2]
+    normal = np.cross(du, dv)
+    norm = np.linalg.norm(normal, axis=-1) * np.linalg.norm(rays, axis=-1)
+    cos = np.abs(np.einsum("hwc,hwc->hw", normal, rays)) / np.maximum(norm, 1e-12)
+    # a depth without both neighbours (a gap's rim) counts as a steep one
+    cos = np.where(both, np.maximum(cos, 0.05), settings.rim_cos)
+    return (cos ** settings.angle_power).astype(np.float32)
 
 
 def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = FusionSettings()) -> trimesh.Trimesh:
@@ -160,25 +209,27 @@ def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = Fusi
     dims = np.maximum(np.ceil(extent / voxel).astype(np.int64), 2)
     shape = max(m.depth.shape for m in maps)
     depths = np.zeros((len(maps),) + shape, np.float32)
+    confidence = np.zeros((len(maps),) + shape, np.float32)
     for v, m in enumerate(maps):
         depths[v, :m.depth.shape[0], :m.depth.shape[1]] = m.depth
+        confidence[v, :m.depth.shape[0], :m.depth.shape[1]] = depth_confidence(m, settings)
     Ks = np.array([m.camera.K for m in maps], np.float64)
     Rs = np.array([m.camera.R for m in maps], np.float64)
     ts = np.array([m.camera.t for m in maps], np.float64)
     tsdf = np.ones(tuple(dims), np.float32)
     weight = np.zeros(tuple(dims), np.int32)
     plane = subject.plane if subject.plane is not None else np.zeros(4)
-    _integrate(subject.lower.astype(np.float64), voxel, dims, Ks, Rs, ts, depths, plane.astype(np.float64),
+    _integrate(subject.lower.astype(np.float64), voxel, dims, Ks, Rs, ts, depths, confidence, plane.astype(np.float64),
                subject.plane is not None, float(subject.plane_slab), settings.truncation_voxels * voxel, tsdf, weight)
     mask = weight >= settings.min_weight
     if not (tsdf[mask] < 0).any() or not (tsdf[mask] > 0).any():
         raise ScanInputError("the depth maps do not agree on a surface: the views do not overlap enough")
-    # scikit-image tests the mask at a cube's first corner only: a cube must have all eight observed,
-    # else the unobserved voxels' value makes a surface of its own
+    # a cube must have all eight corners observed, else the unobserved voxels' value makes a surface
+    # of its own; scikit-image reads a cube's mask at its last corner (the cube from i - 1 to i)
     cubes = np.zeros_like(mask)
-    cubes[:-1, :-1, :-1] = np.logical_and.reduce([mask[i:mask.shape[0] - 1 + i, j:mask.shape[1] - 1 + j,
-                                                        k:mask.shape[2] - 1 + k]
-                                                   for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    cubes[1:, 1:, 1:] = np.logical_and.reduce([mask[i:mask.shape[0] - 1 + i, j:mask.shape[1] - 1 + j,
+                                                      k:mask.shape[2] - 1 + k]
+                                                 for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     verts, faces, _, _ = measure.marching_cubes(tsdf, 0.0, spacing=(voxel,) * 3, mask=cubes)
     mesh = trimesh.Trimesh(verts + subject.lower + 0.5 * voxel, faces, process=True)
     return clean(mesh, settings)
