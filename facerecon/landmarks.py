@@ -15,8 +15,8 @@ written here:
 3. The last pass runs on the crop and on its mirror image, and the two meshes are averaged (each
    point with its left-right partner): that evens out the network's bias at large yaw and makes a
    mirrored photo give exactly mirrored landmarks.
-4. The points are then read again from that last crop and its mirror, averaged the same way, by
-   the refiner: ``data/face_landmark_attention.onnx``, MediaPipe's attention model
+4. The points are then read again from that last crop and its mirror, averaged the same way (in a
+   second thread, beside step 3's pass), by the refiner: ``data/face_landmark_attention.onnx``, MediaPipe's attention model
    (``face_landmark_with_attention.tflite``, converted by the same script). Its 468 mesh points
    carry lip and eye contours refined from patches of its own features (its 10 iris points are
    not used). It only refines: its face-presence output is less reliable than the plain net's (on
@@ -37,6 +37,7 @@ depth in the same pixels, negative toward the camera. An estimator may be shared
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -135,12 +136,13 @@ class LandmarkEstimator:
             if presence >= CONFIDENT_PRESENCE:
                 break
         roi = landmark_roi(first)
-        points, presence, sigma = self._run(image, roi, mirror=True)
+        with ThreadPoolExecutor(1) as pool:   # the refiner beside the plain net (ONNX Runtime releases the GIL)
+            refined = None if self._refiner is None else pool.submit(self._run, image, roi, True, self._refiner)
+            points, presence, sigma = self._run(image, roi, mirror=True)
+            if refined is not None:
+                points, sigma = refined.result()[0], None
         if max(presence, first_presence) < MIN_PRESENCE:
             return None
-        if self._refiner is not None:
-            points, _, _ = self._run(image, roi, mirror=True, net=self._refiner)
-            sigma = None
         return Landmarks(points.astype(np.float32), detection, presence,
                          None if sigma is None else sigma.astype(np.float32))
 

@@ -116,9 +116,12 @@ def bake_texture(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, mo
                  size: int = 1024) -> BakedTexture:
     """Bake the atlas texture of the head posed as ``vertices_cam`` (V, 3) cm from ``image`` (H, W, 3)
     uint8 RGB taken by ``camera``; ``size`` is the texture's width and height in texels."""
-    view = view_samples(image, vertices_cam, camera, model, size)
-    fill = _fill_vertices(view.vertex_colour, view.vertex_weight, _model_data(model))
-    return _composed(model, size, fill, view.direct, view.w_direct, view.mirror, view.w_mirror)
+    photo = _PhotoView(image, vertices_cam, camera, model)
+    vertex_colour, vertex_weight = photo.vertex_samples()
+    with ThreadPoolExecutor(1) as pool:   # the mesh fill beside the texel passes (GIL-free kernels)
+        fill = pool.submit(_fill_vertices, vertex_colour, vertex_weight, photo.data)
+        direct, w_direct, mirror, w_mirror = photo.texel_samples(_layout(model, size), vertex_weight)
+        return _composed(model, size, fill.result(), direct, w_direct, mirror, w_mirror)
 
 
 @dataclass
@@ -138,39 +141,54 @@ class ViewSamples:
 def view_samples(image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, model: HeadModel,
                  size: int = 1024) -> ViewSamples:
     """Sample one photo for every atlas texel and mesh vertex (the first half of a bake)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    data = _model_data(model)
-    layout = _layout(model, size)
-    verts = np.ascontiguousarray(vertices_cam, np.float32)
-    normals = vertex_normals(np.asarray(verts, np.float32), model.triangles)
-    observe = _Observer(verts, normals, camera, *_depth_map(verts, camera, model))
+    photo = _PhotoView(image, vertices_cam, camera, model)
+    vertex_colour, vertex_weight = photo.vertex_samples()
+    return ViewSamples(*photo.texel_samples(_layout(model, size), vertex_weight), vertex_colour, vertex_weight)
 
-    with ThreadPoolExecutor(1) as pool:   # two passes at once: the kernel releases the GIL
-        # Per texel: the direct view and the alternative (the mirror image, or the other eye).
-        alternative = pool.submit(observe, layout.alt_corners, layout.alt_bary)
-        xy_d, w_d = observe(layout.corners, layout.bary)
-        # The mesh fill's input: the photo's colours at the vertices (the fill adds their mirror images).
-        v_xy, v_weight = observe(data.point_corners, data.point_bary)
-        xy_m, w_m = alternative.result()
-    left_eye, right_eye = (v_weight[eye].sum() for eye in data.eyes)
-    if right_eye > left_eye:
-        swap = layout.eye_texels
-        for a, b in ((xy_d, xy_m), (w_d, w_m)):
-            a[swap], b[swap] = b[swap], a[swap]
-    w_d, w_m = _feather(w_d, layout), _feather(w_m, layout)
-    return ViewSamples(sample_image(image, xy_d), w_d, sample_image(image, xy_m), w_m,
-                       sample_image(image, v_xy), v_weight)
+
+class _PhotoView:
+    """One photo of the posed head: its z-buffer and the observer of points on the head."""
+
+    def __init__(self, image: np.ndarray, vertices_cam: np.ndarray, camera: Camera, model: HeadModel):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        self.image, self.data = image, _model_data(model)
+        verts = np.ascontiguousarray(vertices_cam, np.float32)
+        normals = vertex_normals(verts, model.triangles)
+        self.observe = _Observer(verts, normals, camera, *_depth_map(verts, camera, model))
+
+    def vertex_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Colours (n, 3) uint8 and weights (n,) at the exported mesh's vertices: the mesh fill's
+        input (the fill adds their mirror images)."""
+        xy, weight = self.observe(self.data.point_corners, self.data.point_bary)
+        return sample_image(self.image, xy), weight
+
+    def texel_samples(self, layout: _Layout, vertex_weight: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per texel the colour and feathered weight of its direct view and of its alternative (the
+        mirror image, or on an eyeball the other eye): direct (N, 3), w_direct (N,), mirror, w_mirror.
+        Both eyeballs share one UV region: the better-seen eye (by ``vertex_weight``) is direct."""
+        left_eye, right_eye = (vertex_weight[eye].sum() for eye in self.data.eyes)
+        swap = layout.eye_texels if right_eye > left_eye else None
+
+        def texel_pass(corners, bary, other_corners, other_bary):
+            xy, weight = self.observe(corners, bary)
+            if swap is not None:
+                xy[swap], weight[swap] = self.observe(other_corners[swap], other_bary[swap])
+            return sample_image(self.image, xy), _feather(weight, layout)
+
+        with ThreadPoolExecutor(1) as pool:   # the two passes at once: their kernels release the GIL
+            alternative = pool.submit(texel_pass, layout.alt_corners, layout.alt_bary, layout.corners, layout.bary)
+            direct = texel_pass(layout.corners, layout.bary, layout.alt_corners, layout.alt_bary)
+            return (*direct, *alternative.result())
 
 
 def _composed(model: HeadModel, size: int, fill, direct, w_direct, mirror, w_mirror) -> BakedTexture:
     """The atlas from the mesh fill (V, 3) and the texels' direct and mirror colours and weights."""
     layout = _layout(model, size)
     out = np.empty((size * size, 3), np.uint8)
-    _compose(fill, layout.corners, layout.bary, direct, w_direct, mirror, w_mirror, layout.texels,
-             layout.gutter, layout.nearest, out)
     visibility = np.zeros(size * size, np.float32)
-    visibility[layout.texels] = w_direct
+    _compose(fill, layout.corners, layout.bary, direct, w_direct, mirror, w_mirror, layout.texels,
+             layout.gutter, layout.nearest, out, visibility)
     return BakedTexture(out.reshape(size, size, 3), visibility.reshape(size, size))
 
 
@@ -378,11 +396,13 @@ def _jacobi(indptr, indices, x, rhs, inverse, sweeps):
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _compose(fill, corners, bary, direct, w_direct, mirror, w_mirror, texels, gutter, nearest, out):
+def _compose(fill, corners, bary, direct, w_direct, mirror, w_mirror, texels, gutter, nearest, out, visibility):
     """Texel colours into ``out`` (S * S, 3): the photo wins where it sees the texel well, the mirror
-    image next, the fill last; then texels outside the islands copy their nearest island texel."""
+    image next, the fill last; then texels outside the islands copy their nearest island texel.
+    ``visibility`` (S * S,) gets the direct weights at the covered texels."""
     for i in range(corners.shape[0]):
         k = texels[i]
+        visibility[k] = w_direct[i]
         for ch in range(3):
             value = (bary[i, 0] * fill[corners[i, 0], ch] + bary[i, 1] * fill[corners[i, 1], ch]
                      + bary[i, 2] * fill[corners[i, 2], ch])
