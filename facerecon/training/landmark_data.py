@@ -137,8 +137,8 @@ def marks_from_dense(model: HeadModel, neighbours: int = 8, poses: int = 600,
     from ..pipeline import load_landmarks68
     marks_at, dense_at = load_landmarks68(), dense_surface_points()
     mean = model.shape()
-    nearest = np.argsort(np.linalg.norm(surface_points(mean, *marks_at)[:, None] - surface_points(mean, *dense_at)[None], axis=2),
-                         axis=1)[:, :neighbours]
+    gaps = np.linalg.norm(surface_points(mean, *marks_at)[:, None] - surface_points(mean, *dense_at)[None], axis=2)
+    nearest = np.argsort(gaps, axis=1)[:, :neighbours]
     rng = np.random.default_rng(seed)
     dense_xy, marks_xy = [], []
     for _ in range(poses):
@@ -156,8 +156,7 @@ def marks_from_dense(model: HeadModel, neighbours: int = 8, poses: int = 600,
     for j in range(N_MARKS):
         a = dense_xy[:, nearest[j]].transpose(0, 2, 1).reshape(-1, neighbours)   # rows: x and y of each pose
         b = marks_xy[:, j].reshape(-1)
-        gap = np.linalg.norm(surface_points(mean, *marks_at)[j] - surface_points(mean, *dense_at)[nearest[j]], axis=1)
-        prior = 1.0 / (gap + 1e-3)
+        prior = 1.0 / (gaps[j, nearest[j]] + 1e-3)
         prior /= prior.sum()
         ridge = 1e-3 * np.trace(a.T @ a) / neighbours
         # minimise |a w - b|^2 + ridge |w - prior|^2 subject to sum(w) = 1 (KKT system)
