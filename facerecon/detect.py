@@ -153,7 +153,7 @@ class FaceDetector:
         unsure = ~sure & np.array([not any(_overlapping(b, a) for a in boxes[sure]) for b in boxes], bool)
         if unsure.any():
             w = image.shape[1]
-            mirror_boxes, mirror_scores, _ = self._pass(np.ascontiguousarray(image[:, ::-1]), UNSURE_SCORE)
+            mirror_boxes, mirror_scores, _ = self._pass(image, UNSURE_SCORE, mirrored=True)
             mirror_boxes = np.c_[w - 1 - mirror_boxes[:, 2], mirror_boxes[:, 1], w - 1 - mirror_boxes[:, 0], mirror_boxes[:, 3]]
             best = scores.copy()
             for i in np.flatnonzero(unsure):
@@ -166,8 +166,9 @@ class FaceDetector:
         return [Detection(b.astype(np.float32), float(s), k.astype(np.float32))
                 for b, s, k in zip(boxes, scores[keep], keypoints)]
 
-    def _pass(self, image: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """YuNet's own (n, 4) boxes, (n,) scores >= floor and (n, 5, 2) keypoints, in ``image``'s pixels."""
+    def _pass(self, image: np.ndarray, floor: float, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """YuNet's own (n, 4) boxes, (n,) scores >= floor and (n, 5, 2) keypoints, in ``image``'s pixels
+        (with ``mirrored``, in the pixels of its left-right mirror image, which is made after the resize)."""
         h, w = image.shape[:2]
         if max(h, w) > DETECT_MAX_SIDE:
             size = DETECT_MAX_SIDE / max(h, w)
@@ -176,7 +177,7 @@ class FaceDetector:
         scale = np.array([sw / w, sh / h])
         pad = STRIDES[-1]
         canvas = np.zeros((-(-sh // pad) * pad, -(-sw // pad) * pad, 3), np.float32)
-        canvas[:sh, :sw] = image[:, :, ::-1]       # YuNet takes BGR, 0-255
+        canvas[:sh, :sw] = image[:, ::-1, ::-1] if mirrored else image[:, :, ::-1]   # YuNet takes BGR, 0-255
         outputs = self._session.run(None, {"input": canvas.transpose(2, 0, 1)[None]})
         boxes, scores, keypoints = _decode(outputs, canvas.shape[:2])
         keep = scores >= floor

@@ -206,15 +206,28 @@ def crop_roi(image: np.ndarray, roi: Roi) -> np.ndarray:
     """(INPUT_SIZE, INPUT_SIZE, 3) uint8: the region resampled, black outside the image."""
     to_image = roi.to_image()
     # Bilinear warping aliases when shrinking more than 2x: area-average by an integer factor first
-    # (given as fx/fy, OpenCV's fast path).
+    # (k x k blocks, OpenCV's fast path), over the part of the photo the crop reads only: a large
+    # photo shrunk whole for every crop cost more than the networks.
     k = max(1, math.floor(roi.side / INPUT_SIZE))
+    corners = to_image @ np.array([[0, INPUT_SIZE, 0, INPUT_SIZE], [0, 0, INPUT_SIZE, INPUT_SIZE], [1, 1, 1, 1]])
+    h, w = image.shape[:2]
+    x0, y0 = (max(0, (math.floor(v) - 2 * k) // k * k) for v in corners.min(1))
+    x1, y1 = (min(size, -(-(math.ceil(v) + 2 * k) // k) * k) for v, size in zip(corners.max(1), (w, h)))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    region = image[y0:y1, x0:x1]
+    to_image = to_image - np.array([[0, 0, x0], [0, 0, y0]])
     if k > 1:
-        image = cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
+        # a part block at the photo's far edge is completed with its edge pixels, so every block is k x k
+        pad_y, pad_x = -region.shape[0] % k, -region.shape[1] % k
+        if pad_y or pad_x:
+            region = cv2.copyMakeBorder(region, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+        region = cv2.resize(region, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
         to_image = to_image / k
     # crop pixel centre u + 0.5 -> continuous image point -> pixel index (centre at integer)
     matrix = to_image.copy()
     matrix[:, 2] += to_image[:, :2] @ np.full(2, 0.5) - 0.5
-    return cv2.warpAffine(image, matrix, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    return cv2.warpAffine(region, matrix, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 

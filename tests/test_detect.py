@@ -164,7 +164,7 @@ def test_unsure_boxes_are_kept_only_when_the_mirror_image_confirms_them(photos, 
     image = load_image(photos / "deep3d" / "000002.jpg")
     passes = []
     original = FaceDetector._pass
-    monkeypatch.setattr(FaceDetector, "_pass", lambda self, *a: passes.append(1) or original(self, *a))
+    monkeypatch.setattr(FaceDetector, "_pass", lambda self, *a, **k: passes.append(1) or original(self, *a, **k))
     with FaceDetector() as sure_detector:
         (sure,) = sure_detector.detect(image)
     assert len(passes) == 1

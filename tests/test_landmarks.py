@@ -96,6 +96,25 @@ def test_crop_mapping_at_one_to_one(photo, estimator):
     assert np.abs(points[:, :2] - (raw.reshape(-1, 3)[:N_POINTS, :2] + [x0 - 0.5, y0 - 0.5])).max() < 1e-3
 
 
+@pytest.mark.parametrize("angle", [0.0, 0.4])
+def test_a_shrunk_crop_reads_only_its_part_of_the_photo(photo, angle):
+    """Crops k times the input size are area-shrunk over their own part of the photo only: the same
+    pixels as shrinking the whole photo by k x k blocks first (its size made a multiple of k), at
+    the photo's edges too, where the part the crop reads is cut."""
+    k = 3
+    image = np.ascontiguousarray(photo[:photo.shape[0] // k * k, :photo.shape[1] // k * k])
+    h, w = image.shape[:2]
+    whole = cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
+    for centre in ([w / 2, h / 2], [40.0, 60.0], [w - 30.0, h - 20.0]):
+        roi = Roi(np.array(centre), k * INPUT_SIZE + 10.0, angle)
+        matrix = roi.to_image() / k
+        matrix[:, 2] += matrix[:, :2] @ np.full(2, 0.5) - 0.5
+        expected = cv2.warpAffine(whole, matrix, (INPUT_SIZE, INPUT_SIZE),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+        crop = crop_roi(image, roi)
+        assert np.abs(crop.astype(int) - expected).max() <= 1 and (crop != 0).mean() > 0.2
+
+
 def test_shift_and_padding(photo, detector, estimator):
     """Cutting the photo so the face touches the border (the crop is padded) shifts the points only."""
     lm = _single(photo, detector, estimator)

@@ -9,6 +9,7 @@ from facerecon.camera import Camera, rotation_from_angles
 from facerecon.model import load_model
 from facerecon.render import lighting
 from facerecon.render.renderer import render_batch, render_head, render_mesh
+from facerecon.render import visualize
 from facerecon.render.visualize import overlay, save_turntable, turntable_frames
 
 from conftest import read_rgb
@@ -188,6 +189,14 @@ def test_overlay_changes_pixels_only_around_each_face(model, shared):
     assert out[y, x, 1] > 200 and out[y, x, 0] < 120
     with pytest.raises(ValueError):
         overlay(photo, meshes, camera.scaled(0.5), model)
+
+
+def test_overlay_renders_apart_heads_in_their_own_boxes():
+    """Heads whose boxes overlap (directly or through a third) share one render and z-buffer;
+    heads apart get a box each; a head out of view (None) none."""
+    boxes = [(0, 0, 10, 10), (50, 50, 60, 60), (8, 8, 20, 20), None, (19, 0, 30, 9), (100, 0, 110, 5)]
+    assert sorted(visualize._overlapping_groups(boxes)) == [[0, 2, 4], [1], [5]]
+    assert visualize._overlapping_groups([None]) == []
 
 
 def test_turntable_frames_mirror_and_files_are_written_atomically(model, tmp_path):

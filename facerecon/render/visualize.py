@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+import numba
 import numpy as np
 from PIL import Image
 
@@ -42,25 +43,18 @@ def overlay(image: np.ndarray, meshes: Sequence[np.ndarray], camera: Camera, mod
     if (camera.width, camera.height) != (width, height):
         raise ValueError(f"camera is {camera.width}x{camera.height}, image is {width}x{height}")
     out = image.copy()
-    if len(meshes):
+    # Render only the boxes the heads project into (photos are large, faces often small), one box
+    # per group of heads whose boxes overlap: those share a z-buffer, so nearer heads hide farther ones.
+    boxes = [_projected_box(np.asarray(m, np.float32), model, camera) for m in meshes]
+    for group in _overlapping_groups(boxes):
+        x0, y0, x1, y1 = _union(boxes[i] for i in group)
+        verts = np.concatenate([np.asarray(meshes[i], np.float32) for i in group])
         n_verts = model.neutral.shape[0]
-        verts = np.concatenate([np.asarray(m, np.float32) for m in meshes])
-        tris = np.concatenate([model.triangles + i * n_verts for i in range(len(meshes))])
-        # Render only the box the heads project into: photos are large, faces often small.
-        used = np.concatenate([model.used_vertices + i * n_verts for i in range(len(meshes))])
-        in_front = used[verts[used, 2] > 0]
-        if len(in_front):
-            xy = camera.project(verts[in_front])
-            x0, y0 = np.maximum(np.floor(xy.min(0)).astype(int) - 1, 0)
-            x1, y1 = np.minimum(np.ceil(xy.max(0)).astype(int) + 2, [width, height])
-            if x1 > x0 and y1 > y0:
-                crop = Camera(camera.focal, camera.cx - x0, camera.cy - y0, int(x1 - x0), int(y1 - y0))
-                ss = 2 if crop.width * crop.height * 4 <= OVERLAY_MAX_SUPERSAMPLED_PIXELS else 1
-                result = render_mesh(verts, tris, crop, sh=OVERLAY_LIGHT, supersample=ss)
-                a = opacity * result.alpha[..., None]
-                region = out[y0:y1, x0:x1].astype(np.float32)
-                out[y0:y1, x0:x1] = np.clip(region * (1 - a) + 255.0 * result.image * a + 0.5,
-                                            0, 255).astype(np.uint8)
+        tris = np.concatenate([model.triangles + k * n_verts for k in range(len(group))])
+        crop = Camera(camera.focal, camera.cx - x0, camera.cy - y0, int(x1 - x0), int(y1 - y0))
+        ss = 2 if crop.width * crop.height * 4 <= OVERLAY_MAX_SUPERSAMPLED_PIXELS else 1
+        result = render_mesh(verts, tris, crop, sh=OVERLAY_LIGHT, supersample=ss)
+        _blend_into(out[y0:y1, x0:x1], result.image, result.alpha, np.float32(opacity))
     if landmarks is not None and len(landmarks):
         points = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in
                                  ([landmarks] if np.ndim(landmarks) == 2 else landmarks)])
@@ -69,6 +63,59 @@ def overlay(image: np.ndarray, meshes: Sequence[np.ndarray], camera: Camera, mod
         for x, y in np.round(points * (1 << shift)).astype(int):
             cv2.circle(out, (int(x), int(y)), radius << shift, LANDMARK_COLOR, -1, cv2.LINE_AA, shift)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _blend_into(photo, clay, alpha, opacity):
+    """photo (H, W, 3) uint8 <- photo * (1 - a) + 255 * clay * a, a = opacity * alpha, in float32,
+    rounded; only where the clay covers the photo (alpha > 0), the rest stays as it is."""
+    one, full, half = np.float32(1.0), np.float32(255.0), np.float32(0.5)
+    for y in range(photo.shape[0]):
+        for x in range(photo.shape[1]):
+            if alpha[y, x] <= 0:
+                continue
+            a = opacity * alpha[y, x]
+            for c in range(3):
+                value = photo[y, x, c] * (one - a) + full * clay[y, x, c] * a + half
+                photo[y, x, c] = np.uint8(min(max(value, np.float32(0.0)), full))
+
+
+def _projected_box(vertices: np.ndarray, model: HeadModel, camera: Camera) -> tuple[int, int, int, int] | None:
+    """The pixel box (x0, y0, x1, y1), clipped to the image, of a head's vertices in front of the
+    camera, one pixel wider on each side; None when none of it is in view."""
+    used = vertices[model.used_vertices]
+    used = used[used[:, 2] > 0]
+    if not len(used):
+        return None
+    xy = camera.project(used)
+    x0, y0 = np.maximum(np.floor(xy.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(xy.max(0)).astype(int) + 2, [camera.width, camera.height])
+    return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
+
+
+def _union(boxes) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = zip(*boxes)
+    return min(x0), min(y0), max(x1), max(y1)
+
+
+def _overlapping_groups(boxes: Sequence[tuple[int, int, int, int] | None]) -> list[list[int]]:
+    """Indices of ``boxes`` (None: left out) grouped so that no group's union box overlaps
+    another's: groups are merged until they are apart."""
+    groups = [([i], b) for i, b in enumerate(boxes) if b is not None]
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                (ia, ba), (ib, bb) = groups[a], groups[b]
+                if ba[0] < bb[2] and bb[0] < ba[2] and ba[1] < bb[3] and bb[1] < ba[3]:
+                    groups[a] = (ia + ib, _union([ba, bb]))
+                    del groups[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [sorted(i) for i, _ in groups]
 
 
 def turntable_frames(model: HeadModel, vertices_model: np.ndarray, texture: np.ndarray | None,
