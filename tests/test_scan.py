@@ -18,7 +18,7 @@ from facerecon.render.renderer import render_mesh
 from facerecon.scan import ScanSettings, reconstruct
 from facerecon.scan.bake import rasterize_view
 from facerecon.scan.cameras import CameraSet, ViewCamera, triangulate_matches
-from facerecon.scan.depth import DepthSettings
+from facerecon.scan.depth import DepthSettings, _mean_of_largest
 from facerecon.scan.fusion import FusionSettings
 from facerecon.scan.views import Views
 
@@ -250,3 +250,12 @@ def test_depth_confidence_follows_the_viewing_angle():
     assert np.allclose(tilted[near], expected[near], atol=1e-3)
     assert tilted[32, 32] < facing[32, 32] - 0.25
     assert np.allclose(tilted[0], settings.rim_cos)   # no normal on the map's rim
+
+
+@pytest.mark.parametrize("n,k", [(4, 2), (4, 1), (5, 3), (2, 2)])
+def test_mean_of_largest_is_the_mean_of_the_k_best_scores(n, k):
+    """The plane sweep's per-pixel score: the mean of the k best neighbours' ZNCC, ties included."""
+    rng = np.random.default_rng(n * 10 + k)
+    values = rng.choice(np.linspace(-1, 1, 7, dtype=np.float32), size=(n, 9, 11))   # many ties
+    expected = np.sort(values, axis=0)[::-1][:k].mean(0)
+    np.testing.assert_allclose(_mean_of_largest(values, k), expected, rtol=0, atol=1e-6)

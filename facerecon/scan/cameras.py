@@ -194,6 +194,11 @@ def triangulate_matches(views: Views, cameras: list[ViewCamera], per_view: int =
 
 # ---- structure from motion ------------------------------------------------------------------------
 
+# SIFT features per photo when every pair of photos is matched (COLMAP's default: 8192). On the fox's
+# 50 frames at 960 px, 2048 registered all 50 as well (camera centres 0.30 % of their spread from the
+# shipped ones, against 0.31 %) with matching 35 s instead of 60 and mapping 18 s instead of 24.
+EXHAUSTIVE_MAX_FEATURES = 2048
+
 def structure_from_motion(views: Views, log=lambda line: None) -> CameraSet:
     """Cameras and sparse points by pycolmap's incremental mapper; undistorts the views in place.
 
@@ -215,6 +220,9 @@ def structure_from_motion(views: Views, log=lambda line: None) -> CameraSet:
         mode = pycolmap.CameraMode.SINGLE if same_size else pycolmap.CameraMode.PER_IMAGE
         extraction = pycolmap.FeatureExtractionOptions()
         extraction.max_image_size = max(max(im.shape[:2]) for im in views.images)
+        if views.source != "video":
+            # every pair is matched, at a cost that grows with the features squared (docs/scan.md)
+            extraction.sift.max_num_features = EXHAUSTIVE_MAX_FEATURES
         log("structure from motion: features")
         pycolmap.extract_features(database, work / "images", camera_mode=mode, reader_options=reader,
                                   extraction_options=extraction, device=pycolmap.Device.cpu)

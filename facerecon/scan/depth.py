@@ -15,6 +15,8 @@ pixels and ``max_relative`` of the depth it started from.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import cv2
@@ -66,6 +68,18 @@ def depth_bounds(camera: ViewCamera, points: np.ndarray, margin: float = 0.15) -
     return max(near - margin * span, 0.2 * near), far + margin * span
 
 
+def _mean_of_largest(values: np.ndarray, k: int) -> np.ndarray:
+    """(n, H, W) -> (H, W): each pixel's mean of its k largest values over the first axis. Kept as k
+    running maxima (a sorting network), many times faster than ``np.partition`` along that axis."""
+    top = [np.full(values.shape[1:], -np.inf, values.dtype) for _ in range(k)]
+    for value in values:
+        for j in range(k):
+            larger = np.maximum(top[j], value)
+            value = np.minimum(top[j], value)
+            top[j] = larger
+    return np.stack(top).mean(0)
+
+
 def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndarray],
                 source_cameras: list[ViewCamera], near: float, far: float,
                 settings: DepthSettings = DepthSettings()) -> DepthMap:
@@ -97,10 +111,7 @@ def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndar
             zncc = cov / np.sqrt(var_r * var_s + 1e-6)
             zncc[(inside < 0.999) | (var_s < settings.min_texture ** 2)] = -1.0
             per_source[s] = zncc
-        if best_of == len(sources):
-            scores[k] = per_source.mean(0)
-        else:
-            scores[k] = -np.partition(-per_source, best_of - 1, axis=0)[:best_of].mean(0)
+        scores[k] = per_source.mean(0) if best_of == len(sources) else _mean_of_largest(per_source, best_of)
     best = np.argmax(scores, axis=0)
     rows, cols = np.indices(best.shape)
     score = scores[best, rows, cols]
@@ -165,14 +176,21 @@ def dense_depth(images: list[np.ndarray], cameras: list[ViewCamera], points: np.
     small_cams = [c.scaled(f) for c, f in zip(cameras, factor)]
     small = [cv2.resize(im, (c.width, c.height), interpolation=cv2.INTER_AREA) for im, c in zip(images, small_cams)]
     neighbours = view_pairs(cameras, settings.neighbours)
-    maps = []
-    for i, camera in enumerate(small_cams):
+
+    def sweep(i: int) -> DepthMap:
+        camera = small_cams[i]
         bounds = depth_bounds(camera, points)
         if not neighbours[i] or bounds is None:
-            maps.append(DepthMap(np.zeros((camera.height, camera.width), np.float32),
-                                 np.zeros((camera.height, camera.width), np.float32), camera))
-        else:
-            maps.append(plane_sweep(small[i], camera, [small[j] for j in neighbours[i]],
-                                    [small_cams[j] for j in neighbours[i]], *bounds, settings))
-        progress(i + 1, len(small_cams))
+            return DepthMap(np.zeros((camera.height, camera.width), np.float32),
+                            np.zeros((camera.height, camera.width), np.float32), camera)
+        return plane_sweep(small[i], camera, [small[j] for j in neighbours[i]],
+                           [small_cams[j] for j in neighbours[i]], *bounds, settings)
+
+    # One view per core: most of a sweep is numpy and OpenCV calls on whole images, which release
+    # the GIL, and one view at a time left the second core mostly idle.
+    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+        futures = [pool.submit(sweep, i) for i in range(len(small_cams))]
+        for done, _ in enumerate(as_completed(futures), 1):
+            progress(done, len(small_cams))
+        maps = [f.result() for f in futures]
     return consistent(maps, neighbours, settings)
