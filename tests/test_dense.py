@@ -29,12 +29,15 @@ def test_dense_reconstructs_with_fixed_surface_points(run, photo):
     assert len(fitter.contour_landmarks) == 0          # every point is a fixed surface point
     # its points and the fitted head agree (a few pixels on a 100 px face)
     assert face.fit.residual_px < 3.0
-    # and the head is where Face Mesh's fit puts it: within a few per cent of its 1 m distance (the
-    # two nets' points give heads of slightly different size, so mostly in depth)
+    # and the head is where Face Mesh's fit puts it: its nose tip on the same pixels, at a distance
+    # within a few per cent of that fit's 1 m (the two nets' points, and dense's weaker identity
+    # prior on frontal faces, give heads of somewhat different size, which moves them in depth)
     plain = run.reconstruct_face(photo, det, run.camera_for(photo), with_texture=False, method="fit")
     nose = run.model.landmarks68[30]
-    offset = face.vertices_camera[nose] - plain.vertices_camera[nose]
-    assert np.linalg.norm(offset[:2]) < 1.0 and abs(offset[2]) < 0.03 * plain.vertices_camera[nose][2]   # cm
+    camera = run.camera_for(photo)
+    ours, theirs = face.vertices_camera[nose], plain.vertices_camera[nose]
+    assert np.linalg.norm(camera.project(ours[None]) - camera.project(theirs[None])) < 3.0    # px
+    assert abs(ours[2] - theirs[2]) < 0.08 * theirs[2]
 
 
 def test_unsure_network_falls_back_to_face_mesh(run, photo, monkeypatch):

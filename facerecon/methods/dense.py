@@ -19,12 +19,19 @@ from . import BaseMethod, Estimate, Shared
 from .fit import LandmarkFit
 
 FIT_SETTINGS = FitSettings(identity_modes=100)
+# Frontal faces (fitted yaw under FRONTAL_BELOW_YAW) are refitted with the identity held to the prior
+# 8x more weakly: on the calibration data that measured better at every step down to 2.5e-4 for
+# them (helen_train held-out NME 4.88 -> 4.72 %, renders' dense RMSE 4.35 -> 4.28 mm) and no better
+# for renders turned 40 degrees or more (4.43 -> 4.45 mm), whose landmarks are noisier
+# (scripts/calibrate_dense_prior.py, docs/landmarks.md).
+FRONTAL_FIT_SETTINGS = FitSettings(identity_modes=100, identity_prior=2.5e-4)
+FRONTAL_BELOW_YAW = 40.0
 MIN_PRESENCE = 0.5      # below this face-presence probability the network's crop is not trusted
 
 
 class DenseLandmarkFit(BaseMethod):
     name = "dense"
-    network_attributes = ("estimator", "fitter")
+    network_attributes = ("estimator", "fitter", "frontal_fitter")
 
     def __init__(self, shared: Shared):
         super().__init__(shared)
@@ -36,11 +43,11 @@ class DenseLandmarkFit(BaseMethod):
 
     @cached_property
     def fitter(self) -> Fitter:
-        # the surface points the network was trained on (not the fit's correspondence, which is
-        # re-derived for Face Mesh's points)
-        vertices, bary = dense_surface_points()
-        fixed = Correspondence(vertices, bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
-        return Fitter(self.model, FIT_SETTINGS, correspondence=fixed)
+        return Fitter(self.model, FIT_SETTINGS, correspondence=dense_correspondence())
+
+    @cached_property
+    def frontal_fitter(self) -> Fitter:
+        return Fitter(self.model, FRONTAL_FIT_SETTINGS, correspondence=dense_correspondence())
 
     def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
         landmarks = self.estimator.estimate(image, detection)
@@ -65,5 +72,16 @@ class DenseLandmarkFit(BaseMethod):
     def fit_landmarks(self, landmarks: Landmarks, camera: Camera) -> FitResult:
         """The model fitted to the network's points, all weighted alike: weighting them by their
         predicted sigma (1 / sigma^2, held within 1.5-10x of the median) scored worse on the
-        calibration data (docs/landmarks.md), so the sigmas are reported, not used."""
-        return self.fitter.fit(landmarks.points, camera)
+        calibration data (docs/landmarks.md), so the sigmas are reported, not used. A frontal face
+        is fitted again with the weaker identity prior (FRONTAL_FIT_SETTINGS)."""
+        fit = self.fitter.fit(landmarks.points, camera)
+        if abs(fit.angles[0]) < FRONTAL_BELOW_YAW:
+            fit = self.frontal_fitter.fit(landmarks.points, camera)
+        return fit
+
+
+def dense_correspondence() -> Correspondence:
+    """The surface points the network was trained on (not the fit's correspondence, which is
+    re-derived for Face Mesh's points), all fixed: no contour slides."""
+    vertices, bary = dense_surface_points()
+    return Correspondence(vertices, bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))

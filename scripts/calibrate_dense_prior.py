@@ -1,0 +1,80 @@
+"""How strongly should ``dense``'s fit hold the identity (or the expression) to the prior? Its points carry identity
+that Face Mesh's do not, and their noise is not Face Mesh's, for which ``FitSettings.identity_prior``
+was chosen. Measured on the calibration data only: helen_train's held-out faces (every
+``--every``-th, 68-point NME by the interocular distance) and renders of heads the evaluation does
+not use (``first=100``: 68-point NME by the box and the dense RMSE of the fitted head), as
+``calibrate_auto_method.py`` makes them. The table is in docs/landmarks.md.
+
+    python scripts/calibrate_dense_prior.py [--every 4] [--identities 8] [--setting identity_prior]
+                                           [--values 2e-3,1e-3,5e-4]
+
+``--setting``: any ``FitSettings`` field, swept around ``methods.dense.FIT_SETTINGS`` (each face
+fitted once per value, whatever its yaw); the last column splits the renders at
+``dense.FRONTAL_BELOW_YAW``, below which ``dense`` refits with ``FRONTAL_FIT_SETTINGS``.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from calibrate_auto_method import helen_faces, render_faces   # the same calibration faces
+from facerecon.evaluation.metrics import nme
+from facerecon.evaluation.protocols import dense_error, reconstruct
+from facerecon.fit import Correspondence, Fitter
+from facerecon.landmarks import dense_surface_points
+from facerecon.methods import dense
+from facerecon.pipeline import Reconstructor
+
+
+def scores(run, fitters, image, detection, camera, truth68, norm, vertices=None) -> dict[float, tuple[float, float]]:
+    """Setting value -> (68-point NME, dense RMSE mm or nan) for one face."""
+    out = {}
+    plain = dense.DenseLandmarkFit.fit_landmarks
+    for prior, fitter in fitters.items():
+        dense.DenseLandmarkFit.fit_landmarks = lambda self, marks, cam, f=fitter: f.fit(marks.points, cam)
+        try:
+            face = reconstruct(run, "dense", image, detection, camera)
+        finally:
+            dense.DenseLandmarkFit.fit_landmarks = plain
+        if face is None or face.fit.extra.get("method") != "dense":
+            out[prior] = (np.nan, np.nan, np.nan)
+            continue
+        rmse = np.nan if vertices is None else float(np.sqrt(np.mean(dense_error(face.vertices, vertices) ** 2)))
+        out[prior] = (nme(face.landmarks68()[0], truth68, norm), rmse, abs(face.fit.angles[0]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--identities", type=int, default=8)
+    parser.add_argument("--setting", default="identity_prior")
+    parser.add_argument("--values", default="2e-3,1e-3,5e-4,2.5e-4,1.25e-4,6e-5")
+    args = parser.parse_args()
+    run = Reconstructor()
+    vertices, bary = dense_surface_points()     # the points the network was trained on, as dense.py
+    fixed = Correspondence(vertices, bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+    fitters = {float(v): Fitter(run.model, replace(dense.FIT_SETTINGS, **{args.setting: float(v)}), correspondence=fixed)
+               for v in args.values.split(",")}
+    real = [scores(run, fitters, *face) for face in helen_faces(args.every)]
+    with tempfile.TemporaryDirectory() as tmp:
+        rendered = [scores(run, fitters, *face) for face in render_faces(run, args.identities, Path(tmp))]
+    real = [r for r in real if all(np.isfinite(v[0]) for v in r.values())]
+    rendered = [r for r in rendered if all(np.isfinite(v[0]) for v in r.values())]
+    turned = [r for r in rendered if r[next(iter(fitters))][2] >= dense.FRONTAL_BELOW_YAW]
+    print(f"{args.setting} | helen_train NME ({len(real)} faces) | renders NME ({len(rendered)}) | renders dense RMSE"
+          f" | ... of the {len(turned)} turned {dense.FRONTAL_BELOW_YAW:g} degrees or more")
+    for prior in fitters:
+        marker = ("  (shipped)" if prior == getattr(dense.FIT_SETTINGS, args.setting) else "") + (
+            "  (shipped for frontal faces)" if prior == getattr(dense.FRONTAL_FIT_SETTINGS, args.setting) else "")
+        print(f"{prior:g} | {100 * np.mean([r[prior][0] for r in real]):.3f} % | "
+              f"{100 * np.mean([r[prior][0] for r in rendered]):.3f} % | "
+              f"{np.mean([r[prior][1] for r in rendered]):.3f} mm | {np.mean([r[prior][1] for r in turned]):.3f} mm{marker}")
+
+
+if __name__ == "__main__":
+    main()
