@@ -24,14 +24,13 @@ import numpy as np
 from calibrate_auto_method import helen_faces, render_faces   # the same calibration faces
 from facerecon.evaluation.metrics import nme
 from facerecon.evaluation.protocols import dense_error, reconstruct
-from facerecon.fit import Correspondence, Fitter
-from facerecon.landmarks import dense_surface_points
+from facerecon.fit import Fitter
 from facerecon.methods import dense
 from facerecon.pipeline import Reconstructor
 
 
-def scores(run, fitters, image, detection, camera, truth68, norm, vertices=None) -> dict[float, tuple[float, float]]:
-    """Setting value -> (68-point NME, dense RMSE mm or nan) for one face."""
+def scores(run, fitters, image, detection, camera, truth68, norm, vertices=None) -> dict[float, tuple[float, float, float]]:
+    """Setting value -> (68-point NME, dense RMSE mm or nan, fitted |yaw| degrees) for one face."""
     out = {}
     plain = dense.DenseLandmarkFit.fit_landmarks
     for prior, fitter in fitters.items():
@@ -56,8 +55,7 @@ def main() -> None:
     parser.add_argument("--values", default="2e-3,1e-3,5e-4,2.5e-4,1.25e-4,6e-5")
     args = parser.parse_args()
     run = Reconstructor()
-    vertices, bary = dense_surface_points()     # the points the network was trained on, as dense.py
-    fixed = Correspondence(vertices, bary, np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+    fixed = dense.dense_correspondence()
     fitters = {float(v): Fitter(run.model, replace(dense.FIT_SETTINGS, **{args.setting: float(v)}), correspondence=fixed)
                for v in args.values.split(",")}
     real = [scores(run, fitters, *face) for face in helen_faces(args.every)]

@@ -46,10 +46,10 @@ def overlay(image: np.ndarray, meshes: Sequence[np.ndarray], camera: Camera, mod
     # Render only the boxes the heads project into (photos are large, faces often small), one box
     # per group of heads whose boxes overlap: those share a z-buffer, so nearer heads hide farther ones.
     boxes = [_projected_box(np.asarray(m, np.float32), model, camera) for m in meshes]
+    n_verts = model.neutral.shape[0]
     for group in _overlapping_groups(boxes):
         x0, y0, x1, y1 = _union(boxes[i] for i in group)
         verts = np.concatenate([np.asarray(meshes[i], np.float32) for i in group])
-        n_verts = model.neutral.shape[0]
         tris = np.concatenate([model.triangles + k * n_verts for k in range(len(group))])
         crop = Camera(camera.focal, camera.cx - x0, camera.cy - y0, int(x1 - x0), int(y1 - y0))
         ss = 2 if crop.width * crop.height * 4 <= OVERLAY_MAX_SUPERSAMPLED_PIXELS else 1

@@ -188,7 +188,7 @@ def dense_depth(images: list[np.ndarray], cameras: list[ViewCamera], points: np.
 
     # One view per core: most of a sweep is numpy and OpenCV calls on whole images, which release
     # the GIL, and one view at a time left the second core mostly idle.
-    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         futures = [pool.submit(sweep, i) for i in range(len(small_cams))]
         for done, _ in enumerate(as_completed(futures), 1):
             progress(done, len(small_cams))
