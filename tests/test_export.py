@@ -11,7 +11,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from conftest import read_rgb
-from facerecon.export import atomic_path, export_mesh, fixed_point_lines, json_text, write_image, write_json
+from facerecon.export import atomic_path, encode_png, export_mesh, fixed_point_lines, json_text, write_image, write_json
 from facerecon.model import EXPORTED_PARTS, HeadModel, load_model
 from facerecon.texture import sample_image
 
@@ -186,6 +186,30 @@ def test_write_image(tmp_path):
     with pytest.raises(ValueError):
         write_image(tmp_path / "red.nope", image)
     assert [p.name for p in tmp_path.iterdir()] == ["red.png"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 53), (37, 53, 3), (2, 300, 3), (19, 7, 4)])
+def test_png_decodes_to_the_same_pixels_in_pillow_and_opencv(shape):
+    """Our PNG writer (up filter, ISA-L deflate) against two independent decoders, grey, RGB, RGBA."""
+    import io
+
+    import cv2
+    from PIL import Image
+    image = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
+    image[: shape[0] // 2] //= 16                             # a smooth part as well as noise
+    data = encode_png(image)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image.ndim == 3:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB if shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    assert np.array_equal(decoded, image)
+
+
+@pytest.mark.parametrize("image", [np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4), np.float32),
+                                   np.zeros((0, 4, 3), np.uint8), np.zeros(4, np.uint8)])
+def test_png_refuses_what_it_cannot_encode(image):
+    with pytest.raises(ValueError, match="PNG needs"):
+        encode_png(image)
 
 
 def plain(value):

@@ -227,3 +227,14 @@ def test_the_marks_term_pulls_the_placed_points_to_the_marks(marks_matrix):
     loss.backward()
     touched = (pred.grad.view(2, N_POINTS, 3)[..., 0] - pred.grad.view(2, N_POINTS, 3)[..., 0].median()).abs() > 1e-7
     assert touched.any()
+
+
+def test_held_out_photos_are_every_nth_face_by_name_and_none_for_zero(eval_dir):
+    """What the marks' holdout and the re-posed faces leave out of training, and what
+    scripts/compare_*_networks.py score on: every 4th helen_train face, sorted by name."""
+    from facerecon.training.landmark_data import held_out_photos
+    folder = eval_dir / "300w-helen-afw" / "helen_train"
+    names = sorted(p.with_suffix(".jpg") for p in folder.glob("*.pts"))
+    held = held_out_photos(folder, 4)
+    assert held == set(names[::4]) and len(held) == (len(names) + 3) // 4
+    assert held_out_photos(folder, 0) == set()

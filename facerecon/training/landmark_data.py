@@ -98,16 +98,26 @@ def real_faces(folder: Path, holdout_every: int = 0) -> list[RealFace]:
     """Every hand-marked face of ``folder`` (300-W layout) that the teacher finds, with its marks
     unless ``holdout_every`` holds them out (0: every face keeps them)."""
     from ..evaluation.datasets import ibug300w
+    held_out = held_out_photos(folder, holdout_every)
     faces = []
     with LandmarkEstimator(refiner_file=None) as estimator:
-        for i, sample in enumerate(ibug300w(folder.parent, subsets=(folder.name,))):
+        for sample in ibug300w(folder.parent, subsets=(folder.name,)):
             image = load_image(sample.image_path)
             found = estimator.estimate(image, box_detection(sample.box))
             if found is not None:
-                held_out = holdout_every and i % holdout_every == 0
                 faces.append(RealFace(sample.image_path, landmark_roi(found.points),
-                                      None if held_out else sample.points + 0.5))
+                                      None if sample.image_path in held_out else sample.points + 0.5))
     return faces
+
+
+def held_out_photos(folder: Path, every: int) -> set[Path]:
+    """The photos of ``folder`` (300-W layout) that training keeps out: every ``every``-th face,
+    sorted by name (0: none). Their marks train nothing and they are never re-posed, so what is
+    calibrated or validated on them afterwards has faces the network never saw."""
+    from ..evaluation.datasets import ibug300w
+    if not every:
+        return set()
+    return {s.image_path for s in ibug300w(folder.parent, subsets=(folder.name,))[::every]}
 
 
 class MarkPlacement(NamedTuple):

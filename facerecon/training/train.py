@@ -188,12 +188,13 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
         dataset = VolumeFaces(textures, settings, seed, int(mcfg.get("depth_bins", 64)))
         loss_fn = volume_loss
     elif kind == "landmarks":
-        from .landmark_data import (LandmarkFaces, RealMarks, evaluate_landmarks, landmark_loss, landmarks_only,
-                                    marks_from_dense, real_faces)
+        from .landmark_data import (LandmarkFaces, RealMarks, evaluate_landmarks, held_out_photos, landmark_loss,
+                                    landmarks_only, marks_from_dense, real_faces)
         from .onnx_module import OnnxModule
         real_marks = RealMarks.from_config(marks_config)
         holdout = real_marks.holdout_every if real_marks else 0
-        real = real_faces(shared_dir() / "eval" / "300w-helen-afw" / "helen_train", holdout) if real_every else []
+        helen_train = shared_dir() / "eval" / "300w-helen-afw" / "helen_train"
+        real = real_faces(helen_train, holdout) if real_every else []
         console.print(f"{len(real)} real HELEN training crops, one sample in {real_every}" if real else "synthetic only")
         if real_marks and real:
             console.print(f"{sum(f.marks is not None for f in real)} of them with their hand-marked points "
@@ -202,9 +203,12 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
         if repose.every:
             folders = [shared_dir() / f for f in repose.photos]
             reposed = fit_photos(folders, Path(repose.cache or out / "repose"), repose, console)
+            held_out = held_out_photos(helen_train, holdout)
+            reposed = [f for f in reposed if f.photo not in held_out]
             if not reposed:
                 raise FaceReconError(f"data.repose_every: no usable face in {', '.join(map(str, folders))}")
-            console.print(f"{len(reposed)} fitted real faces, one sample in {repose.every} re-posed")
+            console.print(f"{len(reposed)} fitted real faces (held-out photos left out), one sample in "
+                          f"{repose.every} re-posed")
         dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose,
                                 marks=real_marks)
         loss_fn = landmark_loss
