@@ -1,14 +1,14 @@
 """``auto``: ``fit`` for faces turned less than ``DENSE_FROM_YAW``, ``dense`` for faces turned more.
 
-Face Mesh's points (``fit``) are the better ones on real, hand-marked photos of faces up to 40
-degrees of yaw (the helen_train faces the network's training held out: 68-point NME 5-7 % below
-``dense``'s in every 10-degree bin), but
-they break down on turned faces, where the dense network's fixed surface points hold (synthetic
-renders of heads the evaluation does not use: ``fit``/``dense`` NME 1.2-1.3x up to 40 degrees,
-1.6x at 40-50, 1.8x at 50-60, 2.6x at 60-70, 7-14x beyond, where Face Mesh often gives up or
-returns a head turned 20-40 degrees too little). The real photos' own ratio where they fill a bin,
-beyond it the renders' ratio scaled by the real photos' (0.70 of it where both have faces),
-crosses 1 at 40 degrees: ``scripts/calibrate_auto_method.py --every 4``.
+Face Mesh's points (``fit``) are the better ones on real, hand-marked photos of faces up to about
+35 degrees of yaw (the helen_train faces the network's training held out: 68-point NME 1-6 % below
+``dense``'s in every 10-degree bin), but they break down on turned faces, where the dense
+network's fixed surface points hold (synthetic renders of heads the evaluation does not use:
+``fit``/``dense`` NME 1.3x up to 40 degrees, 1.6x at 40-50, 1.9x at 50-60, 3.2x at 60-70, 7-14x
+beyond, where Face Mesh often gives up or returns a head turned 20-40 degrees too little). The
+real photos' own ratio where they fill a bin, beyond it the renders' ratio scaled by the real
+photos' (0.75 of it where both have faces), crosses 1 at 36.3 degrees for the fifth-stage network:
+``scripts/calibrate_auto_method.py --every 4``.
 
 The yaw that decides is the dense network's: its points posed on the mean head by PnP (a
 millisecond). The network's first pass alone decides the faces well inside the switch, so a
@@ -31,7 +31,7 @@ from . import dense as dense_fit
 from .dense import DenseLandmarkFit
 from .fit import LandmarkFit
 
-DENSE_FROM_YAW = 40.0   # degrees; calibrated by scripts/calibrate_auto_method.py (module docstring)
+DENSE_FROM_YAW = 36.0   # degrees; calibrated by scripts/calibrate_auto_method.py (module docstring)
 # The dense network's first pass alone decides faces this far inside the switch: its yaw is within
 # 5.9 degrees of the whole estimate's for 99 % of the calibration faces
 # (scripts/calibrate_auto_method.py). The rest, and crops it is unsure of, get the whole estimate.
