@@ -250,7 +250,7 @@ def serve(
 @app.command()
 def evaluate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, plots).")],
-    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", help="aflw, aflw2000, photos68, 300w, synthetic, scan, hard, speed, multiview, kira, headscan (repeatable; default all).")] = None,
+    protocols: Annotated[Optional[list[str]], typer.Option("--protocol", help="aflw, aflw2000, photos68, 300w, synthetic, scan, hard, speed, multiview, kira, headscan, objects (repeatable; default all).")] = None,
     methods: Annotated[str, typer.Option(help="Reconstruction methods, comma-separated.")] = methods.DEFAULT_METHOD,
     smoke: Annotated[bool, typer.Option("--smoke", help="A quick run on a few samples per protocol.")] = False,
     identities: Annotated[Optional[int], typer.Option(help="Synthetic identities (default 20; smoke 2).")] = None,

@@ -16,6 +16,7 @@ from .hard_protocol import hard  # noqa: E402
 from .headscan_protocol import headscan_protocol  # noqa: E402
 from .identity_protocol import kira_protocol  # noqa: E402
 from .multiview_protocol import multiview_protocol  # noqa: E402
+from .objects_protocol import objects_protocol  # noqa: E402
 from .protocols import (Context, ProtocolResult, aflw, aflw2000, ibug300w_protocol, photos68_protocol,  # noqa: E402
                         speed, synthetic_protocol)
 from .report import write_report  # noqa: E402
@@ -25,6 +26,7 @@ PROTOCOLS: dict[str, Callable[[Context], ProtocolResult]] = {
     "aflw": aflw, "aflw2000": aflw2000, "photos68": photos68_protocol, "300w": ibug300w_protocol,
     "synthetic": synthetic_protocol, "scan": scan_protocol, "hard": hard, "speed": speed,
     "multiview": multiview_protocol, "kira": kira_protocol, "headscan": headscan_protocol,
+    "objects": objects_protocol,
 }
 
 
