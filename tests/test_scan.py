@@ -22,6 +22,8 @@ from facerecon.scan.depth import DepthSettings, _mean_of_largest
 from facerecon.scan.fusion import FusionSettings
 from facerecon.scan.views import Views
 
+from conftest import require_data
+
 pytest.importorskip("xatlas")
 SIZE, FOCAL, DISTANCE_CM = 192, 330.0, 60.0
 SETTINGS = ScanSettings(max_side=SIZE, dense_side=SIZE, texture_size=256, depth=DepthSettings(planes=64),
@@ -149,6 +151,16 @@ def test_views_that_do_not_overlap_are_refused(tmp_path):
     out = tmp_path / "out"
     line = _one_error_line(runner.invoke(app, ["scan", *paths, "-o", str(out)]))
     assert "do not overlap" in line and not out.exists()
+
+
+def test_a_person_turning_before_a_still_camera_is_pointed_to_the_joint_fit(eval_dir, tmp_path):
+    """keentools-kira: the person turns, the background changes, so no view registers; the photos
+    show a face, and the one line says what to do instead."""
+    pytest.importorskip("pycolmap")
+    kira = require_data(eval_dir / "multiview" / "keentools-kira", "keentools-kira photos")
+    out = tmp_path / "out"
+    line = _one_error_line(runner.invoke(app, ["scan", str(kira), "-o", str(out), "--max-side", "480"]))
+    assert "registered" in line and "--same-person" in line and not out.exists()
 
 
 def test_missing_pycolmap_names_the_extra(tmp_path, monkeypatch):

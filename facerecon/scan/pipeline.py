@@ -19,7 +19,7 @@ from .bake import TexturedMesh, bake, rasterize_view
 from .cameras import CameraSet, apply_known, find_known_cameras, structure_from_motion
 from .depth import DepthSettings, dense_depth
 from .fusion import FusionSettings, Subject, find_subject, fuse, subject_points, vertex_support
-from .human import HeadFitSettings, ScannedHead, head_for_scan, head_scale
+from .human import HUMAN_VIEW_SHARE, HeadFitSettings, ScannedHead, head_for_scan, head_scale
 from .motion import still_stretch
 from .scale import ARBITRARY, Scale, length_scale, marker_scale
 from .views import MIN_VIEWS, Views, load_views
@@ -151,6 +151,14 @@ def cat_faces(views: Views) -> list[dict]:
     return found
 
 
+def shows_faces(views: Views) -> bool:
+    """Whether the face detector finds a face in more than ``HUMAN_VIEW_SHARE`` of the views."""
+    from ..detect import FaceDetector
+    with FaceDetector() as detector:
+        found = sum(bool(detector.detect(image, 1)) for image in views.images)
+    return found > HUMAN_VIEW_SHARE * len(views)
+
+
 def prepare(inputs: list[Path], settings: ScanSettings = ScanSettings(), log=lambda line: None) -> tuple[Views, CameraSet]:
     """Read the views and find their cameras (a camera file beside the photos, else SfM)."""
     if settings.subject not in SUBJECTS:
@@ -163,7 +171,14 @@ def prepare(inputs: list[Path], settings: ScanSettings = ScanSettings(), log=lam
     if known is not None:
         log(f"cameras: {known.path.name}")
         return views, apply_known(known, views)
-    cameras = structure_from_motion(views, log)
+    try:
+        cameras = structure_from_motion(views, log)
+    except ScanInputError as exc:
+        if settings.subject in ("auto", "human") and views.source == "photos" and shows_faces(views):
+            raise ScanInputError(f"{exc}. They show a face: where a person turned before a still camera the "
+                                 "head, not the room, must be the rigid object, and skin gives too little to match "
+                                 "on it; `facerecon reconstruct --same-person` fits one head to such photos") from None
+        raise
     # a clip's cameras come from what holds still: check that the subject is part of it
     return views, still_stretch(views, cameras, log) if views.source == "video" else cameras
 
