@@ -271,3 +271,24 @@ def test_mean_of_largest_is_the_mean_of_the_k_best_scores(n, k):
     values = rng.choice(np.linspace(-1, 1, 7, dtype=np.float32), size=(n, 9, 11))   # many ties
     expected = np.sort(values, axis=0)[::-1][:k].mean(0)
     np.testing.assert_allclose(_mean_of_largest(values, k), expected, rtol=0, atol=1e-6)
+
+
+def test_the_subjects_pieces_are_kept_and_things_beside_it_dropped():
+    """The largest piece stays with the pieces that nearly touch it (a subject with holes); a piece
+    as large that stands apart (a frame on the wall beside it) and specks are dropped."""
+    import trimesh
+
+    from facerecon.scan.fusion import subject_pieces
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+    upper = sphere.triangles_center[:, 2] > 0.05                      # the sphere in two halves, a gap between
+    halves = [trimesh.Trimesh(sphere.vertices, sphere.faces[m], process=False) for m in (upper, ~upper & (sphere.triangles_center[:, 2] < -0.05))]
+    beside = trimesh.creation.icosphere(subdivisions=3, radius=0.6).apply_translation([4.0, 0, 0])
+    speck = trimesh.creation.icosphere(subdivisions=0, radius=0.05).apply_translation([0, 0, 1.1])
+    parts = [*halves, beside, speck]
+    mesh = trimesh.util.concatenate(parts)
+    kept = subject_pieces(mesh)
+    counts = np.cumsum([0] + [len(p.faces) for p in parts])
+    assert kept[counts[0]:counts[2]].all()                 # both halves
+    assert not kept[counts[2]:counts[3]].any()             # 8 % of the faces, 2.4 radii away
+    assert not kept[counts[3]:].any()                      # too small
+    assert len(beside.faces) > 0.05 * len(mesh.faces)
