@@ -43,7 +43,8 @@ def score(run: Reconstructor, turn, image, detection, camera, truth, norm) -> tu
     dense = turn.dense.place(image, detection)
     if dense is None:
         return None
-    scores = {"glance_yaw": abs(turn.yaw(turn.dense.estimator.glance(image, detection).points, camera))}
+    scores = {"glance_yaw": abs(turn.yaw(turn.dense.estimator.glance(image, detection).points, camera)),
+              "first_fit_yaw": abs(turn.dense.fitter.fit(dense.points, camera).angles[0])}
     for method in METHODS:
         face = reconstruct(run, method, image, detection, camera)
         scores[method] = np.nan if face is None else nme(face.landmarks68()[0], truth, norm)
@@ -105,6 +106,9 @@ def main() -> None:
     gaps = [abs(s["glance_yaw"] - yaw) for yaw, s in real_rows + rendered_rows if yaw < 75.0]
     print(f"first-pass yaw against the whole estimate's (faces within 75 degrees): median gap "
           f"{np.median(gaps):.1f}, 99th percentile {np.percentile(gaps, 99):.1f}, largest {max(gaps):.1f} degrees")
+    fit_gaps = [abs(s["first_fit_yaw"] - yaw) for yaw, s in real_rows + rendered_rows]
+    print(f"dense's first fit's yaw against the PnP yaw (all faces; dense.FRONTAL_YAW_MARGIN): median gap "
+          f"{np.median(fit_gaps):.1f}, largest {max(fit_gaps):.1f} degrees")
     print("yaw bin  real faces  real fit/dense NME (%)  ratio   renders  render fit/dense NME (%)  ratio")
     for centre in sorted(set(real) | set(rendered)):
         r, s = real.get(centre), rendered.get(centre)

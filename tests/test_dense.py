@@ -40,6 +40,28 @@ def test_dense_reconstructs_with_fixed_surface_points(run, photo):
     assert abs(ours[2] - theirs[2]) < 0.08 * theirs[2]
 
 
+def test_a_frontal_face_is_fitted_once_with_the_frontal_settings(run, photo, monkeypatch):
+    """The PnP yaw decides faces clear of FRONTAL_BELOW_YAW: the example's face is fitted once, with
+    the weaker prior, to the same head the fitted yaw's rule gives; near the line the first fit
+    decides, as before."""
+    method = run.get_method("dense")
+    (det,) = run.detect(photo).faces
+    camera = run.camera_for(photo)
+    landmarks = method.estimator.estimate(photo, det)
+    assert abs(method.yaw(landmarks.points, camera)) < dense.FRONTAL_BELOW_YAW - dense.FRONTAL_YAW_MARGIN
+    calls = []
+    for name in ("fitter", "frontal_fitter"):
+        fitter = getattr(method, name)
+        monkeypatch.setattr(fitter, "fit", lambda *a, _fit=fitter.fit, _name=name: calls.append(_name) or _fit(*a))
+    once = method.fit_landmarks(landmarks, camera)
+    assert calls == ["frontal_fitter"]
+    calls.clear()
+    monkeypatch.setattr(dense, "FRONTAL_YAW_MARGIN", 90.0)     # every face near the line
+    twice = method.fit_landmarks(landmarks, camera)
+    assert calls == ["fitter", "frontal_fitter"]
+    np.testing.assert_allclose(once.identity, twice.identity, atol=1e-6)
+
+
 def test_unsure_network_falls_back_to_face_mesh(run, photo, monkeypatch):
     monkeypatch.setattr(dense, "MIN_PRESENCE", 1.01)    # no crop is ever sure enough
     (det,) = run.detect(photo).faces

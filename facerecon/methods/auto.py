@@ -7,7 +7,7 @@ network's fixed surface points hold (synthetic renders of heads the evaluation d
 ``fit``/``dense`` NME 1.3x up to 40 degrees, 1.6x at 40-50, 1.9x at 50-60, 3.2x at 60-70, 7-14x
 beyond, where Face Mesh often gives up or returns a head turned 20-40 degrees too little). The
 real photos' own ratio where they fill a bin, beyond it the renders' ratio scaled by the real
-photos' (0.75 of it where both have faces), crosses 1 at 36.3 degrees for the fifth-stage network:
+photos' (0.75 of it where both have faces), crosses 1 at 35.3 degrees for the sixth-stage network:
 ``scripts/calibrate_auto_method.py --every 4``.
 
 The yaw that decides is the dense network's: its points posed on the mean head by PnP (a
@@ -17,21 +17,17 @@ frontal face costs one extra network pass.
 from __future__ import annotations
 
 import time
-from functools import cached_property
 
-import cv2
 import numpy as np
 
-from ..camera import Camera, angles_from_rotation
+from ..camera import Camera
 from ..detect import Detection
-from ..geometry import surface_points
-from ..landmarks import dense_surface_points
 from . import BaseMethod, Estimate, Shared
 from . import dense as dense_fit
 from .dense import DenseLandmarkFit
 from .fit import LandmarkFit
 
-DENSE_FROM_YAW = 36.0   # degrees; calibrated by scripts/calibrate_auto_method.py (module docstring)
+DENSE_FROM_YAW = 35.0   # degrees; calibrated by scripts/calibrate_auto_method.py (module docstring)
 # The dense network's first pass alone decides faces this far inside the switch: its yaw is within
 # 5.9 degrees of the whole estimate's for 99 % of the calibration faces
 # (scripts/calibrate_auto_method.py). The rest, and crops it is unsure of, get the whole estimate.
@@ -40,18 +36,12 @@ GLANCE_MARGIN = 10.0
 
 class TurnAwareFit(BaseMethod):
     name = "auto"
-    network_attributes = ("mean_points",)
+    network_attributes = ()
 
     def __init__(self, shared: Shared):
         super().__init__(shared)
         self.face_mesh = LandmarkFit(shared)
         self.dense = DenseLandmarkFit(shared)
-
-    @cached_property
-    def mean_points(self) -> np.ndarray:
-        """(468, 3) float64 cm: the dense network's points on the mean head (model frame)."""
-        vertices, bary = dense_surface_points()
-        return surface_points(self.model.shape().astype(np.float64), vertices, bary)
 
     def load(self) -> None:
         super().load()
@@ -61,10 +51,7 @@ class TurnAwareFit(BaseMethod):
         self.dense.close()
 
     def yaw(self, points: np.ndarray, camera: Camera) -> float:
-        """Degrees of yaw of the mean head posed onto the dense points ``points`` (468, 2+) px."""
-        ok, rvec, _ = cv2.solvePnP(self.mean_points, points[:, :2].astype(np.float64), camera.matrix,
-                                   None, flags=cv2.SOLVEPNP_SQPNP)
-        return angles_from_rotation(cv2.Rodrigues(rvec)[0])[0] if ok else 0.0
+        return self.dense.yaw(points, camera)
 
     def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
         t0 = time.perf_counter()

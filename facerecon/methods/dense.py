@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from functools import cached_property
 
+import cv2
 import numpy as np
 
-from ..camera import Camera
+from ..camera import Camera, angles_from_rotation
 from ..detect import Detection
+from ..geometry import surface_points
 from ..fit import Correspondence, Fitter, FitResult, FitSettings
 from ..landmarks import DENSE_MODEL_FILE, LandmarkEstimator, Landmarks, dense_surface_points
 from . import BaseMethod, Estimate, Shared
@@ -21,17 +23,21 @@ from .fit import LandmarkFit
 FIT_SETTINGS = FitSettings(identity_modes=100)
 # Frontal faces (fitted yaw under FRONTAL_BELOW_YAW) are refitted with the identity held to the prior
 # 8x more weakly: on the calibration data that measured better at every step down to 2.5e-4 for
-# them (helen_train held-out NME 4.88 -> 4.72 %, renders' dense RMSE 4.35 -> 4.28 mm) and no better
-# for renders turned 40 degrees or more (4.43 -> 4.45 mm), whose landmarks are noisier
-# (scripts/calibrate_dense_prior.py, docs/landmarks.md).
+# them (sixth-stage network: helen_train held-out NME 4.85 -> 4.68 %, renders' dense RMSE 4.34 ->
+# 4.27 mm; 1.25e-4 within 0.5 % of it) and no better for renders turned 40 degrees or more (4.40 ->
+# 4.43 mm), whose landmarks are noisier (scripts/calibrate_dense_prior.py, docs/landmarks.md).
 FRONTAL_FIT_SETTINGS = FitSettings(identity_modes=100, identity_prior=2.5e-4)
 FRONTAL_BELOW_YAW = 40.0
+# The mean head posed on the network's points by PnP gives the yaw within 4.4 degrees of the first
+# fit's on every calibration face (scripts/calibrate_auto_method.py prints the gap), so only faces
+# this near FRONTAL_BELOW_YAW need the first fit to choose their settings: the others are fitted once.
+FRONTAL_YAW_MARGIN = 5.0
 MIN_PRESENCE = 0.5      # below this face-presence probability the network's crop is not trusted
 
 
 class DenseLandmarkFit(BaseMethod):
     name = "dense"
-    network_attributes = ("estimator", "fitter", "frontal_fitter")
+    network_attributes = ("estimator", "fitter", "frontal_fitter", "mean_points")
 
     def __init__(self, shared: Shared):
         super().__init__(shared)
@@ -48,6 +54,19 @@ class DenseLandmarkFit(BaseMethod):
     @cached_property
     def frontal_fitter(self) -> Fitter:
         return Fitter(self.model, FRONTAL_FIT_SETTINGS, correspondence=dense_correspondence())
+
+    @cached_property
+    def mean_points(self) -> np.ndarray:
+        """(468, 3) float64 cm: the network's points on the mean head (model frame)."""
+        vertices, bary = dense_surface_points()
+        return surface_points(self.model.shape().astype(np.float64), vertices, bary)
+
+    def yaw(self, points: np.ndarray, camera: Camera) -> float:
+        """Degrees of yaw of the mean head posed onto the network's points ``points`` (468, 2+) px
+        (PnP: a millisecond, against a fit's ten)."""
+        ok, rvec, _ = cv2.solvePnP(self.mean_points, points[:, :2].astype(np.float64), camera.matrix,
+                                   None, flags=cv2.SOLVEPNP_SQPNP)
+        return angles_from_rotation(cv2.Rodrigues(rvec)[0])[0] if ok else 0.0
 
     def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
         landmarks = self.estimator.estimate(image, detection)
@@ -73,7 +92,11 @@ class DenseLandmarkFit(BaseMethod):
         """The model fitted to the network's points, all weighted alike: weighting them by their
         predicted sigma (1 / sigma^2, held within 1.5-10x of the median) scored worse on the
         calibration data (docs/landmarks.md), so the sigmas are reported, not used. A frontal face
-        is fitted again with the weaker identity prior (FRONTAL_FIT_SETTINGS)."""
+        (the fitted yaw under FRONTAL_BELOW_YAW) is fitted with the weaker identity prior
+        (FRONTAL_FIT_SETTINGS); the PnP yaw decides where it is clear of that by the margin."""
+        yaw = abs(self.yaw(landmarks.points, camera))
+        if abs(yaw - FRONTAL_BELOW_YAW) > FRONTAL_YAW_MARGIN:
+            return (self.frontal_fitter if yaw < FRONTAL_BELOW_YAW else self.fitter).fit(landmarks.points, camera)
         fit = self.fitter.fit(landmarks.points, camera)
         if abs(fit.angles[0]) < FRONTAL_BELOW_YAW:
             fit = self.frontal_fitter.fit(landmarks.points, camera)
