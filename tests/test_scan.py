@@ -274,8 +274,9 @@ def test_mean_of_largest_is_the_mean_of_the_k_best_scores(n, k):
 
 
 def test_the_subjects_pieces_are_kept_and_things_beside_it_dropped():
-    """The largest piece stays with the pieces that nearly touch it (a subject with holes); a piece
-    as large that stands apart (a frame on the wall beside it) and specks are dropped."""
+    """The largest piece stays with the pieces that reach into its ball about the look-at point (a
+    subject with holes); a piece as large that stands apart (a frame on the wall beside it) and
+    specks are dropped."""
     import trimesh
 
     from facerecon.scan.fusion import subject_pieces
@@ -286,9 +287,9 @@ def test_the_subjects_pieces_are_kept_and_things_beside_it_dropped():
     speck = trimesh.creation.icosphere(subdivisions=0, radius=0.05).apply_translation([0, 0, 1.1])
     parts = [*halves, beside, speck]
     mesh = trimesh.util.concatenate(parts)
-    kept = subject_pieces(mesh)
+    kept = subject_pieces(mesh, np.zeros(3))
     counts = np.cumsum([0] + [len(p.faces) for p in parts])
     assert kept[counts[0]:counts[2]].all()                 # both halves
-    assert not kept[counts[2]:counts[3]].any()             # 8 % of the faces, 2.4 radii away
+    assert not kept[counts[2]:counts[3]].any()             # 8 % of the faces, 3.4 from the look-at point
     assert not kept[counts[3]:].any()                      # too small
     assert len(beside.faces) > 0.05 * len(mesh.faces)

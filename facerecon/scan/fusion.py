@@ -15,7 +15,6 @@ import numba
 import numpy as np
 import trimesh
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from ..errors import ScanInputError, require
 from .cameras import ViewCamera, look_at_point
@@ -34,7 +33,7 @@ class FusionSettings:
     smoothing_iterations: int = 10   # Taubin smoothing of the extracted surface
     max_faces: int = 20_000          # the mesh is decimated to at most this many triangles
     min_piece: float = 0.05          # pieces with less than this share of the faces are dropped
-    piece_gap: float = 0.05          # ... and those farther than this share of the region's size from the largest
+    piece_reach: float = 1.0         # ... and those outside the largest's ball about the look-at point, times this
     # TSDF weight: (cosine of the viewing angle) ** this. The surface's median error on calibration
     # head 500 (12 / 24 views, 192 px): 0: 0.84 / 1.15 mm, 1: 0.59 / 0.91, 2: 0.53 / 0.87, 3: 0.48 / 0.91
     angle_power: float = 2.0
@@ -234,7 +233,7 @@ def fuse(maps: list[DepthMap], subject: Subject, settings: FusionSettings = Fusi
                                                  for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     verts, faces, _, _ = measure.marching_cubes(tsdf, 0.0, spacing=(voxel,) * 3, mask=cubes)
     mesh = trimesh.Trimesh(verts + subject.lower + 0.5 * voxel, faces, process=True)
-    return clean(mesh, settings)
+    return clean(mesh, subject.centre, settings)
 
 
 def vertex_support(vertices: np.ndarray, maps: list[DepthMap], subject: Subject,
@@ -303,28 +302,28 @@ def fill_holes(mesh: trimesh.Trimesh, max_rim: float) -> trimesh.Trimesh:
     return trimesh.Trimesh(np.concatenate([vertices, new_vertices]), np.concatenate([faces, new_faces]), process=False)
 
 
-def subject_pieces(mesh: trimesh.Trimesh, settings: FusionSettings = FusionSettings()) -> np.ndarray:
+def subject_pieces(mesh: trimesh.Trimesh, centre: np.ndarray, settings: FusionSettings = FusionSettings()) -> np.ndarray:
     """(F,) bool: the faces of the subject's pieces. The largest piece is the subject; another piece
-    is part of it when it holds ``min_piece`` of the faces and comes within ``piece_gap`` of the
-    region's size of the largest (a subject with holes falls apart into pieces that nearly touch;
-    things beside it on a shelf or a wall stand apart)."""
+    is part of it when it holds ``min_piece`` of the faces and reaches into the ball about the point
+    the cameras look at (``centre``) that the largest piece fills (a subject with holes falls apart
+    into pieces round that point; things beside it on a shelf or a wall lie outside)."""
     labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
     sizes = np.bincount(labels)
     main = int(np.argmax(sizes))
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    main_tree = cKDTree(vertices[np.unique(faces[labels == main])])
-    gap = settings.piece_gap * float(np.ptp(vertices, axis=0).max())
+    distance = np.linalg.norm(vertices - np.asarray(centre, np.float64), axis=1)
+    reach = settings.piece_reach * distance[np.unique(faces[labels == main])].max()
     keep = np.zeros(len(sizes), bool)
     keep[main] = True
     for piece in np.nonzero(sizes >= settings.min_piece * len(faces))[0]:
-        if piece != main:
-            keep[piece] = main_tree.query(vertices[np.unique(faces[labels == piece])])[0].min() <= gap
+        keep[piece] |= distance[np.unique(faces[labels == piece])].min() <= reach
     return keep[labels]
 
 
-def clean(mesh: trimesh.Trimesh, settings: FusionSettings = FusionSettings()) -> trimesh.Trimesh:
-    """Keep the subject's pieces, fill small holes, smooth (Taubin, which keeps the volume), decimate."""
-    mesh.update_faces(subject_pieces(mesh, settings))
+def clean(mesh: trimesh.Trimesh, centre: np.ndarray, settings: FusionSettings = FusionSettings()) -> trimesh.Trimesh:
+    """Keep the subject's pieces (``subject_pieces``), fill small holes, smooth (Taubin, which keeps
+    the volume), decimate."""
+    mesh.update_faces(subject_pieces(mesh, centre, settings))
     mesh.remove_unreferenced_vertices()
     mesh = fill_holes(mesh, settings.max_hole * float(np.ptp(mesh.vertices, axis=0).max()))
     if settings.smoothing_iterations:
