@@ -303,19 +303,23 @@ def fill_holes(mesh: trimesh.Trimesh, max_rim: float) -> trimesh.Trimesh:
 
 
 def subject_pieces(mesh: trimesh.Trimesh, centre: np.ndarray, settings: FusionSettings = FusionSettings()) -> np.ndarray:
-    """(F,) bool: the faces of the subject's pieces. The largest piece is the subject; another piece
-    is part of it when it holds ``min_piece`` of the faces and reaches into the ball about the point
-    the cameras look at (``centre``) that the largest piece fills (a subject with holes falls apart
-    into pieces round that point; things beside it on a shelf or a wall lie outside)."""
+    """(F,) bool: the faces of the subject's pieces. Of the pieces that hold ``min_piece`` of the
+    faces, the one nearest the point the cameras look at (``centre``) is the subject; another is part
+    of it when it reaches into the ball about that point that the first one fills (a subject with
+    holes falls apart into pieces round that point; things beside it on a shelf or a wall lie
+    outside)."""
     labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
     sizes = np.bincount(labels)
-    main = int(np.argmax(sizes))
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
     distance = np.linalg.norm(vertices - np.asarray(centre, np.float64), axis=1)
+    # the piece nearest the look-at point among the large ones
+    large = np.nonzero(sizes >= settings.min_piece * len(faces))[0]
+    large = large if len(large) else np.arange(len(sizes))
+    main = int(large[np.argmin([distance[np.unique(faces[labels == piece])].min() for piece in large])])
     reach = settings.piece_reach * distance[np.unique(faces[labels == main])].max()
     keep = np.zeros(len(sizes), bool)
     keep[main] = True
-    for piece in np.nonzero(sizes >= settings.min_piece * len(faces))[0]:
+    for piece in large:
         keep[piece] |= distance[np.unique(faces[labels == piece])].min() <= reach
     return keep[labels]
 
