@@ -274,9 +274,9 @@ def test_mean_of_largest_is_the_mean_of_the_k_best_scores(n, k):
 
 
 def test_the_subjects_pieces_are_kept_and_things_beside_it_dropped():
-    """The largest piece stays with the pieces that reach into its ball about the look-at point (a
-    subject with holes); a piece as large that stands apart (a frame on the wall beside it) and
-    specks are dropped."""
+    """The large piece nearest the look-at point stays with the pieces that reach into its ball about
+    that point (a subject with holes); a piece as large that stands apart (a frame on the wall
+    beside it) and specks are dropped."""
     import trimesh
 
     from facerecon.scan.fusion import subject_pieces
