@@ -165,12 +165,17 @@ class Fitter:
         self.mean = np.einsum("lk,lkc->lc", bary, neutral[lookup[verts]])
         # (3, L, S): one matrix product rotates all of it into the camera frame
         self.basis = np.ascontiguousarray(np.einsum("lk,slkc->cls", bary, basis[:, lookup[verts]]))
+        # The Jacobian and its Gram matrix are built in float32 (a third of the float64 time on this
+        # CPU; the normal equations are then solved in float64): on the 39 dense fits of eval/photos
+        # the vertices moved by a median 0.2 micrometres, at most 0.11 mm, in the same iterations.
+        self.basis32 = self.basis.astype(np.float32)
         self.contour_landmarks = corr.contour_landmarks
         cand = corr.contour_candidates
         self.contour_valid = cand >= 0
         cand = lookup[np.where(self.contour_valid, cand, used[0])]
         self.cand_mean = neutral[cand]                                                 # (C, K, 3)
         self.cand_basis = np.ascontiguousarray(np.moveaxis(basis[:, cand], 0, -1))     # (C, K, 3, S)
+        self.cand_basis32 = self.cand_basis.astype(np.float32)
         self.contour_index = np.ix_(np.arange(3), self.contour_landmarks)
         self.cand_basis_2d = self.cand_basis.reshape(-1, self.n_shape)
         self.contour_side = np.sign(self.mean[self.contour_landmarks, 0])
@@ -196,8 +201,11 @@ class Fitter:
         return points, best
 
     def _landmark_basis(self, best: np.ndarray) -> np.ndarray:
-        basis = self.basis.copy()
-        basis[self.contour_index] = self.cand_basis[np.arange(len(best)), best].transpose(1, 0, 2)
+        """(3, L, S) float32 basis of the landmark points with the contour points slid."""
+        if not len(best):
+            return self.basis32
+        basis = self.basis32.copy()
+        basis[self.contour_index] = self.cand_basis32[np.arange(len(best)), best].transpose(1, 0, 2)
         return basis
 
     def _residuals(self, points, rotation, translation, observed, camera, scale):
@@ -215,11 +223,13 @@ class Fitter:
         return np.where(norm <= k, 1.0, k / np.maximum(norm, 1e-12))
 
     def _jacobian(self, cam, translation, rotation, basis, focal) -> np.ndarray:
-        """(2L, 6 + S) derivative of the projected landmarks: rotation increment (left), translation, shape."""
+        """(2L, 6 + S) float32 derivative of the projected landmarks: rotation increment (left),
+        translation, shape (``basis`` (3, L, S) float32), with ``focal`` the focal length over the face size
+        that normalises the residuals."""
         n = len(cam)
-        x, y, z = cam.T
-        rel = cam - translation
-        jac = np.empty((n, 2, 6 + self.n_shape))
+        x, y, z = cam.astype(np.float32).T
+        rel = (cam - translation).astype(np.float32)
+        jac = np.empty((n, 2, 6 + self.n_shape), np.float32)
         inv_z, u, v = focal / z, x / z, y / z
         # d(cam)/d(rotation increment) = -[rel]_x; d(cam)/d(translation) = I
         d_rot = np.stack([np.stack([0 * z, rel[:, 2], -rel[:, 1]], 1),
@@ -230,7 +240,7 @@ class Fitter:
         jac[:, 0, 3:6] = np.stack([inv_z, 0 * z, -inv_z * u], 1)
         jac[:, 1, 3:6] = np.stack([0 * z, inv_z, -inv_z * v], 1)
         # the shape basis rotated into the camera frame, one row of the rotation at a time
-        rb = (rotation @ basis.reshape(3, -1)).reshape(basis.shape)
+        rb = (rotation.astype(np.float32) @ basis.reshape(3, -1)).reshape(basis.shape)
         jac[:, 0, 6:] = inv_z[:, None] * (rb[0] - u[:, None] * rb[2])
         jac[:, 1, 6:] = inv_z[:, None] * (rb[1] - v[:, None] * rb[2])
         return jac.reshape(2 * n, -1)
@@ -359,13 +369,14 @@ class Fitter:
             for v, (best, res, cam) in enumerate(state):
                 if v < n_views:
                     jac = self._jacobian(cam, translations[v], rotations[v], self._landmark_basis(best),
-                                         cameras[v].focal) / scales[v]
-                    wj = jac * (weights[v] * np.repeat(robust[v], 2))[:, None]
+                                         np.float32(cameras[v].focal / scales[v]))
+                    wj = jac * (weights[v] * np.repeat(robust[v], 2)).astype(np.float32)[:, None]
                 else:
                     jac = self._surface_jacobian(cam, translations[v], rotations[v], dense[1], surface, log_scale)
                     wj = jac * robust[v][:, None]
                 cols = local if v < n_views else local_surface
-                hess, grad = wj.T @ jac, wj.T @ res.ravel()
+                hess = (wj.T @ jac).astype(np.float64)
+                grad = (wj.T @ res.ravel().astype(np.float32)).astype(np.float64)
                 h_ii += hess[np.ix_(ident, ident)]
                 g_i += grad[ident]
                 h_il.append(hess[np.ix_(ident, cols)])

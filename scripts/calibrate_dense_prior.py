@@ -6,11 +6,13 @@ not use (``first=100``: 68-point NME by the box and the dense RMSE of the fitted
 ``calibrate_auto_method.py`` makes them. The table is in docs/landmarks.md.
 
     python scripts/calibrate_dense_prior.py [--every 4] [--identities 8] [--setting identity_prior]
-                                           [--values 2e-3,1e-3,5e-4]
+                                           [--values 2e-3,1e-3,5e-4] [--both]
 
 ``--setting``: any ``FitSettings`` field, swept around ``methods.dense.FIT_SETTINGS`` (each face
 fitted once per value, whatever its yaw); the last column splits the renders at
 ``dense.FRONTAL_BELOW_YAW``, below which ``dense`` refits with ``FRONTAL_FIT_SETTINGS``.
+``--both``: the value replaces the setting in both of ``dense``'s fitters and each face is fitted
+as ``dense`` fits it (the frontal split kept): for settings both share, such as ``iterations``.
 """
 from __future__ import annotations
 
@@ -30,15 +32,23 @@ from facerecon.pipeline import Reconstructor
 
 
 def scores(run, fitters, image, detection, camera, truth68, norm, vertices=None) -> dict[float, tuple[float, float, float]]:
-    """Setting value -> (68-point NME, dense RMSE mm or nan, fitted |yaw| degrees) for one face."""
+    """Setting value -> (68-point NME, dense RMSE mm or nan, fitted |yaw| degrees) for one face.
+    ``fitters``: value -> a Fitter (every face fitted by it) or a (fitter, frontal fitter) pair
+    (``dense``'s own choice between them)."""
     out = {}
     plain = dense.DenseLandmarkFit.fit_landmarks
+    method = run.get_method("dense")
     for prior, fitter in fitters.items():
-        dense.DenseLandmarkFit.fit_landmarks = lambda self, marks, cam, f=fitter: f.fit(marks.points, cam)
+        if isinstance(fitter, tuple):
+            method.__dict__.update(fitter=fitter[0], frontal_fitter=fitter[1])
+        else:
+            dense.DenseLandmarkFit.fit_landmarks = lambda self, marks, cam, f=fitter: f.fit(marks.points, cam)
         try:
             face = reconstruct(run, "dense", image, detection, camera)
         finally:
             dense.DenseLandmarkFit.fit_landmarks = plain
+            for name in ("fitter", "frontal_fitter"):
+                method.__dict__.pop(name, None)
         if face is None or face.fit.extra.get("method") != "dense":
             out[prior] = (np.nan, np.nan, np.nan)
             continue
@@ -53,11 +63,17 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=8)
     parser.add_argument("--setting", default="identity_prior")
     parser.add_argument("--values", default="2e-3,1e-3,5e-4,2.5e-4,1.25e-4,6e-5")
+    parser.add_argument("--both", action="store_true", help="set it in both of dense's fitters, keep its frontal split")
     args = parser.parse_args()
     run = Reconstructor()
     fixed = dense.dense_correspondence()
-    fitters = {float(v): Fitter(run.model, replace(dense.FIT_SETTINGS, **{args.setting: float(v)}), correspondence=fixed)
-               for v in args.values.split(",")}
+    kind = type(getattr(dense.FIT_SETTINGS, args.setting))
+
+    def fitter(settings, value):
+        return Fitter(run.model, replace(settings, **{args.setting: kind(value)}), correspondence=fixed)
+
+    fitters = {kind(v): (fitter(dense.FIT_SETTINGS, v), fitter(dense.FRONTAL_FIT_SETTINGS, v)) if args.both
+               else fitter(dense.FIT_SETTINGS, v) for v in args.values.split(",")}
     real = [scores(run, fitters, *face) for face in helen_faces(args.every)]
     with tempfile.TemporaryDirectory() as tmp:
         rendered = [scores(run, fitters, *face) for face in render_faces(run, args.identities, Path(tmp))]
