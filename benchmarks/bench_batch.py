@@ -1,8 +1,9 @@
 """facerecon batch throughput: faces per second with 1 and 2 local workers and with Ray.
 
-    python benchmarks/bench_batch.py [--ray-workers 2] [--texture-size 1024]
+    python benchmarks/bench_batch.py [--ray-workers 2] [--texture-size 1024] [--passes 1] [--no-ray]
 
-Input: every photo in <shared>/eval/photos, full outputs (OBJ + GLB + PLY, overlay). For each
+Input: every photo in <shared>/eval/photos (``--passes N``: each of them N times, linked into N
+folders, for a longer steady state), full outputs (OBJ + GLB + PLY, overlay). For each
 engine: faces/s over the whole run (worker start-up and model loading included) and in steady
 state (from when every worker has finished its first photo, which pays for first-call
 compilation, to the last), scaling efficiency = rate(N workers) / (N * rate(1 worker)),
@@ -21,11 +22,26 @@ from facerecon.batch.runner import run_batch
 from facerecon.options import ReconstructOptions
 
 
-def measure(engine: str, workers: int, options: ReconstructOptions) -> dict:
+def photo_folder(tmp: Path, passes: int) -> Path:
+    """<shared>/eval/photos itself, or a folder holding ``passes`` linked copies of it."""
+    photos = shared_dir() / "eval" / "photos"
+    if passes == 1:
+        return photos
+    for k in range(passes):
+        for photo in photos.rglob("*"):
+            if photo.is_file():
+                link = tmp / f"pass{k}" / photo.relative_to(photos)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(photo)
+    return tmp
+
+
+def measure(engine: str, workers: int, options: ReconstructOptions, passes: int) -> dict:
     finished: list[tuple[float, Record]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp_in, tempfile.TemporaryDirectory() as tmp:
+        source = photo_folder(Path(tmp_in), passes)
         t0 = time.perf_counter()
-        summary = run_batch(shared_dir() / "eval" / "photos", Path(tmp), options, workers, engine,  # type: ignore[arg-type]
+        summary = run_batch(source, Path(tmp), options, workers, engine,  # type: ignore[arg-type]
                             on_record=lambda r: finished.append((time.perf_counter(), r)))
         total = time.perf_counter() - t0
     first_per_worker: dict[int, float] = {}
@@ -46,9 +62,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ray-workers", type=int, default=2)
     parser.add_argument("--texture-size", type=int, default=1024)
+    parser.add_argument("--passes", type=int, default=1, help="run the photo set this many times over")
+    parser.add_argument("--no-ray", action="store_true", help="the local engine only")
     args = parser.parse_args()
+    if args.passes < 1:
+        parser.error("--passes must be at least 1")
     options = ReconstructOptions(texture_size=args.texture_size)
-    rows = [measure("local", 1, options), measure("local", 2, options), measure("ray", args.ray_workers, options)]
+    rows = [measure("local", 1, options, args.passes), measure("local", 2, options, args.passes)]
+    if not args.no_ray:
+        rows.append(measure("ray", args.ray_workers, options, args.passes))
     base, base_steady = rows[0]["rate"], rows[0]["steady"]
     print(f"{'engine':10} {'photos':>6} {'faces':>5} {'failed':>6} {'time s':>7} {'faces/s':>8} "
           f"{'steady':>7} {'eff':>5} {'eff st':>6}  worker RSS MB")

@@ -121,10 +121,12 @@ class LandmarkEstimator:
     def __init__(self, model_file: str = MODEL_FILE, refiner_file: str | None = REFINER_FILE) -> None:
         self._net = _session(model_file)
         self._refiner = None if refiner_file is None else _session(refiner_file)
-        # Without a refiner beside it, the net runs a crop and its mirror side by side on a spare core
-        # (4.6 -> about 2.3 ms for the pair on this CPU; two intra-op threads on one batch of 2 gave
-        # 3.4 ms, and their spinning slowed the calls that followed).
-        self._pair_pool = ThreadPoolExecutor(1) if refiner_file is None and _spare_core() else None
+        # One side thread: the refiner's pass beside the plain net's; without a refiner, the net's
+        # pass on the mirror beside the crop's, where a core is spare (4.6 -> about 2.3 ms for the pair
+        # on this CPU; two intra-op threads on one batch of 2 gave 3.4 ms, and their spinning slowed
+        # the calls that followed).
+        self._mirror_beside = refiner_file is None and _spare_core()
+        self._side = ThreadPoolExecutor(1) if self._refiner is not None or self._mirror_beside else None
 
     def __enter__(self) -> "LandmarkEstimator":
         return self
@@ -133,28 +135,29 @@ class LandmarkEstimator:
         self.close()
 
     def close(self) -> None:
-        """Stops the mirror's thread (ONNX Runtime frees the sessions with the object)."""
-        if self._pair_pool is not None:
-            self._pair_pool.shutdown()
+        """Stops the side thread (ONNX Runtime frees the sessions with the object)."""
+        if self._side is not None:
+            self._side.shutdown()
 
     def estimate(self, image_rgb: np.ndarray, detection: Detection) -> Landmarks | None:
         """Landmarks of the face in ``detection``; None if the network finds no face there."""
         image = as_rgb8(image_rgb)
         first, first_presence = None, -1.0
         for scale in DETECTION_ROI_SCALES:
-            points, presence, _ = self._run(image, detection_roi(detection, scale), mirror=False)
+            roi = detection_roi(detection, scale)
+            points, presence, _ = self._run(crop_batch(image, roi, mirror=False), roi)
             if presence > first_presence:
                 first, first_presence = points, presence
             if presence >= CONFIDENT_PRESENCE:
                 break
         roi = landmark_roi(first)
+        batch = crop_batch(image, roi, mirror=True)
         if self._refiner is None:
-            points, presence, sigma = self._run(image, roi, mirror=True)
-        else:
-            with ThreadPoolExecutor(1) as pool:   # the refiner beside the plain net (ONNX Runtime releases the GIL)
-                refined = pool.submit(self._run, image, roi, True, self._refiner)
-                _, presence, _ = self._run(image, roi, mirror=True)
-                points, sigma = refined.result()[0], None
+            points, presence, sigma = self._run(batch, roi)
+        else:   # the refiner beside the plain net (ONNX Runtime releases the GIL)
+            refined = self._side.submit(self._run, batch, roi, self._refiner)
+            _, presence, _ = self._run(batch, roi)
+            points, sigma = refined.result()[0], None
         if max(presence, first_presence) < MIN_PRESENCE:
             return None
         return Landmarks(points.astype(np.float32), detection, presence,
@@ -163,19 +166,19 @@ class LandmarkEstimator:
     def glance(self, image_rgb: np.ndarray, detection: Detection) -> Landmarks:
         """The first pass alone (one crop of the detection, no mirror, no refiner): rough points
         for a quick look at the pose, about a tenth of :meth:`estimate`'s time."""
-        points, presence, _ = self._run(as_rgb8(image_rgb), detection_roi(detection, DETECTION_ROI_SCALES[0]), mirror=False)
+        roi = detection_roi(detection, DETECTION_ROI_SCALES[0])
+        points, presence, _ = self._run(crop_batch(as_rgb8(image_rgb), roi, mirror=False), roi)
         return Landmarks(points.astype(np.float32), detection, presence)
 
-    def _run(self, image: np.ndarray, roi: Roi, mirror: bool,
+    def _run(self, batch: np.ndarray, roi: Roi,
              net: ort.InferenceSession | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
-        """A network (default: the model's) on ``roi`` (and its mirror): (468, 3) image points, the
-        presence probability and the (468,) sigma in image pixels (None when the network has no
-        uncertainty output)."""
+        """A network (default: the model's) on ``crop_batch``'s batch for ``roi`` (the crop, and its
+        mirror when the batch holds two): (468, 3) image points, the presence probability and the
+        (468,) sigma in image pixels (None when the network has no uncertainty output)."""
         net = net or self._net
-        crop = crop_roi(image, roi)
-        batch = np.stack([crop, crop[:, ::-1]] if mirror else [crop]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        if mirror and net is self._net and self._pair_pool is not None:
-            mirrored = self._pair_pool.submit(net.run, None, {"image": batch[1:]})
+        mirror = len(batch) == 2
+        if mirror and net is self._net and self._mirror_beside:
+            mirrored = self._side.submit(net.run, None, {"image": batch[1:]})
             raw, flag, *rest = (np.concatenate(pair) for pair in zip(net.run(None, {"image": batch[:1]}), mirrored.result()))
         else:
             raw, flag, *rest = net.run(None, {"image": batch})
@@ -218,6 +221,13 @@ def _level_angle(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
     """The image angle of the line from the subject's right eye to the left (0 for a level face)."""
     dx, dy = left_eye - right_eye
     return -math.atan2(dy, dx)
+
+
+def crop_batch(image: np.ndarray, roi: Roi, mirror: bool) -> np.ndarray:
+    """(1, 3, INPUT_SIZE, INPUT_SIZE) float32 in [0, 1]: the network's input for ``roi``; with
+    ``mirror`` (2, ...), the crop and its left-right mirror."""
+    crop = crop_roi(image, roi)
+    return np.stack([crop, crop[:, ::-1]] if mirror else [crop]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 
 def crop_roi(image: np.ndarray, roi: Roi) -> np.ndarray:

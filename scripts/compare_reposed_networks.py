@@ -15,7 +15,7 @@ import numpy as np
 
 from facerecon.assets import shared_dir
 from facerecon.camera import angles_from_rotation
-from facerecon.landmarks import INPUT_SIZE, LANDMARK_ROI_SCALE, LandmarkEstimator, Roi
+from facerecon.landmarks import INPUT_SIZE, LANDMARK_ROI_SCALE, LandmarkEstimator, Roi, crop_batch
 from facerecon.load import load_image
 from facerecon.model import load_model
 from facerecon.training.data import DataSettings
@@ -50,7 +50,7 @@ def main() -> None:
                                         yaw_change=sign * yaw - start, pitch_change=0.0, new_identity=False,
                                         flip=False, occlude=False, augment_colour=False, jitter=False)
                 for k, estimator in enumerate(estimators):
-                    points = estimator._run(sample.image, whole_crop, mirror=True)[0][:, :2] + 0.5
+                    points = estimator._run(crop_batch(sample.image, whole_crop, mirror=True), whole_crop)[0][:, :2] + 0.5
                     error = np.linalg.norm(points - sample.target[:, :2], axis=1).mean()
                     errors[k, j, 2 * i + side] = 100.0 * error / box_px
     print(f"{len(faces)} held-out faces, each re-posed at +-yaw; mean 468-point error, % of the points' box:")

@@ -132,8 +132,9 @@ def test_uncertainty_head_trains_alone_exports_and_reloads(tmp_path):
     marks = estimator.estimate(photo, box_detection(np.array([48, 48, 208, 208], np.float32)))
     if marks is not None:
         assert marks.sigma.shape == (N_POINTS,) and np.all(marks.sigma > 0)
-    from facerecon.landmarks import Roi
-    _, _, sigma = estimator._run(photo, Roi(np.array([128.0, 128.0]), 192.0, 0.0), mirror=True)
+    from facerecon.landmarks import Roi, crop_batch
+    roi = Roi(np.array([128.0, 128.0]), 192.0, 0.0)
+    _, _, sigma = estimator._run(crop_batch(photo, roi, mirror=True), roi)
     # crop sigma 2 * e^(0..1) (mirror-averaged in log), times the crop's pixel size
     assert sigma.shape == (N_POINTS,) and 2.0 * 0.99 < sigma.min() and sigma.max() < 2.0 * np.e * 1.01
 

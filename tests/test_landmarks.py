@@ -13,7 +13,7 @@ from PIL import Image
 from helpers import EXAMPLE
 from facerecon.detect import Detection, FaceDetector
 from facerecon.landmarks import (INPUT_SIZE, MODEL_FILE, N_POINTS, NOSE_TIP, REFINER_FILE, Landmarks,
-                                  LandmarkEstimator, Roi, _session, crop_roi, landmarks_for_image)
+                                  LandmarkEstimator, Roi, _session, crop_batch, crop_roi, landmarks_for_image)
 from facerecon.load import load_image
 
 
@@ -92,7 +92,7 @@ def test_crop_mapping_at_one_to_one(photo, estimator):
     crop = crop_roi(photo, roi)
     assert np.array_equal(crop, photo[y0:y0 + INPUT_SIZE, x0:x0 + INPUT_SIZE])
     raw, _ = estimator._net.run(None, {"image": crop.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})
-    points, _, _ = estimator._run(photo, roi, mirror=False)
+    points, _, _ = estimator._run(crop_batch(photo, roi, mirror=False), roi)
     assert np.abs(points[:, :2] - (raw.reshape(-1, 3)[:N_POINTS, :2] + [x0 - 0.5, y0 - 0.5])).max() < 1e-3
 
 
