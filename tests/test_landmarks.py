@@ -96,6 +96,26 @@ def test_crop_mapping_at_one_to_one(photo, estimator):
     assert np.abs(points[:, :2] - (raw.reshape(-1, 3)[:N_POINTS, :2] + [x0 - 0.5, y0 - 0.5])).max() < 1e-3
 
 
+def test_the_mirror_beside_the_crop_gives_the_batch_of_two(photo):
+    """The dense net's crop and mirror run as two batch-1 calls on a side thread where a core is
+    spare: the points, presence and sigma are those of one batch of two."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facerecon.landmarks import DENSE_MODEL_FILE
+    roi = Roi(np.array([260.0, 240.0]), 300.0, 0.2)
+    with LandmarkEstimator(DENSE_MODEL_FILE, refiner_file=None) as estimator:
+        batch = crop_batch(photo, roi, mirror=True)
+        if estimator._side is None:   # a one-core machine: give it the thread a spare core would
+            estimator._side = ThreadPoolExecutor(1)
+        estimator._mirror_beside = True
+        beside = estimator._run(batch, roi)
+        estimator._mirror_beside = False
+        together = estimator._run(batch, roi)
+    assert np.allclose(beside[0], together[0], atol=1e-3)
+    assert beside[1] == pytest.approx(together[1], abs=1e-5)
+    assert np.allclose(beside[2], together[2], rtol=1e-4)
+
+
 @pytest.mark.parametrize("angle", [0.0, 0.4])
 def test_a_shrunk_crop_reads_only_its_part_of_the_photo(photo, angle):
     """Crops k times the input size are area-shrunk over their own part of the photo only: the same
