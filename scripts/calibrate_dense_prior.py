@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--both", action="store_true", help="set it in both of dense's fitters, keep its frontal split")
     parser.add_argument("--method", choices=("dense", "fit"), default="dense")
     args = parser.parse_args()
+    if args.both and args.method != "dense":
+        parser.error("--both sets the setting in dense's two fitters; fit has one")
     run = Reconstructor()
     fixed = dense.dense_correspondence() if args.method == "dense" else None
     shipped = dense.FIT_SETTINGS if args.method == "dense" else FitSettings()
