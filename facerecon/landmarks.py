@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import cv2
@@ -150,18 +150,34 @@ class LandmarkEstimator:
                 first, first_presence = points, presence
             if presence >= CONFIDENT_PRESENCE:
                 break
-        roi = landmark_roi(first)
-        batch = crop_batch(image, roi, mirror=True)
-        if self._refiner is None:
-            points, presence, sigma = self._run(batch, roi)
-        else:   # the refiner beside the plain net (ONNX Runtime releases the GIL)
-            refined = self._side.submit(self._run, batch, roi, self._refiner)
-            _, presence, _ = self._run(batch, roi)
-            points, sigma = refined.result()[0], None
+        points, presence, sigma = self._final_pass(image, first)
         if max(presence, first_presence) < MIN_PRESENCE:
             return None
         return Landmarks(points.astype(np.float32), detection, presence,
                          None if sigma is None else sigma.astype(np.float32))
+
+    def recrop(self, image_rgb: np.ndarray, landmarks: Landmarks, passes: int) -> Landmarks:
+        """``landmarks`` read again ``passes`` times by :meth:`estimate`'s last pass (crop and
+        mirror, refined), each time on the crop the previous points ask for. The presence stays
+        ``landmarks``' own: this only moves points."""
+        image = as_rgb8(image_rgb)
+        points, sigma = landmarks.points.astype(np.float64), landmarks.sigma
+        for _ in range(passes):
+            points, _, sigma = self._final_pass(image, points)
+        return replace(landmarks, points=points.astype(np.float32),
+                       sigma=None if sigma is None else sigma.astype(np.float32))
+
+    def _final_pass(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """The network on the crop ``points`` ask for and on its mirror, the refiner's points where
+        there is one: (468, 3) points, presence, sigma as :meth:`_run` gives them."""
+        roi = landmark_roi(points)
+        batch = crop_batch(image, roi, mirror=True)
+        if self._refiner is None:
+            return self._run(batch, roi)
+        # the refiner beside the plain net (ONNX Runtime releases the GIL)
+        refined = self._side.submit(self._run, batch, roi, self._refiner)
+        _, presence, _ = self._run(batch, roi)
+        return refined.result()[0], presence, None
 
     def glance(self, image_rgb: np.ndarray, detection: Detection) -> Landmarks:
         """The first pass alone (one crop of the detection, no mirror, no refiner): rough points

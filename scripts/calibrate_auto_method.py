@@ -40,7 +40,7 @@ METHODS = ("fit", "dense")
 def score(run: Reconstructor, turn, image, detection, camera, truth, norm) -> tuple[float, dict] | None:
     """(auto's yaw, {method: NME, "glance_yaw": the first pass's yaw}) of one face, or None where
     the dense network places no points."""
-    dense = turn.dense.place(image, detection)
+    dense = turn.dense.place(image, detection, camera)
     if dense is None:
         return None
     scores = {"glance_yaw": abs(turn.yaw(turn.dense.estimator.glance(image, detection).points, camera)),

@@ -7,6 +7,10 @@ import pytest
 
 from helpers import EXAMPLE
 import facerecon.methods.dense as dense
+from facerecon.evaluation import synthetic
+from facerecon.evaluation.protocols import base_texture
+from facerecon.geometry import surface_points
+from facerecon.landmarks import dense_surface_points
 from facerecon.load import load_image
 
 
@@ -60,6 +64,35 @@ def test_a_frontal_face_is_fitted_once_with_the_frontal_settings(run, photo, mon
     twice = method.fit_landmarks(landmarks, camera)
     assert calls == ["fitter", "frontal_fitter"]
     np.testing.assert_allclose(once.identity, twice.identity, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def turned(run, tmp_path_factory):
+    """A synthetic head (an identity the evaluation does not use) 75 degrees to the side, whose
+    first reading's crop sits off the face."""
+    (head,) = synthetic.make_heads(run.model, base_texture(run, 256), 1, first=104)
+    return synthetic.render_sample(run.model, head, -75.0, 0.0, 256, tmp_path_factory.mktemp("turned"))
+
+
+def test_a_turned_face_is_read_again_from_its_own_points_crop(run, photo, turned):
+    """Past RECROP_FROM_YAW the points are read RECROP_PASSES more times, from crops of their own,
+    and a reading that was off lands on the true head's points; a frontal face keeps its first reading."""
+    method = run.get_method("dense")
+    (det,) = run.detect(turned.image).faces
+    first = method.estimator.estimate(turned.image, det)
+    assert abs(method.yaw(first.points, turned.camera)) >= dense.RECROP_FROM_YAW
+    placed = method.place(turned.image, det, turned.camera)
+    again = method.estimator.recrop(turned.image, first, dense.RECROP_PASSES)
+    np.testing.assert_array_equal(placed.points, again.points)
+    assert placed.presence == first.presence and placed.sigma.shape == (468,)
+    truth = turned.camera.project(surface_points(turned.vertices, *dense_surface_points()) @ turned.rotation.T
+                                  + turned.translation)
+    error = {name: np.median(np.linalg.norm(marks.points[:, :2] - truth, axis=1)) for name, marks in
+             (("first", first), ("placed", placed))}
+    assert error["first"] > 3.0 and error["placed"] < 0.5 * error["first"], error   # px, on a 256 px render
+    (frontal,) = run.detect(photo).faces
+    np.testing.assert_array_equal(method.place(photo, frontal, run.camera_for(photo)).points,
+                                  method.estimator.estimate(photo, frontal).points)
 
 
 def test_unsure_network_falls_back_to_face_mesh(run, photo, monkeypatch):

@@ -77,7 +77,7 @@ def track_video(path: Path, run: Reconstructor, smoothing: Smoothing = "one-euro
                 raise InputImageError(f"{path}: the clip is over {max_frames} frames")
             camera = camera or run.camera_for(frame)
             found = run.detect(frame).faces
-            marks = method.place(frame, found[_largest(found)]) if found else None
+            marks = method.place(frame, found[_largest(found)], camera) if found else None
             landmarks.append(None if marks is None else marks.points)
     seen = [i for i, m in enumerate(landmarks) if m is not None]
     if not seen:

@@ -101,7 +101,7 @@ class LandmarkMethod(Method, Protocol):
 
     fitter: Fitter
 
-    def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
+    def place(self, image: np.ndarray, detection: Detection, camera: Camera) -> Landmarks | None:
         """The landmarks of the face in ``detection``; None where the method trusts none."""
 
 

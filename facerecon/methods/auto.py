@@ -58,7 +58,7 @@ class TurnAwareFit(BaseMethod):
         glance = self.dense.estimator.glance(image, detection)
         yaw, dense = self.yaw(glance.points, camera), None
         if glance.presence < dense_fit.MIN_PRESENCE or abs(yaw) >= DENSE_FROM_YAW - GLANCE_MARGIN:
-            dense = self.dense.place(image, detection)
+            dense = self.dense.place(image, detection, camera)
             yaw = None if dense is None else self.yaw(dense.points, camera)
         placed_ms = (time.perf_counter() - t0) * 1000
         chosen = None
@@ -68,7 +68,7 @@ class TurnAwareFit(BaseMethod):
             chosen.fit.extra["method"] = "fit"
         else:   # turned, or Face Mesh gave up on the face
             if dense is None and yaw is not None:
-                dense = self.dense.place(image, detection)
+                dense = self.dense.place(image, detection, camera)
             if dense is None:
                 return None
             chosen = Estimate(self.dense.fit_landmarks(dense, camera), dense)

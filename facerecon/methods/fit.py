@@ -18,12 +18,12 @@ class LandmarkFit(BaseMethod):
         super().__init__(shared)
         self.estimator, self.fitter = shared.estimator, shared.fitter   # the Reconstructor's: it closes them
 
-    def place(self, image: np.ndarray, detection: Detection) -> Landmarks | None:
+    def place(self, image: np.ndarray, detection: Detection, camera: Camera) -> Landmarks | None:
         return self.estimator.estimate(image, detection)
 
     def estimate(self, image: np.ndarray, detection: Detection, camera: Camera) -> Estimate | None:
         t0 = time.perf_counter()
-        landmarks = self.place(image, detection)
+        landmarks = self.place(image, detection, camera)
         if landmarks is None:
             return None
         t1 = time.perf_counter()
