@@ -191,10 +191,13 @@ def test_evaluate_smoke_writes_a_report(tmp_path):
     assert len(aflw["rows"]) == 2 and len(synth["rows"]) == 4      # smoke: 2 identities x 2 yaws
     assert 0 < aflw["summary"]["auto"]["nme2d"] < 0.15 and 0 < aflw["summary"]["peer"]["nme2d"] < 0.15
     assert 0 < synth["summary"]["auto"]["rmse_mm"] < 10
+    # the references: the exact points' fit (the landmark route's ceiling) beats the mean head
+    references = synth["summary"]["exact points"]["rmse_mm"], synth["summary"]["mean head"]["rmse_mm"]
+    assert 0 < references[0] < 0.8 * references[1], references
     gt = np.load(out / "synthetic" / synth["rows"][0]["image"].replace(".png", ".npz"))
     assert gt["vertices"].shape[1] == 3 and gt["identity"].shape == (load_model().n_identity,)
     text = (out / "report.md").read_text()
-    assert "| facerecon (auto) |" in text and "3DDFA_V2" in text
+    assert "| facerecon (auto) |" in text and "3DDFA_V2" in text and "| reference: exact points |" in text
     assert "| facerecon (auto) |" in result.stdout
     assert (out / "error_vs_yaw.png").is_file() and (out / "error_heatmap.png").is_file()
 

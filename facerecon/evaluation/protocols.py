@@ -19,6 +19,7 @@ from ..assets import shared_dir
 from ..camera import Camera
 from ..detect import Detection, box_detection, box_iou
 from ..geometry import surface_points, umeyama
+from ..landmarks import Landmarks, dense_surface_points
 from ..load import PHOTO_SUFFIXES, load_image
 from ..model import FACE_AREA
 from ..pipeline import FaceReconstruction, Reconstructor, load_landmarks68
@@ -29,6 +30,9 @@ from .metrics import YAW_BINS, box_diagonal, box_size, finite_mean, interocular,
 from .peer import peer_landmarks68
 
 PEER = "peer"
+# The synthetic protocol's references, scored beside the methods.
+MEAN_HEAD = "mean head"
+EXACT_POINTS = "exact points"
 
 
 def reconstruct(run: Reconstructor, method: str, image: np.ndarray, detection: Detection,
@@ -292,23 +296,31 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
                     row = {"image": s.image_path.name, "identity": head.index, "yaw": yaw,
                            "pitch": pitch, "size": size}
                     dets = run.detect(s.image).faces
-                    face = None
+
+                    def scored(vertices: np.ndarray | None) -> dict:
+                        if vertices is None:
+                            return {"detected": bool(dets), "rmse_mm": np.nan, "nme_diag": np.nan, "nme_io": np.nan}
+                        err = dense_error(vertices, s.vertices)
+                        return {"detected": True, "rmse_mm": float(np.sqrt(np.mean(err ** 2))),
+                                "nme_diag": float(err.mean() / 10 / box_diagonal(s.vertices[FACE_AREA])),
+                                "nme_io": float(err.mean() / 10 / interocular(gt_lm)), "err": err}
+
+                    first = None
                     for name in ctx.methods:
                         face = reconstruct(run, name, s.image, dets[0], s.camera) if dets else None
-                        if face is None:
-                            row[name] = {"detected": bool(dets), "rmse_mm": np.nan, "nme_diag": np.nan,
-                                         "nme_io": np.nan}
-                            continue
-                        err = dense_error(face.vertices, s.vertices)
-                        if name == ctx.methods[0]:
-                            err_sum += err
-                            err_count += 1
-                        row[name] = {"detected": True, "rmse_mm": float(np.sqrt(np.mean(err ** 2))),
-                                     "nme_diag": float(err.mean() / 10 / box_diagonal(s.vertices[FACE_AREA])),
-                                     "nme_io": float(err.mean() / 10 / interocular(gt_lm))}
+                        row[name] = scored(None if face is None else face.vertices)
+                        first = face if name == ctx.methods[0] else first
+                    row[MEAN_HEAD] = scored(None if first is None else run.model.shape(expression=first.fit.expression))
+                    row[EXACT_POINTS] = scored(exact_points_fit(run, s))
+                    if "err" in row[ctx.methods[0]]:
+                        err_sum += row[ctx.methods[0]]["err"]
+                        err_count += 1
+                    for scores in row.values():
+                        if isinstance(scores, dict):
+                            scores.pop("err", None)
                     rows.append(row)
     summary = {}
-    for name in ctx.methods:
+    for name in (*ctx.methods, MEAN_HEAD, EXACT_POINTS):
         ok = [r for r in rows if r[name]["detected"]]
         summary[name] = {"rmse_mm": finite_mean([r[name]["rmse_mm"] for r in ok]),
                          "nme_diag": finite_mean([r[name]["nme_diag"] for r in ok]),
@@ -326,9 +338,24 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
              "face-area vertices after a similarity (Umeyama) alignment with the known correspondence; RMSE in mm; "
              "NME = mean error / 3D bounding-box diagonal of the true face area, or / true outer interocular distance. "
              "Error means are over reconstructed faces; 'rate' is the share reconstructed. Renders and their "
-             "ground truth (npz) are in synthetic/."]
+             "ground truth (npz) are in synthetic/.",
+             f"References: '{MEAN_HEAD}' is the mean ICT identity wearing the first method's ({ctx.methods[0]}) fitted "
+             f"expression, what a fit that recovers no identity scores; '{EXACT_POINTS}' is dense's fit given the exact "
+             "projections of its own 468 surface points on the true head (no detection, no network): the ceiling of "
+             "the landmark route with dense's fit settings."]
     return ProtocolResult("synthetic", summary, rows, notes, "rmse_mm",
                           extra={"vertex_error_mm": err_sum / max(err_count, 1)})
+
+
+def exact_points_fit(run: Reconstructor, sample: synthetic.SyntheticSample) -> np.ndarray:
+    """(V, 3) cm model-frame vertices of ``dense``'s fit (its own choice of settings) to the exact
+    projections of its 468 surface points on the rendered head, visible or not."""
+    method = run.get_method("dense")
+    points = surface_points(sample.vertices, *dense_surface_points()) @ sample.rotation.T + sample.translation
+    pixels = np.column_stack([sample.camera.project(points), np.zeros(len(points))]).astype(np.float32)
+    box = np.concatenate([pixels[:, :2].min(0), pixels[:, :2].max(0)])
+    fit = method.fit_landmarks(Landmarks(pixels, box_detection(box)), sample.camera)
+    return fit.vertices(run.model)
 
 
 # -------------------------------------------------------------------------------------- speed

@@ -16,7 +16,7 @@ from ..render.lighting import frontal
 from ..render.renderer import render_mesh
 from .metrics import YAW_BINS
 from .peer import PEER_NAME
-from .protocols import PEER, ProtocolResult
+from .protocols import EXACT_POINTS, MEAN_HEAD, PEER, ProtocolResult
 
 HEADLINE_LABEL = {
     "aflw": "AFLW2000-3D-16 NME 2D, GT box (%)",
@@ -60,6 +60,8 @@ def _json_ready(obj):
 
 
 def _who_label(who: str) -> str:
+    if who in (MEAN_HEAD, EXACT_POINTS):
+        return f"reference: {who}"
     return PEER_NAME if who == PEER else f"facerecon ({who})"
 
 
