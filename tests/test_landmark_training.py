@@ -44,8 +44,8 @@ def test_module_reproduces_the_onnx_model_and_exports_it(tmp_path, model_file):
 def test_targets_lie_on_the_rendered_face_and_flip_with_it(faces):
     for index in range(3):
         plain = faces.sample(index, flip=False, occlude=False, augment_colour=False, extra=False)
-        image, target = faces.synthetic(index, flip=False, occlude=False, augment_colour=False)
-        flipped, target_f = faces.synthetic(index, flip=True, occlude=False, augment_colour=False)
+        image, target, _ = faces.synthetic(index, flip=False, occlude=False, augment_colour=False)
+        flipped, target_f, _ = faces.synthetic(index, flip=True, occlude=False, augment_colour=False)
         assert np.array_equal(flipped, image[:, ::-1])
         # the nose tip's target is on the head, inside the crop
         x, y = target[1, :2]
@@ -58,13 +58,38 @@ def test_targets_lie_on_the_rendered_face_and_flip_with_it(faces):
         assert np.allclose(target_f[:, 1:], target[partner, 1:], atol=1e-3)
 
 
+def test_the_identity_error_matrix_reads_an_identity_change_and_not_a_shift(faces):
+    """Targets moved by a real identity change are read as about that change's face-area offset;
+    the same targets shifted by 2 px (a pose change the fit absorbs) as almost none."""
+    from facerecon.geometry import surface_points
+    from facerecon.landmarks import dense_surface_points
+    from facerecon.model import FACE_AREA
+    from facerecon.training.identity_loss import identity_error_matrix
+    from facerecon.training.landmark_data import landmark_targets
+    model = faces.model
+    for index, flip in ((0, False), (1, True)):
+        s = faces.sample(index, flip=flip, occlude=False, augment_colour=False, extra=False)
+        change = np.zeros(model.n_identity, np.float32)
+        change[[0, 3]] = 0.4, -0.3
+        moved = s.vertices + np.tensordot(change, model.identity_basis, 1)
+        targets = [landmark_targets(v @ s.rotation.T + s.translation, s.camera, s.flipped)[:, :2] for v in (s.vertices, moved)]
+        cam_points = surface_points(s.vertices @ s.rotation.T + s.translation, *dense_surface_points()).astype(np.float64)
+        matrix = identity_error_matrix(model, s.rotation, cam_points, s.translation, s.camera, s.flipped)
+        assert matrix.shape == (model.n_identity, 2 * N_POINTS)
+        true_mm = 10.0 * np.sqrt(np.mean(np.sum(np.tensordot(change, model.identity_basis[:, FACE_AREA], 1) ** 2, axis=1)))
+        read_mm = np.linalg.norm(matrix @ (targets[1] - targets[0]).reshape(-1))
+        assert 0.6 * true_mm < read_mm < 1.2 * true_mm, (read_mm, true_mm)
+        shifted_mm = np.linalg.norm(matrix @ np.tile([2.0, -2.0], N_POINTS))
+        assert shifted_mm < 0.1 * true_mm, (shifted_mm, true_mm)
+
+
 def test_the_landmark_crop_is_the_estimators(faces):
     """Un-jittered, the training crop is where the estimator's final pass would crop: the original
     network's points on it land near the targets (a mean error of a few pixels, not tens)."""
     errors = []
     net = _session(MODEL_FILE)
     for index in range(4):
-        image, target = faces.synthetic(index, flip=False, occlude=False, augment_colour=False)
+        image, target, _ = faces.synthetic(index, flip=False, occlude=False, augment_colour=False)
         raw = net.run(None, {"image": image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0})[0]
         errors.append(np.linalg.norm(raw.reshape(N_POINTS, 3)[:, :2] - target[:, :2], axis=1).mean())
     assert np.median(errors) < 8.0, errors
@@ -76,7 +101,7 @@ def test_fine_tuning_runs_and_exports(tmp_path):
     config = write_training_config(
         tmp_path, model={"kind": "landmarks", "init": PACKAGE_DATA / MODEL_FILE, "input_size": 192},
         data={"framing": "landmarks", "textures": 1, "base_texture_size": 64, "supersample": 1, "rotate": 8.0,
-              "translate": 0.04},
+              "translate": 0.04, "identity_weight": 0.5},
         train={"batch_size": 2, "steps": 2, "lr": 1.0e-5, "checkpoint_every": 1, "val_every": 1, "val_samples": 2},
         export=tmp_path / "tuned.onnx")
     result = train(config)

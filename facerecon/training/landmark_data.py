@@ -46,6 +46,7 @@ from ..landmarks import (N_POINTS, LandmarkEstimator, Roi, crop_roi, dense_surfa
 from ..load import load_image
 from ..model import HeadModel, sample_identity
 from .data import DataSettings, SyntheticFaces, colour_augment
+from .identity_loss import identity_error_matrix, identity_loss
 from .repose import FittedPhoto, ReposeSettings, reposed_sample
 
 # The uncertainty term's weight: its gradient reaches only the head, whose step Adam normalises, so
@@ -190,16 +191,23 @@ class LandmarkFaces(SyntheticFaces):
     def __init__(self, textures: np.ndarray, settings: DataSettings, seed: int,
                  real: list[RealFace] = (), real_every: int = 0, length: int = 10 ** 9,
                  reposed: list[FittedPhoto] = (), repose: ReposeSettings = ReposeSettings(),
-                 marks: RealMarks | None = None):
+                 marks: RealMarks | None = None, identity_matrices: bool = False):
         super().__init__(textures, settings, seed, length)
         self.real, self.real_every = list(real), real_every
         self.reposed, self.repose = list(reposed), repose
         self.marks = marks
+        # each sample also carries identity_loss.identity_error_matrix (zeros where targets are not a render's)
+        self.identity_matrices = identity_matrices
 
-    def synthetic(self, index: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    def synthetic(self, index: int, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(image, targets, the identity error matrix or None when the samples carry none)."""
         s = self.sample(index, extra=False, **kwargs)
         cam_vertices = s.vertices @ s.rotation.T + s.translation
-        return s.image, landmark_targets(cam_vertices, s.camera, s.flipped)
+        matrix = None
+        if self.identity_matrices:
+            cam_points = surface_points(cam_vertices, *dense_surface_points()).astype(np.float64)
+            matrix = identity_error_matrix(self.model, s.rotation, cam_points, s.translation, s.camera, s.flipped)
+        return s.image, landmark_targets(cam_vertices, s.camera, s.flipped), matrix
 
     def real_sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A jittered real crop, the teacher's points on it and the face's marks ((68, 3) x, y in
@@ -235,7 +243,7 @@ class LandmarkFaces(SyntheticFaces):
 
     def __getitem__(self, index: int):
         every, exact = self.repose.every, 1.0
-        marks = np.zeros((N_MARKS, 3), np.float32)
+        marks, matrix = np.zeros((N_MARKS, 3), np.float32), None
         if self.real and self.real_every and index % self.real_every == 0:
             image, target, marks = self.real_sample(index)
             exact = 0.0
@@ -243,9 +251,12 @@ class LandmarkFaces(SyntheticFaces):
             r = self.reposed_sample(index)
             image, target = r.image, r.target
         else:
-            image, target = self.synthetic(index)
+            image, target, matrix = self.synthetic(index)
         image = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255.0
-        return image, target.reshape(-1), np.full(1, exact, np.float32), marks
+        out = image, target.reshape(-1), np.full(1, exact, np.float32), marks
+        if self.identity_matrices:
+            out += (np.zeros((self.model.n_identity, 2 * N_POINTS), np.float32) if matrix is None else matrix,)
+        return out
 
     def validation_set(self, count: int):
         """Fixed synthetic samples of another seed (no flip, occluder or colour change): images,
@@ -267,15 +278,16 @@ def split_prediction(pred):
     return points, (pred[:, N_POINTS * 3:] if pred.shape[1] > N_POINTS * 3 else None)
 
 
-def landmark_loss(pred, target, exact=None, marks=None, *, placement: MarkPlacement | None = None,
-                  real_marks: RealMarks | None = None):
+def landmark_loss(pred, target, exact=None, marks=None, identity=None, *, placement: MarkPlacement | None = None,
+                  real_marks: RealMarks | None = None, identity_weight: float = 0.0):
     """Smooth L1 in crop pixels on x, y, and on z about its mean (Face Mesh's z is relative); with an
     uncertainty head, plus the 2D Gaussian negative log-likelihood of each point's x, y error under
     its predicted sigma (the error taken as given, so that it trains the head alone), over the
     samples with exact targets. With ``real_marks`` and a ``placement``, plus the smooth L1 of the 68
     points the 468 place against the hand-marked ones, each weighted by its mark's weight and its
     placement's confidence, and the 468 targets of a sample with marks weigh
-    ``real_marks.teacher_weight``."""
+    ``real_marks.teacher_weight``. With ``identity`` (N, K, 936) matrices, plus ``identity_weight``
+    times ``identity_loss.identity_loss`` (mm) over the renders that carry one."""
     import torch
     import torch.nn.functional as F
     pred, log_sigma = split_prediction(pred)
@@ -296,6 +308,8 @@ def landmark_loss(pred, target, exact=None, marks=None, *, placement: MarkPlacem
         placed = torch.einsum("jk,nkc->njc", matrix, pred[..., :2])
         err = F.smooth_l1_loss(placed, marks[..., :2], reduction="none").sum(2) * marks[..., 2] * confidence
         loss = loss + real_marks.weight * err.sum() / (2 * N_MARKS * len(pred))
+    if identity is not None and identity_weight:
+        loss = loss + identity_weight * identity_loss(pred[..., :2], target[..., :2], identity.to(pred.dtype))
     if log_sigma is not None:
         err2 = (pred[..., :2].detach() - target[..., :2]).square().sum(-1)
         nll = (2 * log_sigma + 0.5 * err2 * torch.exp(-2 * log_sigma)).mean(1)

@@ -174,6 +174,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     photo_folders = tuple(shared_dir() / f for f in dcfg.pop("texture_photos", []))
     real_every = int(dcfg.pop("real_every", 0))
     marks_config = dcfg.pop("marks", None)
+    identity_weight = float(dcfg.pop("identity_weight", 0.0))   # identity_loss.py; landmarks only
     repose = ReposeSettings.from_config(dcfg)
     settings = DataSettings.from_dict({**dcfg, "input_size": int(mcfg.get("input_size", 128))})
     bases = bake_real_textures(base_size, photo_folders)
@@ -210,11 +211,11 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
             console.print(f"{len(reposed)} fitted real faces (held-out photos left out), one sample in "
                           f"{repose.every} re-posed")
         dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose,
-                                marks=real_marks)
-        loss_fn = landmark_loss
+                                marks=real_marks, identity_matrices=identity_weight > 0)
+        loss_fn = partial(landmark_loss, identity_weight=identity_weight)
         if real_marks:
             placement = marks_from_dense(dataset.model)
-            loss_fn = partial(landmark_loss, real_marks=real_marks, placement=placement)
+            loss_fn = partial(loss_fn, real_marks=real_marks, placement=placement)
             console.print(f"68 marks placed by the dense points: residual median {np.median(placement.residual_px):.2f} px "
                           f"(jaw {np.median(placement.residual_px[:17]):.2f}), confidence {placement.confidence().min():.2f}"
                           f"-{placement.confidence().max():.2f}")
