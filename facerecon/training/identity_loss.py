@@ -41,11 +41,13 @@ def _model_terms(model: HeadModel) -> tuple[np.ndarray, np.ndarray]:
 
 
 def identity_error_matrix(model: HeadModel, rotation: np.ndarray, cam_points: np.ndarray,
-                          translation: np.ndarray, camera: Camera, flipped: bool) -> np.ndarray:
+                          translation: np.ndarray, camera: Camera, flipped: bool,
+                          ridge: float = IDENTITY_RIDGE) -> np.ndarray:
     """(K, 936) float32: the identity (as its face-area RMS offset, mm) implied by an error of the
     (468, 2) targets, flattened x0, y0, x1, ... ; ``cam_points`` (468, 3) cm are the dense points of
     the head in the camera frame, ``rotation`` (3, 3) and ``translation`` (3,) its pose; with
-    ``flipped`` the targets are those of the mirrored crop (``landmark_targets``)."""
+    ``flipped`` the targets are those of the mirrored crop (``landmark_targets``); ``ridge`` as
+    IDENTITY_RIDGE."""
     basis, chol = _model_terms(model)
     x, y, z = cam_points[:, 0], cam_points[:, 1], cam_points[:, 2]
     zeros = np.zeros_like(z)
@@ -64,9 +66,9 @@ def identity_error_matrix(model: HeadModel, rotation: np.ndarray, cam_points: np
     jacobian = jacobian.reshape(-1, jacobian.shape[2])
     k = basis.shape[0]
     normal = jacobian.T @ jacobian
-    ridge = np.zeros(k + 6)
-    ridge[:k] = IDENTITY_RIDGE * np.trace(normal[:k, :k]) / k
-    solve = np.linalg.solve(normal + np.diag(ridge), jacobian.T)  # (K + 6, 936): error -> coefficients
+    damping = np.zeros(k + 6)
+    damping[:k] = ridge * np.trace(normal[:k, :k]) / k
+    solve = np.linalg.solve(normal + np.diag(damping), jacobian.T)  # (K + 6, 936): error -> coefficients
     return (10.0 * chol @ solve[:k]).astype(np.float32)
 
 

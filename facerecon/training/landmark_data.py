@@ -46,7 +46,7 @@ from ..landmarks import (N_POINTS, LandmarkEstimator, Roi, crop_roi, dense_surfa
 from ..load import load_image
 from ..model import HeadModel, sample_identity
 from .data import DataSettings, SyntheticFaces, colour_augment
-from .identity_loss import identity_error_matrix, identity_loss
+from .identity_loss import IDENTITY_RIDGE, identity_error_matrix, identity_loss
 from .repose import FittedPhoto, ReposeSettings, reposed_sample
 
 # The uncertainty term's weight: its gradient reaches only the head, whose step Adam normalises, so
@@ -191,13 +191,14 @@ class LandmarkFaces(SyntheticFaces):
     def __init__(self, textures: np.ndarray, settings: DataSettings, seed: int,
                  real: list[RealFace] = (), real_every: int = 0, length: int = 10 ** 9,
                  reposed: list[FittedPhoto] = (), repose: ReposeSettings = ReposeSettings(),
-                 marks: RealMarks | None = None, identity_matrices: bool = False):
+                 marks: RealMarks | None = None, identity_matrices: bool = False,
+                 identity_ridge: float = IDENTITY_RIDGE):
         super().__init__(textures, settings, seed, length)
         self.real, self.real_every = list(real), real_every
         self.reposed, self.repose = list(reposed), repose
         self.marks = marks
         # each sample also carries identity_loss.identity_error_matrix (zeros where targets are not a render's)
-        self.identity_matrices = identity_matrices
+        self.identity_matrices, self.identity_ridge = identity_matrices, identity_ridge
 
     def synthetic(self, index: int, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(image, targets, the identity error matrix or None when the samples carry none)."""
@@ -206,7 +207,8 @@ class LandmarkFaces(SyntheticFaces):
         matrix = None
         if self.identity_matrices:
             cam_points = surface_points(cam_vertices, *dense_surface_points()).astype(np.float64)
-            matrix = identity_error_matrix(self.model, s.rotation, cam_points, s.translation, s.camera, s.flipped)
+            matrix = identity_error_matrix(self.model, s.rotation, cam_points, s.translation, s.camera, s.flipped,
+                                           self.identity_ridge)
         return s.image, landmark_targets(cam_vertices, s.camera, s.flipped), matrix
 
     def real_sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

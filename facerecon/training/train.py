@@ -175,6 +175,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
     real_every = int(dcfg.pop("real_every", 0))
     marks_config = dcfg.pop("marks", None)
     identity_weight = float(dcfg.pop("identity_weight", 0.0))   # identity_loss.py; landmarks only
+    identity_ridge = dcfg.pop("identity_ridge", None)
     repose = ReposeSettings.from_config(dcfg)
     settings = DataSettings.from_dict({**dcfg, "input_size": int(mcfg.get("input_size", 128))})
     bases = bake_real_textures(base_size, photo_folders)
@@ -211,7 +212,8 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
             console.print(f"{len(reposed)} fitted real faces (held-out photos left out), one sample in "
                           f"{repose.every} re-posed")
         dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose,
-                                marks=real_marks, identity_matrices=identity_weight > 0)
+                                marks=real_marks, identity_matrices=identity_weight > 0,
+                                **({} if identity_ridge is None else {"identity_ridge": float(identity_ridge)}))
         loss_fn = partial(landmark_loss, identity_weight=identity_weight)
         if real_marks:
             placement = marks_from_dense(dataset.model)
