@@ -289,11 +289,16 @@ def mirror_permutation() -> np.ndarray:
     return np.load(PACKAGE_DATA / "mediapipe_ict.npz")["mirror"][:N_POINTS]
 
 
+@lru_cache(maxsize=1)
 def dense_surface_points() -> tuple[np.ndarray, np.ndarray]:
     """The dense net's 468 points on the ICT head: triangle vertex indices (468, 3) int32 and
-    barycentric weights (468, 3) float32."""
+    barycentric weights (468, 3) float32, read once (training reads them for every sample) and
+    shared, so read-only."""
     data = np.load(PACKAGE_DATA / DENSE_POINTS_FILE)
-    return data["vertices"], data["bary"]
+    vertices, bary = data["vertices"], data["bary"]
+    for array in (vertices, bary):
+        array.setflags(write=False)
+    return vertices, bary
 
 
 def landmarks_for_image(
