@@ -296,28 +296,18 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
                     row = {"image": s.image_path.name, "identity": head.index, "yaw": yaw,
                            "pitch": pitch, "size": size}
                     dets = run.detect(s.image).faces
-
-                    def scored(vertices: np.ndarray | None) -> dict:
-                        if vertices is None:
-                            return {"detected": bool(dets), "rmse_mm": np.nan, "nme_diag": np.nan, "nme_io": np.nan}
-                        err = dense_error(vertices, s.vertices)
-                        return {"detected": True, "rmse_mm": float(np.sqrt(np.mean(err ** 2))),
-                                "nme_diag": float(err.mean() / 10 / box_diagonal(s.vertices[FACE_AREA])),
-                                "nme_io": float(err.mean() / 10 / interocular(gt_lm)), "err": err}
-
-                    first = None
-                    for name in ctx.methods:
-                        face = reconstruct(run, name, s.image, dets[0], s.camera) if dets else None
-                        row[name] = scored(None if face is None else face.vertices)
-                        first = face if name == ctx.methods[0] else first
-                    row[MEAN_HEAD] = scored(None if first is None else run.model.shape(expression=first.fit.expression))
-                    row[EXACT_POINTS] = scored(exact_points_fit(run, s))
-                    if "err" in row[ctx.methods[0]]:
-                        err_sum += row[ctx.methods[0]]["err"]
-                        err_count += 1
-                    for scores in row.values():
-                        if isinstance(scores, dict):
-                            scores.pop("err", None)
+                    faces = {name: reconstruct(run, name, s.image, dets[0], s.camera) if dets else None
+                             for name in ctx.methods}
+                    first = faces[ctx.methods[0]]
+                    heads = {**{name: None if face is None else face.vertices for name, face in faces.items()},
+                             MEAN_HEAD: None if first is None else run.model.shape(expression=first.fit.expression),
+                             EXACT_POINTS: exact_points_fit(run, s)}
+                    for name, vertices in heads.items():
+                        err = None if vertices is None else dense_error(vertices, s.vertices)
+                        row[name] = synthetic_scores(err, s.vertices, gt_lm, bool(dets))
+                        if name == ctx.methods[0] and err is not None:
+                            err_sum += err
+                            err_count += 1
                     rows.append(row)
     summary = {}
     for name in (*ctx.methods, MEAN_HEAD, EXACT_POINTS):
@@ -345,6 +335,16 @@ def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> Protoco
              "the landmark route with dense's fit settings."]
     return ProtocolResult("synthetic", summary, rows, notes, "rmse_mm",
                           extra={"vertex_error_mm": err_sum / max(err_count, 1)})
+
+
+def synthetic_scores(err: np.ndarray | None, truth: np.ndarray, truth68: np.ndarray, detected: bool) -> dict:
+    """One synthetic row's entry for a head whose per-vertex error is ``err`` (mm, None: no head),
+    against the true vertices ``truth`` (V, 3) cm and their 68 points ``truth68`` (68, 3) cm."""
+    if err is None:
+        return {"detected": detected, "rmse_mm": np.nan, "nme_diag": np.nan, "nme_io": np.nan}
+    return {"detected": True, "rmse_mm": float(np.sqrt(np.mean(err ** 2))),
+            "nme_diag": float(err.mean() / 10 / box_diagonal(truth[FACE_AREA])),
+            "nme_io": float(err.mean() / 10 / interocular(truth68))}
 
 
 def exact_points_fit(run: Reconstructor, sample: synthetic.SyntheticSample) -> np.ndarray:
