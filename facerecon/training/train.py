@@ -190,6 +190,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
         dataset = VolumeFaces(textures, settings, seed, int(mcfg.get("depth_bins", 64)))
         loss_fn = volume_loss
     elif kind == "landmarks":
+        from .identity_loss import IDENTITY_RIDGE
         from .landmark_data import (LandmarkFaces, RealMarks, evaluate_landmarks, held_out_photos, landmark_loss,
                                     landmarks_only, marks_from_dense, real_faces)
         from .onnx_module import OnnxModule
@@ -213,7 +214,7 @@ def train(config_path: str | Path, resume: bool = False, console: Console | None
                           f"{repose.every} re-posed")
         dataset = LandmarkFaces(textures, settings, seed, real, real_every, reposed=reposed, repose=repose,
                                 marks=real_marks, identity_matrices=identity_weight > 0,
-                                **({} if identity_ridge is None else {"identity_ridge": float(identity_ridge)}))
+                                identity_ridge=IDENTITY_RIDGE if identity_ridge is None else float(identity_ridge))
         loss_fn = partial(landmark_loss, identity_weight=identity_weight)
         if real_marks:
             placement = marks_from_dense(dataset.model)
