@@ -334,7 +334,10 @@ class Fitter:
             if dense is not None:
                 coeffs = np.r_[identity, expressions[-1]]
                 points = (dense[0] + (dense[1] @ coeffs).T) @ rotations[-1].T + translations[-1]
-                res = np.sum(surface.normals * (points - np.exp(log_scale) * surface.points), axis=1) / surface.scale
+                # in the surface's own units (the head's frame over exp(log_scale)): measured in the
+                # head's frame, shrinking the head and the surface together shrank every distance,
+                # and the fitted heads came out 5-6 % small (docs/scan.md)
+                res = np.sum(surface.normals * (np.exp(-log_scale) * points - surface.points), axis=1) / surface.scale
                 out.append((None, res, points))
             return out
 
@@ -436,9 +439,10 @@ class Fitter:
         surface_fit = None
         if dense is not None:
             err = float(np.average(np.abs(state[-1][1]), weights=surface.weights))
+            residuals_cm = state[-1][1] * (surface.scale * np.exp(log_scale))   # in the head's frame
             surface_fit = FitResult(full_identity, expressions[-1].astype(np.float32), rotations[-1], translations[-1],
                                     surface.start.camera, residual_px=float("nan"), residual=err,
-                                    iterations=iteration, extra={"residuals_cm": state[-1][1] * surface.scale,
+                                    iterations=iteration, extra={"residuals_cm": residuals_cm,
                                                                  "log_scale": float(log_scale)})
         return JointFit(full_identity, fits, weights, iteration,
                         float(total_cost(state, robust_weights(state), coeffs_id, expressions)), surface_fit)
@@ -454,14 +458,15 @@ class Fitter:
 
     def _surface_jacobian(self, points, translation, rotation, basis, surface: SurfaceTarget,
                           log_scale: float) -> np.ndarray:
-        """(P, 6 + S + 1) derivative of the point-to-plane distances: rotation increment (left),
-        translation, shape, the surface's log scale."""
+        """(P, 6 + S + 1) derivative of the point-to-plane distances (in the surface's units, as
+        ``fit_views`` measures them): rotation increment (left), translation, shape, the surface's
+        log scale."""
         n = surface.normals
         rel = points - translation
         rb = (rotation @ basis.reshape(3, -1)).reshape(basis.shape)        # (3, P, S)
-        d_scale = -np.exp(log_scale) * np.sum(n * surface.points, axis=1)
+        d_scale = -np.sum(n * points, axis=1)
         jac = np.concatenate([np.cross(rel, n), n, np.einsum("pc,cps->ps", n, rb), d_scale[:, None]], 1)
-        return jac / surface.scale
+        return jac * (np.exp(-log_scale) / surface.scale)
 
 
 def _observed(landmarks_px: np.ndarray) -> tuple[np.ndarray, float]:
