@@ -60,7 +60,7 @@ def main() -> None:
                       f"{100 * hit[:, 2].mean():.3f} % | {100 * hit[:, 3].mean():.3f} %")
     print("fall back above (helen_train quantile) | threshold | " + " | ".join(
         f"{name}: faces, mean NME" for name in sets))
-    print(f"never | - | " + " | ".join(f"0, {100 * rows[:, 2].mean():.3f} %" for rows in sets.values()))
+    print("never | - | " + " | ".join(f"0, {100 * rows[:, 2].mean():.3f} %" for rows in sets.values()))
     for q in QUANTILES:
         threshold = float(np.quantile(sets["helen_train"][:, 0], q))
         cells = []
