@@ -28,7 +28,7 @@ import numpy as np
 
 from calibrate_auto_method import helen_faces, render_faces   # the same calibration faces
 from facerecon.evaluation.metrics import nme
-from facerecon.evaluation.protocols import dense_error, reconstruct
+from facerecon.evaluation.protocols import dense_rmse, reconstruct
 from facerecon.fit import Fitter, FitSettings
 from facerecon.methods import auto, dense
 from facerecon.pipeline import Reconstructor
@@ -61,7 +61,7 @@ def scores(run, name, fitters, image, detection, camera, truth68, norm, vertices
         if face is None or face.fit.extra.get("method", name) != name:
             out[prior] = (np.nan, np.nan, np.nan)
             continue
-        rmse = np.nan if vertices is None else float(np.sqrt(np.mean(dense_error(face.vertices, vertices) ** 2)))
+        rmse = np.nan if vertices is None else dense_rmse(face.vertices, vertices)
         out[prior] = (nme(face.landmarks68()[0], truth68, norm), rmse, abs(face.fit.angles[0]))
     return out
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from calibrate_auto_method import helen_faces, render_faces   # the same calibration faces
 from facerecon.evaluation.metrics import nme
-from facerecon.evaluation.protocols import dense_error, reconstruct
+from facerecon.evaluation.protocols import dense_rmse, reconstruct
 from facerecon.methods import dense
 from facerecon.pipeline import Reconstructor
 
@@ -43,7 +43,7 @@ def scores(run, passes, image, detection, camera, truth68, norm, vertices=None) 
             dense.RECROP_FROM_YAW, dense.RECROP_PASSES = shipped
         if face is None or face.fit.extra.get("method") != "dense":
             return None
-        rmse = np.nan if vertices is None else float(np.sqrt(np.mean(dense_error(face.vertices, vertices) ** 2)))
+        rmse = np.nan if vertices is None else dense_rmse(face.vertices, vertices)
         out[p] = (nme(face.landmarks68()[0], truth68, norm), rmse)
     return abs(method.yaw(base.points, camera)), out
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from calibrate_auto_method import render_faces   # the same calibration faces
 from facerecon.evaluation.metrics import nme
-from facerecon.evaluation.protocols import dense_error, reconstruct
+from facerecon.evaluation.protocols import dense_rmse, reconstruct
 from facerecon.landmarks import LandmarkEstimator
 from facerecon.pipeline import Reconstructor
 
@@ -36,8 +36,8 @@ def main() -> None:
                 method.__dict__["estimator"] = estimator   # the cached property, swapped
                 face = reconstruct(run, "dense", image, detection, camera)
                 read = face is not None and face.fit.extra.get("method") == "dense"
-                row.append((nme(face.landmarks68()[0], truth, size), float(np.sqrt(np.mean(
-                    dense_error(face.vertices, vertices) ** 2)))) if read else (np.nan, np.nan))
+                row.append((nme(face.landmarks68()[0], truth, size), dense_rmse(face.vertices, vertices))
+                           if read else (np.nan, np.nan))
             scores.append(row)
     scores = np.array(scores)
     print("network | faces | mean / largest NME | faces over 2x median | dense RMSE")

@@ -19,7 +19,6 @@ import numpy as np
 from calibrate_auto_method import helen_faces, render_faces   # the same calibration faces
 from facerecon.evaluation.metrics import nme
 from facerecon.evaluation.protocols import reconstruct
-from facerecon.methods.dense import MIN_PRESENCE
 from facerecon.pipeline import Reconstructor
 
 QUANTILES = (0.9, 0.95, 0.98, 0.99)
@@ -27,19 +26,15 @@ YAW_BINS = (0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 95.0)
 
 
 def score(run: Reconstructor, image, detection, camera, truth68, norm, vertices=None) -> tuple | None:
-    """(relative mean sigma, |PnP yaw|, NME dense, NME fit) of one face; None where ``dense`` has
-    no confident points or Face Mesh finds no face."""
-    method = run.get_method("dense")
-    marks = method.network_landmarks(image, detection, camera)
-    if marks is None or marks.presence < MIN_PRESENCE or marks.sigma is None:
-        return None
-    span = np.ptp(marks.points[:, :2], axis=0)
+    """(relative mean sigma, |PnP yaw|, NME dense, NME fit) of one face; None where ``dense`` falls
+    back to Face Mesh (no confident points) or either finds no face."""
     dense, fit = (reconstruct(run, name, image, detection, camera) for name in ("dense", "fit"))
-    if dense is None or fit is None:
+    if dense is None or fit is None or dense.fit.extra.get("method") != "dense" or dense.landmarks.sigma is None:
         return None
-    return (float(np.mean(marks.sigma) / np.sqrt(span.prod())), abs(method.yaw(marks.points, camera)),
+    marks = dense.landmarks   # the network's own points (dense did not fall back)
+    span = np.ptp(marks.points[:, :2], axis=0)
+    return (float(np.mean(marks.sigma) / np.sqrt(span.prod())), abs(run.get_method("dense").yaw(marks.points, camera)),
             nme(dense.landmarks68()[0], truth68, norm), nme(fit.landmarks68()[0], truth68, norm))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

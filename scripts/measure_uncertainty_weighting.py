@@ -17,7 +17,7 @@ import numpy as np
 
 from calibrate_auto_method import helen_faces, render_faces   # the same calibration faces
 from facerecon.evaluation.metrics import nme
-from facerecon.evaluation.protocols import dense_error, reconstruct
+from facerecon.evaluation.protocols import dense_rmse, reconstruct
 from facerecon.methods.dense import DenseLandmarkFit
 from facerecon.pipeline import Reconstructor
 
@@ -47,7 +47,7 @@ def scores(run, image, detection, camera, truth68, norm, vertices=None) -> dict[
         if face is None:
             out[name] = (np.nan, np.nan)
             continue
-        rmse = np.nan if vertices is None else float(np.sqrt(np.mean(dense_error(face.vertices, vertices) ** 2)))
+        rmse = np.nan if vertices is None else dense_rmse(face.vertices, vertices)
         out[name] = (nme(face.landmarks68()[0], truth68, norm), rmse)
     return out
 

@@ -25,7 +25,7 @@ from ..multiview.views import joint_fit_views
 from ..render.renderer import render_head
 from . import synthetic
 from .metrics import finite_mean
-from .protocols import Context, ProtocolResult, base_texture, dense_error
+from .protocols import Context, ProtocolResult, base_texture, dense_rmse
 
 DISTANCE_CM = 55.0
 RISE = 0.15                  # camera height over the ring's radius
@@ -90,12 +90,12 @@ def measure_head(run, head: synthetic.SyntheticHead, n_views: int, size: int, sc
     seconds = time.perf_counter() - t0
     model, scanned = run.model, result.head
     neutral = model.shape(head.identity)
-    err = lambda identity: float(np.sqrt(np.mean(dense_error(model.shape(identity), neutral) ** 2)))  # noqa: E731
+    err = lambda identity: dense_rmse(model.shape(identity), neutral)  # noqa: E731
     used = scanned.reconstruction.used
     singles = [err(v.solo.identity) for v in used]
     joint = joint_fit_views(run.fitter, used).identity if len(used) > 1 else used[0].solo.identity
     fitted = scanned.reconstruction
-    posed = float(np.sqrt(np.mean(dense_error(fitted.vertices, truth) ** 2)))
+    posed = dense_rmse(fitted.vertices, truth)
     truth_world = WORLD.apply(truth.astype(np.float64))
     corners, bary = closest_on_surface(result.mesh.vertices.astype(np.float64), truth_world, model.triangles)
     surface_mm = np.linalg.norm(surface_points(truth_world, corners, bary) - result.mesh.vertices, axis=1) / WORLD.scale * 10

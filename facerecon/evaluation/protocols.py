@@ -279,6 +279,11 @@ def dense_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.linalg.norm(umeyama(pred, gt).apply(pred) - gt, axis=1) * 10.0
 
 
+def dense_rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """The RMS of :func:`dense_error` (mm)."""
+    return float(np.sqrt(np.mean(dense_error(predicted, truth) ** 2)))
+
+
 def synthetic_protocol(ctx: Context, n_identities: int | None = None) -> ProtocolResult:
     run = ctx.run
     n_identities = n_identities or (2 if ctx.smoke else 20)
