@@ -264,3 +264,47 @@ def test_held_out_photos_are_every_nth_face_by_name_and_none_for_zero(eval_dir):
     held = held_out_photos(folder, 4)
     assert held == set(names[::4]) and len(held) == (len(names) + 3) // 4
     assert held_out_photos(folder, 0) == set()
+
+
+def test_a_roi_offset_round_trips():
+    from facerecon.landmarks import Roi
+    from facerecon.training.data import offset_roi, roi_offset
+    final, first = Roi(np.array([100.0, 120.0]), 80.0, 0.3), Roi(np.array([110.0, 115.0]), 90.0, -3.0)
+    back = offset_roi(final, np.array(roi_offset(final, first)))
+    assert np.allclose(back.centre, first.centre) and np.isclose(back.side, first.side)
+    assert np.isclose(np.cos(back.angle - first.angle), 1.0)
+
+
+def test_a_detection_framing_comes_from_a_face_at_the_samples_yaw():
+    from facerecon.landmarks import Roi
+    from facerecon.training.data import DETECTION_FRAMING_YAW, detection_framed
+    rows = np.array([[-80.0, 0.1, 0, 0, 0], [0.0, 0.2, 0, 0, 0], [5.0, 0.3, 0, 0, 0], [60.0, 0.4, 0, 0, 0]])
+    final, rng = Roi(np.zeros(2), 1.0, 0.0), np.random.default_rng(0)
+    near = {round(float(detection_framed(final, 2.0, rng, rows).centre[0]), 3) for _ in range(50)}
+    assert near == {0.2, 0.3}
+    assert float(detection_framed(final, 30.0 + DETECTION_FRAMING_YAW, rng, rows).centre[0]) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("yaw", [0.0, -55.0])
+def test_the_detection_framing_table_is_our_detectors(tmp_path, yaw):
+    """The shipped offsets (scripts/measure_detection_framing.py) cover every yaw, and what our
+    detector gives on a new render lies within those measured near its yaw."""
+    from facerecon.evaluation import synthetic
+    from facerecon.evaluation.protocols import base_texture
+    from facerecon.fit import load_correspondence
+    from facerecon.geometry import surface_points
+    from facerecon.landmarks import DETECTION_ROI_SCALES, detection_roi, landmark_roi
+    from facerecon.pipeline import Reconstructor
+    from facerecon.training.data import DETECTION_FRAMING_YAW, detection_offsets, roi_offset
+    rows = detection_offsets()
+    assert all(np.sum((rows[:, 0] >= lo) & (rows[:, 0] < lo + 15)) >= 20 for lo in range(-90, 90, 15))
+    run = Reconstructor()
+    head = synthetic.make_heads(run.model, base_texture(run), 1, first=900)[0]
+    s = synthetic.render_sample(run.model, head, yaw, 5.0, 512, tmp_path)
+    corr = load_correspondence()
+    final = landmark_roi(s.camera.project(surface_points(s.vertices @ s.rotation.T + s.translation,
+                                                         corr.vertices, corr.bary)))
+    offset = np.array(roi_offset(final, detection_roi(run.detect(s.image).faces[0], DETECTION_ROI_SCALES[0])))
+    near = rows[np.abs(rows[:, 0] - yaw) <= DETECTION_FRAMING_YAW, 1:4]
+    lo, hi = np.percentile(near, 1, axis=0), np.percentile(near, 99, axis=0)
+    assert np.all((offset[:3] >= lo - 0.02) & (offset[:3] <= hi + 0.02)), (offset, lo, hi)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..camera import Camera, rotation_from_angles
 from ..errors import FaceReconError
+from ..landmarks import Roi
 from ..evaluation.synthetic import skin_texture   # the evaluation set's skin model, shared
 from ..model import FACE_AREA, HeadModel, load_model, sample_identity
 from ..posmap import CropWindow, crop_window, detector_like_box, landmark_heatmaps, to_crop_frame, uv_layout
@@ -32,6 +34,11 @@ from ..render.lighting import random_lighting
 from ..render.renderer import render_head
 
 PHOTO_SIZE = 512   # the virtual photo the head is placed in (only its camera and box matter)
+# rows (yaw deg, centre offset along the final crop's x and y axes in its sides, log side ratio,
+# angle difference rad): the first crop against the final one (scripts/measure_detection_framing.py)
+DETECTION_FRAMING_FILE = Path(__file__).with_name("detection_framing.npz")
+# a drawn offset comes from a face within this many degrees of yaw of the sample's
+DETECTION_FRAMING_YAW = 7.5
 
 
 @dataclass(frozen=True)
@@ -60,11 +67,49 @@ class DataSettings:
     # the crop around the head: "detector" (the regressors': around a detector-like box) or
     # "landmarks" (Face Mesh's: its points' box, levelled, as facerecon.landmarks.landmark_roi)
     framing: str = "detector"
+    # with "landmarks": the share of samples framed as the estimator's first pass frames a face
+    # (its detection's box, 1.5x, levelled by the eyes), drawn from what our detector gave on
+    # renders at the sample's yaw (DETECTION_FRAMING_FILE)
+    detection_share: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSettings":
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
+
+
+def roi_offset(final: Roi, first: Roi) -> tuple[float, float, float, float]:
+    """``first`` relative to ``final``: its centre's offset along ``final``'s crop axes (in its
+    sides), log side ratio and angle difference (radians, wrapped to (-pi, pi])."""
+    c, n = math.cos(final.angle), math.sin(final.angle)
+    delta = (np.asarray(first.centre, np.float64) - final.centre) / final.side
+    turn = math.remainder(first.angle - final.angle, 2 * math.pi)
+    return float(delta @ (c, -n)), float(delta @ (n, c)), math.log(first.side / final.side), turn
+
+
+def offset_roi(final: Roi, offset: np.ndarray) -> Roi:
+    """The inverse of :func:`roi_offset`: the ROI at ``offset`` (4,) from ``final``."""
+    c, n = math.cos(final.angle), math.sin(final.angle)
+    centre = final.centre + final.side * (offset[0] * np.array([c, -n]) + offset[1] * np.array([n, c]))
+    return Roi(centre, final.side * math.exp(offset[2]), final.angle + float(offset[3]))
+
+
+@lru_cache(maxsize=1)
+def detection_offsets() -> np.ndarray:
+    """(N, 5) float32 rows of DETECTION_FRAMING_FILE, sorted by yaw."""
+    if not DETECTION_FRAMING_FILE.exists():
+        raise FaceReconError(f"{DETECTION_FRAMING_FILE} is missing: run scripts/measure_detection_framing.py")
+    rows = np.load(DETECTION_FRAMING_FILE)["rows"]
+    return rows[np.argsort(rows[:, 0])]
+
+
+def detection_framed(final: Roi, yaw_deg: float, rng: np.random.Generator, rows: np.ndarray) -> Roi:
+    """``final`` (the landmarks' crop) moved to where the first pass's crop of a face at
+    ``yaw_deg`` lies: the offset of a measured face within DETECTION_FRAMING_YAW of it, at random
+    (the nearest measured face where none is that close)."""
+    near = np.flatnonzero(np.abs(rows[:, 0] - yaw_deg) <= DETECTION_FRAMING_YAW)
+    pick = rng.choice(near) if len(near) else int(np.argmin(np.abs(rows[:, 0] - yaw_deg)))
+    return offset_roi(final, rows[pick, 1:])
 
 
 def random_background(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -152,16 +197,11 @@ class SyntheticFaces:
         expression[active] = rng.uniform(0.1, 0.9, n)
         return identity, expression
 
-    def window(self, cam_vertices: np.ndarray, photo: Camera) -> tuple[CropWindow, float]:
+    def window(self, cam_vertices: np.ndarray, photo: Camera, yaw_deg: float,
+               rng: np.random.Generator) -> tuple[CropWindow, float]:
         """The un-jittered crop window in the photo and its roll (radians) for the settings' framing."""
         if self.settings.framing == "landmarks":
-            from ..fit import load_correspondence
-            from ..geometry import surface_points
-            from ..landmarks import landmark_roi
-            corr = load_correspondence()
-            points = photo.project(surface_points(cam_vertices, corr.vertices, corr.bary))
-            roi = landmark_roi(points)
-            return CropWindow(float(roi.centre[0]) - 0.5, float(roi.centre[1]) - 0.5, roi.side), roi.angle
+            return landmark_window(cam_vertices, photo, yaw_deg, self.settings, rng)
         return crop_window(detector_like_box(cam_vertices, photo, self.model)), 0.0
 
     def sample(self, index: int, flip: bool | None = None, occlude: bool = True, augment_colour: bool = True,
@@ -182,7 +222,7 @@ class SyntheticFaces:
         cam_vertices = (vertices @ rotation.T + translation).astype(np.float32)
 
         # the framing's window, then the crop with the seeds' jitter
-        window, level = self.window(cam_vertices, photo)
+        window, level = self.window(cam_vertices, photo, yaw, rng)
         camera, roll_z, _ = jittered_crop(photo, window, level, s, rng)
         size = s.input_size
         render_rotation = roll_z @ rotation
@@ -231,6 +271,21 @@ class SyntheticFaces:
         if sample.extra is not None:
             image = np.concatenate([image, sample.extra])
         return image, np.ascontiguousarray(sample.posmap.transpose(2, 0, 1)), layout.weights
+
+
+def landmark_window(cam_vertices: np.ndarray, photo: Camera, yaw_deg: float, s: DataSettings,
+                    rng: np.random.Generator) -> tuple[CropWindow, float]:
+    """The estimator's final crop of a head (camera-frame vertices (V, 3) cm) in ``photo``, or in
+    ``s.detection_share`` of the draws its first pass's crop: window and roll (radians)."""
+    from ..fit import load_correspondence
+    from ..geometry import surface_points
+    from ..landmarks import landmark_roi
+    corr = load_correspondence()
+    roi = landmark_roi(photo.project(surface_points(cam_vertices, corr.vertices, corr.bary)))
+    # no draw without a share, so that older configs keep their sample streams
+    if s.detection_share and rng.uniform() < s.detection_share:
+        roi = detection_framed(roi, yaw_deg, rng, detection_offsets())
+    return CropWindow(float(roi.centre[0]) - 0.5, float(roi.centre[1]) - 0.5, roi.side), roi.angle
 
 
 def jittered_crop(photo: Camera, window: CropWindow, level: float, s: DataSettings,

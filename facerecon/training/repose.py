@@ -32,7 +32,7 @@ from ..errors import FaceReconError
 from ..export import atomic_path
 from ..model import EXPORTED_PARTS, PARTS, HeadModel, sample_identity
 from ..render.renderer import render_mesh
-from .data import DataSettings, add_occluder, colour_augment, jittered_crop
+from .data import DataSettings, add_occluder, colour_augment, jittered_crop, landmark_window
 
 FORMAT = 3   # of the cached files; a change makes the cache re-fit
 HEAD_AREA = np.arange(PARTS["face"][0], PARTS["head_neck"][1] + 1)
@@ -246,10 +246,6 @@ def reposed_sample(fitted: FittedPhoto, image: np.ndarray, model: HeadModel, s: 
                    jitter: bool = True) -> Reposed:
     """One re-posed crop of ``fitted``, whose photo is ``image`` (H, W, 3) uint8; the keyword
     arguments fix what is otherwise drawn from ``rng`` (``jitter=False``: the un-jittered crop)."""
-    from ..fit import load_correspondence
-    from ..geometry import surface_points
-    from ..landmarks import landmark_roi
-    from ..posmap import CropWindow
     from .landmark_data import landmark_targets
     # every draw is made whether or not it is used, so fixing one leaves the others unchanged
     draws = (rng.uniform(-rs.yaw, rs.yaw), rng.uniform(-rs.pitch, rs.pitch), rng.uniform() < rs.new_identity)
@@ -263,12 +259,9 @@ def reposed_sample(fitted: FittedPhoto, image: np.ndarray, model: HeadModel, s: 
     rotation, translation = new_pose(fitted, old, new, yaw_change, pitch_change, s)
     photo = fitted.camera
 
-    corr = load_correspondence()
-    points = photo.project(surface_points(new @ rotation.T + translation, corr.vertices, corr.bary))
-    roi = landmark_roi(points)
-    window = CropWindow(float(roi.centre[0]) - 0.5, float(roi.centre[1]) - 0.5, roi.side)
+    window, level = landmark_window(new @ rotation.T + translation, photo, angles_from_rotation(rotation)[0], s, rng)
     fixed = DataSettings(input_size=s.input_size, scale=(1.0, 1.0), translate=0.0, rotate=0.0)
-    camera, roll_z, to_crop = jittered_crop(photo, window, roi.angle, s if jitter else fixed, rng)
+    camera, roll_z, to_crop = jittered_crop(photo, window, level, s if jitter else fixed, rng)
     size = s.input_size
 
     old_cam = (old @ (roll_z @ fitted.rotation).T + roll_z @ fitted.translation).astype(np.float32)
