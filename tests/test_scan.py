@@ -293,3 +293,32 @@ def test_the_subjects_pieces_are_kept_and_things_beside_it_dropped():
     assert not kept[counts[2]:counts[3]].any()             # 8 % of the faces, 3.4 from the look-at point
     assert not kept[counts[3]:].any()                      # too small
     assert len(beside.faces) > 0.05 * len(mesh.faces)
+
+
+def test_each_view_keeps_the_subject_and_drops_what_a_depth_jump_parts_from_it():
+    """A ball-like patch at depth 10 where the cameras look, a leg at depth 13 beside it in the image
+    (the two touch in the subject's box, so the fused volume joins them) and a floor strip under
+    the plane slab: the cut keeps the patch and a slope that runs on from it smoothly, and
+    drops the leg and the floor."""
+    from facerecon.scan.depth import DepthMap
+    from facerecon.scan.fusion import Subject
+    from facerecon.scan.segment import segment_views
+    camera = ViewCamera(np.array([[32.0, 0, 31.5], [0, 32.0, 31.5], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+    depth = np.zeros((64, 64), np.float32)
+    y, x = np.mgrid[:64, :64]
+    patch = (x - 31.5) ** 2 + (y - 31.5) ** 2 < 12 ** 2
+    depth[patch] = 10.0
+    slope = (x >= 20) & (x < 44) & (y >= 43) & (y < 50)         # runs on from the patch, 0.5 % a row
+    depth[slope] = 10.0 + 0.05 * (y[slope] - 42)
+    leg = (x >= 44) & (x < 50) & (y >= 10) & (y < 54)           # touches the patch's right edge
+    depth[leg] = 13.0
+    floor = y >= 54
+    depth[floor] = 12.0
+    # a floor plane (camera y points down): the floor's points lie below y = 8.2, the rest above
+    plane = np.array([0.0, -1.0, 0.0, 8.2])
+    subject = Subject(np.array([-10.0, -10, 5]), np.array([10.0, 10, 15]), np.array([0.0, 0, 10]), plane, 0.0, 0.3)
+    maps = [DepthMap(depth, np.ones_like(depth), camera)]
+    cut = segment_views(maps, subject, FusionSettings())[0].depth
+    assert np.all(cut[patch & ~slope] == 10.0) and np.all(cut[slope] > 0)
+    assert not cut[leg].any() and not cut[floor].any()
+    assert segment_views(maps, subject, FusionSettings(depth_jump=0.0))[0] is maps[0]

@@ -39,6 +39,13 @@ class FusionSettings:
     angle_power: float = 2.0
     rim_cos: float = 0.3             # ... the cosine taken where a depth has no neighbours to give a normal
     max_hole: float = 0.3            # holes whose rim is shorter than this share of the region's size are filled
+    # each view cut to the subject (segment.py): neighbouring depths this share apart part regions
+    # (0: no cut); the regions holding the view's seed_share of points nearest the look-at point
+    # vote for the subject, on a grid of vote_cells over the box; a cell needs vote_share of its views
+    depth_jump: float = 0.03
+    seed_share: float = 0.05
+    vote_cells: int = 96
+    vote_share: float = 0.5
 
 
 @dataclass

@@ -19,6 +19,7 @@ from .bake import TexturedMesh, bake, rasterize_view
 from .cameras import CameraSet, apply_known, find_known_cameras, structure_from_motion
 from .depth import DepthSettings, dense_depth
 from .fusion import FusionSettings, Subject, find_subject, fuse, subject_points, vertex_support
+from .segment import segment_views
 from .human import HUMAN_VIEW_SHARE, HeadFitSettings, ScannedHead, head_for_scan, head_scale
 from .motion import still_stretch
 from .scale import ARBITRARY, Scale, length_scale, marker_scale
@@ -206,26 +207,37 @@ def reconstruct(views: Views, cameras: CameraSet, settings: ScanSettings = ScanS
     surface = fuse(maps, subject, settings.fusion)
     timings["fusion"] = time.perf_counter() - t
     progress("fusion", 1, 1)
+    scale = ARBITRARY
+    if settings.marker_mm:
+        scale = marker_scale(images, cameras.cameras, settings.marker_mm) or scale
+    head = None
+    if settings.subject in ("auto", "human"):
+        t = time.perf_counter()
+        progress("head fit", 0, 1)
+        length = scale if scale.metric or not settings.scale_mm else length_scale(surface.vertices, settings.scale_mm)
+        head = head_for_scan(images, [views.names[i] for i in cameras.keep], cameras.cameras, surface.vertices,
+                             surface.faces, settings.subject, length.metres_per_unit, settings.texture_size,
+                             head_settings, run, vertex_support(surface.vertices, maps, subject, settings.fusion))
+        if head is not None:
+            timings["head_fit"] = time.perf_counter() - t
+        progress("head fit", 1, 1)
+    cats = cat_faces(views) if settings.subject == "animal" or (settings.subject == "auto" and head is None) else []
+    if settings.subject == "animal" or cats:
+        # a pet is filmed in a room, against furniture it touches: each view cut to it, fused again.
+        # The cut costs clean subjects a little (docs/scan.md: the dino's IoU, the heads'
+        # identity), so people and objects keep every depth.
+        t = time.perf_counter()
+        progress("fusion", 0, 1)
+        surface = fuse(segment_views(maps, subject, settings.fusion), subject, settings.fusion)
+        timings["fusion"] += time.perf_counter() - t
+        progress("fusion", 1, 1)
+    if settings.scale_mm and not scale.metric:
+        scale = length_scale(surface.vertices, settings.scale_mm)
+    if head is not None and not scale.metric:
+        scale = head_scale(head)
     t = time.perf_counter()
     progress("texture", 0, 1)
     mesh = bake(surface.vertices, surface.faces, images, cameras.cameras, settings.texture_size)
     timings["texture"] = time.perf_counter() - t
     progress("texture", 1, 1)
-    scale = ARBITRARY
-    if settings.marker_mm:
-        scale = marker_scale(images, cameras.cameras, settings.marker_mm) or scale
-    if settings.scale_mm and not scale.metric:
-        scale = length_scale(mesh.vertices, settings.scale_mm)
-    head = None
-    if settings.subject in ("auto", "human"):
-        t = time.perf_counter()
-        progress("head fit", 0, 1)
-        head = head_for_scan(images, [views.names[i] for i in cameras.keep], cameras.cameras, surface.vertices,
-                             surface.faces, settings.subject, scale.metres_per_unit, settings.texture_size,
-                             head_settings, run, vertex_support(surface.vertices, maps, subject, settings.fusion))
-        if head is not None:
-            timings["head_fit"] = time.perf_counter() - t
-            scale = scale if scale.metric else head_scale(head)
-        progress("head fit", 1, 1)
-    cats = cat_faces(views) if settings.subject == "animal" or (settings.subject == "auto" and head is None) else []
     return ScanResult(mesh, scale, cameras, views, subject, cats, timings, head)
