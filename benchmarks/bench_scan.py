@@ -4,9 +4,9 @@ alone (no head fit) on the headscan protocol's synthetic heads. Prints the syste
 times (the machine is shared: the times are upper bounds).
 
 Usage:
-  python benchmarks/bench_scan.py dino [--dense-side 320] [--held-out 3,7,11,15] [--planes 96] [--neighbours 4]
+  python benchmarks/bench_scan.py dino [--dense-side 320] [--held-out 3,7,11,15] [--planes 96] [--neighbours 4] [--slant 40]
   python benchmarks/bench_scan.py fox-cameras OUT/scan.json     # after `facerecon scan <fox photos> -o OUT`
-  python benchmarks/bench_scan.py head-surface [--first 500] [--heads 4] [--views 12,24] [--angle-power 2]
+  python benchmarks/bench_scan.py head-surface [--first 500] [--heads 4] [--views 12,24] [--angle-power 2] [--slant 40]
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def fox_cameras(scan_json: Path) -> None:
     print(f"  times: {scan['timings_s']}")
 
 
-def head_surface(first: int, n_heads: int, rings: list[int], angle_power: float) -> None:
+def head_surface(first: int, n_heads: int, rings: list[int], angle_power: float, slant_deg: float,
+                 slant_up_down: bool) -> None:
     """The fused surface of synthetic heads ``first ..`` (the headscan protocol's rendering, cameras and
     settings; 500.. are the calibration heads, 0.. the evaluation's): its vertices' distance to the
     true head (mm), split by whether a depth map confirms them (``fusion.vertex_support``), and its
@@ -72,8 +73,9 @@ def head_surface(first: int, n_heads: int, rings: list[int], angle_power: float)
         model, texture = run.model, base_texture(run)
     skin = model.triangles[np.isin(model.triangles, model.part_vertices(*SKIN_PARTS)).all(1)]
     settings = default_scan_settings(192)
+    settings = replace(settings, depth=replace(settings.depth, slant_deg=slant_deg, slant_up_down=slant_up_down))
     written = replace(settings.fusion, angle_power=angle_power)
-    raw = replace(written, max_hole=0.0, smoothing_iterations=0, min_piece=0.0, max_faces=10 ** 9)
+    raw = replace(written, max_hole=0.0, smoothing_iterations=0, min_piece=0.0, piece_reach=float("inf"), max_faces=10 ** 9)
     medians: dict[str, list[float]] = {"mesh": [], "raw": []}
     for head in synthetic.make_heads(model, texture, n_heads, first=first):
         for n in rings:
@@ -109,6 +111,8 @@ def main() -> None:
     d.add_argument("--held-out", default="3,7,11,15", help="0-based view indices left out of the reconstruction")
     d.add_argument("--planes", type=int, default=DepthSettings.planes, help="the dense step's depth planes")
     d.add_argument("--neighbours", type=int, default=DepthSettings.neighbours, help="views matched per view")
+    d.add_argument("--slant", type=float, default=DepthSettings.slant_deg, help="slanted plane families, degrees")
+    d.add_argument("--left-right-only", action="store_true", help="slanted families tilted left and right only")
     f = sub.add_parser("fox-cameras")
     f.add_argument("scan_json", type=Path)
     h = sub.add_parser("head-surface")
@@ -116,12 +120,16 @@ def main() -> None:
     h.add_argument("--heads", type=int, default=4)
     h.add_argument("--views", default="12,24", help="ring sizes")
     h.add_argument("--angle-power", type=float, default=FusionSettings.angle_power)
+    h.add_argument("--slant", type=float, default=DepthSettings.slant_deg, help="slanted plane families, degrees")
+    h.add_argument("--left-right-only", action="store_true", help="slanted families tilted left and right only")
     args = parser.parse_args()
     if args.what == "dino":
         dino(args.dense_side, [int(i) for i in args.held_out.split(",")],
-             DepthSettings(planes=args.planes, neighbours=args.neighbours))
+             DepthSettings(planes=args.planes, neighbours=args.neighbours, slant_deg=args.slant,
+                           slant_up_down=not args.left_right_only))
     elif args.what == "head-surface":
-        head_surface(args.first, args.heads, [int(n) for n in args.views.split(",")], args.angle_power)
+        head_surface(args.first, args.heads, [int(n) for n in args.views.split(",")], args.angle_power, args.slant,
+                     not args.left_right_only)
     else:
         fox_cameras(args.scan_json)
 

@@ -65,12 +65,22 @@ def atomic_folder(final: Path) -> Iterator[Path]:
         if not final.exists():
             os.replace(temporary, final)
             return
-        for item in temporary.iterdir():
-            os.replace(item, final / item.name)
-        temporary.rmdir()
+        _move_into(temporary, final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def _move_into(source: Path, folder: Path) -> None:
+    """Move ``source``'s files into the existing ``folder``, replacing files of the same name and
+    merging sub-folders that both hold (a second run into the same output), then remove ``source``."""
+    for item in source.iterdir():
+        target = folder / item.name
+        if item.is_dir() and target.is_dir():
+            _move_into(item, target)
+        else:
+            os.replace(item, target)
+    source.rmdir()
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

@@ -11,7 +11,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from conftest import read_rgb
-from facerecon.export import atomic_path, encode_png, export_mesh, fixed_point_lines, json_text, write_image, write_json
+from facerecon.export import atomic_folder, atomic_path, encode_png, export_mesh, fixed_point_lines, json_text, write_image, write_json
 from facerecon.model import EXPORTED_PARTS, HeadModel, load_model
 from facerecon.texture import sample_image
 
@@ -176,6 +176,21 @@ def test_atomic_path(tmp_path):
         temporary.write_bytes(b"new")
         assert final.read_bytes() == b"old"    # not visible before the write completes
     assert final.read_bytes() == b"new" and list(tmp_path.iterdir()) == [final]
+
+
+def test_atomic_folder_writes_again_into_the_same_output(tmp_path):
+    """A second run into an existing output folder replaces its files and merges its sub-folders
+    (a scan's overlays/), keeping what the run did not write; nothing of the run is left beside it."""
+    final = tmp_path / "out"
+    for run, views in ((1, ("a", "b")), (2, ("b", "c"))):
+        with atomic_folder(final) as folder:
+            (folder / "scan.json").write_text(str(run))
+            (folder / "overlays").mkdir()
+            for view in views:
+                (folder / "overlays" / f"{view}.jpg").write_text(str(run))
+    assert (final / "scan.json").read_text() == "2"
+    assert {p.name: p.read_text() for p in (final / "overlays").iterdir()} == {"a.jpg": "1", "b.jpg": "2", "c.jpg": "2"}
+    assert list(tmp_path.iterdir()) == [final]
 
 
 def test_write_image(tmp_path):

@@ -4,10 +4,12 @@ check between views.
 For each reference view the neighbours' grey images are warped onto planes parallel to the
 reference image, at depths spaced evenly in inverse depth between the sparse points' near and far
 bounds (a plane's homography is exact, so one ``cv2.warpPerspective`` per plane and neighbour does
-the whole image). The matching cost is the zero-mean normalised cross-correlation over a square
-window (box filters); a pixel's score is the mean of its best ``best_of`` neighbours' ZNCC, which
-tolerates a neighbour that sees something else there (occlusion). The best plane is refined to
-sub-plane depth by a parabola through its neighbours' scores.
+the whole image), and onto families of planes tilted left, right, up and down, so that a surface
+seen obliquely is matched by windows warped as it is; each pixel takes the family that fits best.
+The matching cost is the zero-mean normalised cross-correlation over a square window (box
+filters); a pixel's score is the mean of its best ``best_of`` neighbours' ZNCC, which tolerates
+a neighbour that sees something else there (occlusion). The best plane is refined to sub-plane
+depth by a parabola through its neighbours' scores.
 
 The consistency check keeps a depth when enough other views' depth maps agree: the point projected
 into the other view, lifted with that view's depth and projected back, lands within ``max_px``
@@ -36,6 +38,10 @@ class DepthSettings:
     max_px: float = 1.0          # consistency: reprojection error in pixels
     max_relative: float = 0.01   # consistency: relative depth difference
     min_consistent: int = 1      # consistency: views that must agree
+    # Planes tilted this far left and right (3x the time) and up and down (5x) beside the ones facing
+    # the camera: fronto-parallel windows misfit a surface seen obliquely (docs/scan.md, Measured).
+    slant_deg: float = 40.0
+    slant_up_down: bool = True
 
 
 @dataclass
@@ -45,6 +51,9 @@ class DepthMap:
     depth: np.ndarray      # (H, W) float32 depth along the camera axis, world units; 0 where unknown
     score: np.ndarray      # (H, W) float32 the ZNCC score of the chosen plane
     camera: ViewCamera     # the camera at this resolution
+
+
+OUTSIDE = -1.0e6   # the warps' border value: far below any grey level
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -80,38 +89,56 @@ def _mean_of_largest(values: np.ndarray, k: int) -> np.ndarray:
     return np.stack(top).mean(0)
 
 
-def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndarray],
-                source_cameras: list[ViewCamera], near: float, far: float,
-                settings: DepthSettings = DepthSettings()) -> DepthMap:
-    """The reference view's depth map from ``sources`` (RGB uint8, their cameras at their size)."""
-    w, n = settings.window, settings.planes
-    ref = _grey(reference)
+def plane_normals(slant_deg: float, slant_up_down: bool = True) -> list[np.ndarray]:
+    """Plane normals in the reference camera's frame: facing the camera, and with ``slant_deg`` > 0
+    also tilted that far to the left and right, and up and down."""
+    normals = [np.array([0.0, 0.0, 1.0])]
+    if slant_deg > 0:
+        s, c = np.sin(np.radians(slant_deg)), np.cos(np.radians(slant_deg))
+        normals += [np.array([s, 0.0, c]), np.array([-s, 0.0, c])]
+        if slant_up_down:
+            normals += [np.array([0.0, s, c]), np.array([0.0, -s, c])]
+    return normals
+
+
+def _sweep_one_normal(ref: np.ndarray, mean_r: np.ndarray, var_r: np.ndarray, camera: ViewCamera,
+                      grey_sources: list[np.ndarray], source_cameras: list[ViewCamera],
+                      inv_depths: np.ndarray, normal: np.ndarray, settings: DepthSettings
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One family of parallel planes with ``normal``, placed so that the image centre's ray meets them
+    at ``inv_depths``: each pixel's best ZNCC, its inverse depth (parabola-refined) and whether the
+    best plane lay inside the sweep (not at its ends)."""
+    w, n = settings.window, len(inv_depths)
     height, width = ref.shape
-    mean_r = _box(ref, w)
-    var_r = np.maximum(_box(ref * ref, w) - mean_r ** 2, 0)
-    textured = var_r > settings.min_texture ** 2
-    inv_depths = np.linspace(1.0 / near, 1.0 / far, n)
     K_inv = np.linalg.inv(camera.K)
-    grey_sources = [_grey(s) for s in sources]
-    ones = [np.ones_like(g) for g in grey_sources]
-    best_of = min(settings.best_of, len(sources))
+    centre_ray = K_inv @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+    # a pixel's inverse depth on a plane is the centre's times ratio (n . ray / n . centre ray)
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    rays = np.stack([xs, ys, np.ones_like(xs)], -1) @ K_inv.T
+    ratio = (rays @ normal) / (centre_ray @ normal)
+    best_of = min(settings.best_of, len(grey_sources))
     scores = np.full((n, height, width), -1.0, np.float32)
+    per_source = np.empty((len(grey_sources), height, width), np.float32)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     for k, inv_depth in enumerate(inv_depths):
-        per_source = np.full((len(sources), height, width), -1.0, np.float32)
         for s, (src, src_cam) in enumerate(zip(grey_sources, source_cameras)):
             R = src_cam.R @ camera.R.T
             t = src_cam.t - R @ camera.t
-            H = src_cam.K @ (R + np.outer(t, [0.0, 0.0, inv_depth])) @ K_inv
-            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-            warped = cv2.warpPerspective(src, H, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT)
-            inside = cv2.warpPerspective(ones[s], H, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+            # the plane n . X = c (reference frame) with c = (n . centre ray) / inv_depth
+            H = src_cam.K @ (R + np.outer(t, normal * (inv_depth / (centre_ray @ normal)))) @ K_inv
+            # off the source image the border's large negative value marks a pixel outside (any
+            # interpolation weight beyond the image shows), and is then read as 0 in the windows
+            warped = cv2.warpPerspective(src, H, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                                         borderValue=OUTSIDE)
+            outside = warped < -0.5
+            np.maximum(warped, 0, out=warped)
             mean_s = _box(warped, w)
             var_s = np.maximum(_box(warped * warped, w) - mean_s ** 2, 0)
             cov = _box(warped * ref, w) - mean_s * mean_r
             zncc = cov / np.sqrt(var_r * var_s + 1e-6)
-            zncc[(inside < 0.999) | (var_s < settings.min_texture ** 2)] = -1.0
+            zncc[outside | (var_s < settings.min_texture ** 2)] = -1.0
             per_source[s] = zncc
-        scores[k] = per_source.mean(0) if best_of == len(sources) else _mean_of_largest(per_source, best_of)
+        scores[k] = per_source.mean(0) if best_of == len(grey_sources) else _mean_of_largest(per_source, best_of)
     best = np.argmax(scores, axis=0)
     rows, cols = np.indices(best.shape)
     score = scores[best, rows, cols]
@@ -121,9 +148,31 @@ def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndar
     curvature = s0 - 2 * score + s2
     offset = np.where((curvature < 0) & (best > 0) & (best < n - 1), 0.5 * (s0 - s2) / np.minimum(curvature, -1e-6), 0)
     step = inv_depths[1] - inv_depths[0]
-    inv = inv_depths[best] + np.clip(offset, -0.5, 0.5) * step
-    depth = (1.0 / inv).astype(np.float32)
-    valid = textured & (score >= settings.min_score) & (best > 0) & (best < n - 1)
+    inv = (inv_depths[best] + np.clip(offset, -0.5, 0.5) * step) * ratio
+    return score, inv, (best > 0) & (best < n - 1) & (ratio > 0)
+
+
+def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndarray],
+                source_cameras: list[ViewCamera], near: float, far: float,
+                settings: DepthSettings = DepthSettings()) -> DepthMap:
+    """The reference view's depth map from ``sources`` (RGB uint8, their cameras at their size): the
+    sweep on each family of ``plane_normals``, each pixel taking the family that matched it best."""
+    ref = _grey(reference)
+    mean_r = _box(ref, settings.window)
+    var_r = np.maximum(_box(ref * ref, settings.window) - mean_r ** 2, 0)
+    textured = var_r > settings.min_texture ** 2
+    inv_depths = np.linspace(1.0 / near, 1.0 / far, settings.planes)
+    grey_sources = [_grey(s) for s in sources]
+    score = inv = inside = None
+    for normal in plane_normals(settings.slant_deg, settings.slant_up_down):
+        found = _sweep_one_normal(ref, mean_r, var_r, camera, grey_sources, source_cameras, inv_depths, normal, settings)
+        if score is None:
+            score, inv, inside = found
+        else:
+            better = found[0] > score
+            score, inv, inside = (np.where(better, a, b) for a, b in zip(found, (score, inv, inside)))
+    depth = (1.0 / np.maximum(inv, 1e-12)).astype(np.float32)
+    valid = textured & (score >= settings.min_score) & inside & (depth >= near) & (depth <= far)
     depth[~valid] = 0
     return DepthMap(depth, score.astype(np.float32), camera)
 
