@@ -163,16 +163,16 @@ def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndar
     textured = var_r > settings.min_texture ** 2
     inv_depths = np.linspace(1.0 / near, 1.0 / far, settings.planes)
     grey_sources = [_grey(s) for s in sources]
-    score = inv = inside = None
+    score = inv = interior = None
     for normal in plane_normals(settings.slant_deg, settings.slant_up_down):
         found = _sweep_one_normal(ref, mean_r, var_r, camera, grey_sources, source_cameras, inv_depths, normal, settings)
         if score is None:
-            score, inv, inside = found
+            score, inv, interior = found
         else:
             better = found[0] > score
-            score, inv, inside = (np.where(better, a, b) for a, b in zip(found, (score, inv, inside)))
+            score, inv, interior = (np.where(better, a, b) for a, b in zip(found, (score, inv, interior)))
     depth = (1.0 / np.maximum(inv, 1e-12)).astype(np.float32)
-    valid = textured & (score >= settings.min_score) & inside & (depth >= near) & (depth <= far)
+    valid = textured & (score >= settings.min_score) & interior & (depth >= near) & (depth <= far)
     depth[~valid] = 0
     return DepthMap(depth, score.astype(np.float32), camera)
 
