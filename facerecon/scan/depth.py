@@ -101,31 +101,28 @@ def plane_normals(slant_deg: float, slant_up_down: bool = True) -> list[np.ndarr
     return normals
 
 
-def _sweep_one_normal(ref: np.ndarray, mean_r: np.ndarray, var_r: np.ndarray, camera: ViewCamera,
-                      grey_sources: list[np.ndarray], source_cameras: list[ViewCamera],
+def _sweep_one_normal(ref: np.ndarray, mean_r: np.ndarray, var_r: np.ndarray, camera: ViewCamera, rays: np.ndarray,
+                      grey_sources: list[np.ndarray], relative: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                       inv_depths: np.ndarray, normal: np.ndarray, settings: DepthSettings
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One family of parallel planes with ``normal``, placed so that the image centre's ray meets them
     at ``inv_depths``: each pixel's best ZNCC, its inverse depth (parabola-refined) and whether the
-    best plane lay inside the sweep (not at its ends)."""
+    best plane lay inside the sweep (not at its ends). ``rays`` (H, W, 3): each pixel's ray (z = 1);
+    ``relative``: per source its (K, R, t) from the reference camera's frame."""
     w, n = settings.window, len(inv_depths)
     height, width = ref.shape
     K_inv = np.linalg.inv(camera.K)
     centre_ray = K_inv @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
     # a pixel's inverse depth on a plane is the centre's times ratio (n . ray / n . centre ray)
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    rays = np.stack([xs, ys, np.ones_like(xs)], -1) @ K_inv.T
     ratio = (rays @ normal) / (centre_ray @ normal)
     best_of = min(settings.best_of, len(grey_sources))
     scores = np.full((n, height, width), -1.0, np.float32)
     per_source = np.empty((len(grey_sources), height, width), np.float32)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     for k, inv_depth in enumerate(inv_depths):
-        for s, (src, src_cam) in enumerate(zip(grey_sources, source_cameras)):
-            R = src_cam.R @ camera.R.T
-            t = src_cam.t - R @ camera.t
+        for s, (src, (K, R, t)) in enumerate(zip(grey_sources, relative)):
             # the plane n . X = c (reference frame) with c = (n . centre ray) / inv_depth
-            H = src_cam.K @ (R + np.outer(t, normal * (inv_depth / (centre_ray @ normal)))) @ K_inv
+            H = K @ (R + np.outer(t, normal * (inv_depth / (centre_ray @ normal)))) @ K_inv
             # off the source image the border's large negative value marks a pixel outside (any
             # interpolation weight beyond the image shows), and is then read as 0 in the windows
             warped = cv2.warpPerspective(src, H, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT,
@@ -163,9 +160,17 @@ def plane_sweep(reference: np.ndarray, camera: ViewCamera, sources: list[np.ndar
     textured = var_r > settings.min_texture ** 2
     inv_depths = np.linspace(1.0 / near, 1.0 / far, settings.planes)
     grey_sources = [_grey(s) for s in sources]
+    relative = []
+    for source in source_cameras:
+        R = source.R @ camera.R.T
+        relative.append((source.K, R, source.t - R @ camera.t))
+    height, width = ref.shape
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    rays = np.stack([xs, ys, np.ones_like(xs)], -1) @ np.linalg.inv(camera.K).T
     score = inv = interior = None
     for normal in plane_normals(settings.slant_deg, settings.slant_up_down):
-        found = _sweep_one_normal(ref, mean_r, var_r, camera, grey_sources, source_cameras, inv_depths, normal, settings)
+        found = _sweep_one_normal(ref, mean_r, var_r, camera, rays, grey_sources, relative, inv_depths, normal,
+                                  settings)
         if score is None:
             score, inv, interior = found
         else:
